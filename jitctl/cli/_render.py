@@ -1,0 +1,37 @@
+"""Rendering for the CLI: data to stdout, talk to stderr; `--json` prints one JSON document."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def say(message: str) -> None:
+    """Talk to the user (stderr), never mixed into data on stdout."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    tbl = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        tbl.add_column(column)
+    for row in rows:
+        tbl.add_row(*("" if cell is None else str(cell) for cell in row))
+    Console(soft_wrap=True).print(tbl)
+
+
+def kv(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        sys.stdout.write(f"{key.ljust(width)}  {value}\n")
