@@ -46,6 +46,8 @@ class BrokerSection(_Model):
     public_url: str = ""  # how clients reach the broker; default https://<listen>
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     login_issuer: str = ""  # which [[identity.issuers]] `jitctl login` uses
+    tls_cert: str = ""  # PEM chain; empty: a local CA and certificate made in state_dir
+    tls_key: str = ""
     shutdown_grace: Duration = 5.0
 
     _durations = field_validator("shutdown_grace", mode="before")(_duration)

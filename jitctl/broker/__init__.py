@@ -1,0 +1,1 @@
+"""The broker service: TLS API and tunnel gateway in one asyncio process."""

@@ -1,0 +1,170 @@
+"""`jitctl broker serve`: assemble a Runtime from config, bind, serve until SIGTERM/SIGINT.
+
+Start-up order matters: bind first (the dev issuer's URL needs the real port when listening on
+port 0), then the audit store (no store, no sessions), then announce readiness by writing
+`<state_dir>/broker.json` (url, ca_file, pid) — tests and the CLI read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from jitctl.config import BrokerConfig, Issuer, load_config
+from jitctl.errors import ConfigError, UsageError
+from jitctl.paths import dev_broker_dir, ensure_private_dir
+
+log = logging.getLogger("jitctl.broker")
+
+POINTER_FILE = "broker.json"
+
+
+def _resolve(
+    config_path: str | None, dev: bool, state_dir: str | None, listen: str | None
+) -> tuple[BrokerConfig, Path]:
+    if config_path:
+        config = load_config(config_path)
+    elif dev:
+        config = BrokerConfig()
+    else:
+        raise UsageError(
+            "no configuration given",
+            "run `jitctl broker serve --config broker.toml`, or `--dev` for a local trial",
+        )
+    if listen:
+        config = config.model_copy(
+            update={"broker": config.broker.model_copy(update={"listen": listen})}
+        )
+    if state_dir:
+        directory = Path(state_dir)
+    elif dev and not config_path:
+        directory = dev_broker_dir()
+    else:
+        directory = Path(config.broker.state_dir)
+    try:
+        ensure_private_dir(directory)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use state dir {directory}: {exc}", "pass --state-dir or fix broker.state_dir"
+        ) from None
+    return config, directory.resolve()
+
+
+def _public_url(config: BrokerConfig, host: str, port: int) -> str:
+    if config.broker.public_url:
+        return config.broker.public_url.rstrip("/")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def _banner(runtime: Any, ca_file: Path | None) -> None:
+    lines = [f"jitctl broker listening on {runtime.public_url}", f"  state dir: {runtime.state_dir}"]
+    if ca_file:
+        lines.append(f"  TLS CA:    {ca_file}")
+    if runtime.dev:
+        users = ", ".join(
+            f"{u.name} ({', '.join(u.groups) or 'no groups'})" for u in runtime.dev_issuer.users()
+        )
+        lines += [
+            "",
+            "  *** DEVELOPMENT MODE: a built-in OIDC issuer is running. Not for production. ***",
+            f"  dev issuer: {runtime.dev_issuer.issuer_url}",
+            f"  dev users:  {users}",
+            "",
+            "  log in from another terminal:",
+            f"    jitctl login --broker {runtime.public_url}"
+            + (f" --ca-file {ca_file}" if ca_file else ""),
+            "    (or `jitctl login --device` for the device grant)",
+        ]
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
+async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
+    from jitctl.broker.app import create_app
+    from jitctl.broker.identity import Verifier
+    from jitctl.broker.runtime import Runtime
+    from jitctl.broker.server import BrokerServer
+    from jitctl.broker.tlsfiles import ensure_tls_files, server_context
+
+    host, _, port_text = config.broker.listen.rpartition(":")
+    host = host.strip("[]")
+    ca_file: Path | None = None
+    if config.broker.tls_cert and config.broker.tls_key:
+        cert, key = Path(config.broker.tls_cert), Path(config.broker.tls_key)
+    else:
+        ca_file, cert, key = ensure_tls_files(state_dir, [host])
+    ssl_context = server_context(cert, key)
+
+    from jitctl.broker.gateway_glue import attach_gateway, open_audit
+
+    runtime = Runtime(
+        config=config, state_dir=state_dir, verifier=Verifier(config.identity.issuers), dev=dev
+    )
+    runtime.audit = await open_audit(config, state_dir)
+    server = BrokerServer(ssl_context, attach_gateway(runtime))
+    # Bind before building the app: the dev issuer's URL needs the real port.
+    try:
+        port = server.bind(host, int(port_text))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {config.broker.listen}: {exc.strerror or exc}",
+            "pick another broker.listen (or --listen 127.0.0.1:0 for any free port)",
+        ) from None
+    runtime.public_url = _public_url(config, host, port)
+    if dev:
+        from jitctl.broker.devissuer import DevIssuer
+
+        runtime.dev_issuer = DevIssuer(runtime.public_url + "/dev/oidc", config.dev, state_dir)
+        runtime.verifier.add_static_issuer(
+            Issuer(issuer=runtime.dev_issuer.issuer_url, audience=runtime.dev_issuer.client_id),
+            runtime.dev_issuer.jwks(),
+        )
+    server.set_app(create_app(runtime))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    pointer = state_dir / POINTER_FILE
+    pointer.write_text(
+        json.dumps(
+            {
+                "url": runtime.public_url,
+                "ca_file": str(ca_file) if ca_file else None,
+                "pid": os.getpid(),
+                "dev": dev,
+            }
+        )
+    )
+    log.info("broker started", extra={"event": "broker.start", "url": runtime.public_url, "dev": dev})
+    _banner(runtime, ca_file)
+    try:
+        await server.serve(stop)
+    finally:
+        log.info("broker stopping", extra={"event": "broker.stop"})
+        await server.shutdown(config.broker.shutdown_grace)
+        if runtime.audit is not None:
+            await runtime.audit.close()
+        await runtime.verifier.aclose()
+        try:
+            if json.loads(pointer.read_text()).get("pid") == os.getpid():
+                pointer.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def serve(config_path: str | None, dev: bool, state_dir: str | None, listen: str | None) -> None:
+    from jitctl.broker.logs import setup_logging
+
+    config, directory = _resolve(config_path, dev, state_dir, listen)
+    setup_logging(config.broker.log_level)
+    asyncio.run(_main(config, directory, dev))

@@ -1,0 +1,142 @@
+"""Bad config files are refused with a message naming the file, the key and what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jitctl.config import load_config
+from jitctl.errors import ConfigError, ExitCode
+
+GOOD = """
+[broker]
+listen = "127.0.0.1:8443"
+state_dir = "/var/lib/jitctl"
+
+[[identity.issuers]]
+issuer = "https://idp.example.com"
+audience = "jitctl"
+groups_claim = "groups"
+
+[[targets]]
+name = "pg-prod"
+protocol = "postgres"
+address = "10.0.0.5:5432"
+allow_groups = ["eng", "agents"]
+max_session = "1h"
+credential = { user = "app", password_env = "PG_PROD_PASSWORD" }
+
+[[targets.rules]]
+match = { statement = ["drop", "truncate"] }
+action = "deny"
+
+[[targets.rules]]
+match = { statement = ["alter", "create"] }
+action = "approve"
+approvers = ["dba"]
+
+[[targets.masks]]
+columns = ["email", "*.ssn", "customers.card_number"]
+detectors = ["EMAIL_ADDRESS", "CREDIT_CARD_NUMBER"]
+"""
+
+TARGET = '[[targets]]\nname = "a"\nprotocol = "tcp"\naddress = "h:1"\n'
+
+CASES = [
+    ("unknown key", TARGET + 'adress = "h:2"\n', "targets[0].adress: unknown key"),
+    ("unknown section", "[brokr]\n", "brokr: unknown key"),
+    (
+        "wrong type",
+        '[[targets]]\nname = "a"\nprotocol = "tcp"\naddress = 5432\n',
+        "targets[0].address: expected a string, got int 5432",
+    ),
+    (
+        "target without address",
+        '[[targets]]\nname = "a"\nprotocol = "tcp"\n',
+        "targets[0].address: required key is missing",
+    ),
+    (
+        "duplicate target name",
+        TARGET + TARGET,
+        "targets[1].name: duplicate target name 'a' (first used at targets[0])",
+    ),
+    (
+        "unknown protocol",
+        '[[targets]]\nname = "a"\nprotocol = "smtp"\naddress = "h:1"\n',
+        "targets[0].protocol: unknown protocol 'smtp'; expected one of postgres, ssh, http, tcp",
+    ),
+    (
+        "bad duration",
+        TARGET + 'max_session = "forever"\n',
+        "targets[0].max_session: 'forever' is not a duration",
+    ),
+    (
+        "bad rule action",
+        TARGET + '[[targets.rules]]\naction = "maybe"\n',
+        "targets[0].rules[0].action: 'maybe' is not allowed",
+    ),
+    (
+        "symmetric algorithm",
+        '[[identity.issuers]]\nissuer = "https://i"\nalgorithms = ["HS256"]\n',
+        "identity.issuers[0].algorithms: HS256 not allowed",
+    ),
+    (
+        "plain http issuer",
+        '[[identity.issuers]]\nissuer = "http://idp.example.com"\n',
+        "identity.issuers[0].issuer: must be an https:// URL",
+    ),
+    ("not toml", "[[targets]\n", "not valid TOML"),
+]
+
+
+def test_the_design_example_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "broker.toml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config.targets[0].rules[1].approvers == ["dba"]
+    assert config.targets[0].max_session == 3600
+
+
+@pytest.mark.parametrize(("name", "text", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_config_is_refused_naming_file_and_key(tmp_path: Path, name, text, message) -> None:
+    path = tmp_path / "broker.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert str(path) in excinfo.value.message
+    assert message in excinfo.value.message
+
+
+def test_check_config_command_exits_8_and_prints_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "broker.toml"
+    path.write_text(CASES[0][1])
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == ExitCode.CONFIG
+    assert f"{path}: targets[0].adress: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_a_good_file_with_json(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "broker.toml"
+    path.write_text(GOOD)
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["targets"] == [{"name": "pg-prod", "protocol": "postgres"}]
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
