@@ -22,8 +22,22 @@ def connect(
     no_client: bool = typer.Option(False, "--no-client", help="Only keep the tunnel open."),
     json_out: bool = typer.Option(False, "--json", help="Print the listening address as one JSON line."),
 ) -> None:
-    """Open a recorded tunnel to TARGET on a local port (and start psql/ssh for it)."""
-    raise NotAvailableError("connect", "issue 3 (recorded tunnels)")
+    """Open a recorded tunnel to TARGET on a local port (and start psql for Postgres targets)."""
+    import asyncio
+
+    from jitctl.client.connect import run_connect
+
+    code = asyncio.run(
+        run_connect(
+            target,
+            port=port,
+            reason=reason,
+            no_client=no_client,
+            json_out=json_out,
+            client_args=list(ctx.args),
+        )
+    )
+    raise typer.Exit(code)
 
 
 def exec_(

@@ -1,0 +1,1 @@
+"""Runs on the user's machine: login flows, token cache, tunnels, the broker API client."""

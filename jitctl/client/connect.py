@@ -1,0 +1,86 @@
+"""`jitctl connect`: a local port for TARGET, and the usual client started against it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import shutil
+import signal
+import sys
+
+from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
+from jitctl.errors import UsageError
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"jitctl: {message}\n")
+    sys.stderr.flush()
+
+
+def tunnel_spec(target: str, reason: str = "", agent: str = "", command: str = "") -> TunnelSpec:
+    from jitctl.client.settings import resolve
+    from jitctl.client.tokens import token_provider
+
+    settings = resolve()
+    return TunnelSpec(
+        broker_url=settings.url,
+        ca_file=settings.ca_file,
+        target=target,
+        token=token_provider(settings),
+        reason=reason,
+        agent=agent,
+        command=command or shlex.join(sys.argv),
+    )
+
+
+async def run_connect(
+    target: str,
+    *,
+    port: int = 0,
+    reason: str = "",
+    no_client: bool = False,
+    json_out: bool = False,
+    client_args: list[str] | None = None,
+) -> int:
+    spec = tunnel_spec(target, reason)
+    reply = await check_target(spec)  # fail early: auth, unknown target, not allowed
+    protocol = str(reply.get("protocol", "tcp"))
+    listener = LocalListener(spec, port, on_event=_say)
+    bound = await listener.start()
+    address = {"target": target, "protocol": protocol, "host": "127.0.0.1", "port": bound,
+               "correlation_id": spec.correlation_id}
+    if json_out:
+        sys.stdout.write(json.dumps(address) + "\n")
+    else:
+        sys.stdout.write(f"127.0.0.1:{bound}\n")
+    sys.stdout.flush()
+    try:
+        if protocol == "postgres" and not no_client:
+            return await _run_psql(bound, client_args or [])
+        _say(f"tunnel to {target} ({protocol}) listening on 127.0.0.1:{bound}; Ctrl-C closes it")
+        await _wait_for_signal()
+        return 0
+    finally:
+        await listener.close()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _run_psql(port: int, args: list[str]) -> int:
+    psql = shutil.which("psql")
+    if psql is None:
+        raise UsageError(
+            "psql is not installed", f"use --no-client and point your client at 127.0.0.1:{port}"
+        )
+    # psql handles Ctrl-C itself (it sends a cancel request); we must not die of it first.
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    process = await asyncio.create_subprocess_exec(psql, "-h", "127.0.0.1", "-p", str(port), *args)
+    return await process.wait()

@@ -1,0 +1,1 @@
+"""The gateway: the I/O shell that accepts tunnels and drives protocol plugin cores."""

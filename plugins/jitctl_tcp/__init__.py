@@ -1,0 +1,71 @@
+"""The tcp plugin: byte-level recording of both directions, for any protocol.
+
+Sans-I/O (STYLE.md): the core turns bytes into commands and knows nothing of sockets.
+Rules:
+- client->upstream bytes are recorded *durably* before they are forwarded (write-ahead), in
+  chunks of at most `context.chunk_size` bytes, each with its stream offset;
+- upstream->client bytes are recorded in order but do not wait for the disk;
+- end of data in either direction is recorded and passed on as a half-close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jitctl.plugin import Command, Direction, Forward, Record, SessionContext, Shutdown
+
+RECORD_KIND = "tcp.data"
+EOF_KIND = "tcp.eof"
+
+
+class TcpCore:
+    def __init__(self, context: SessionContext) -> None:
+        self._chunk = max(256, context.chunk_size)
+        self.offsets = {Direction.UP: 0, Direction.DOWN: 0}
+
+    def _data(self, direction: Direction, data: bytes) -> list[Command]:
+        commands: list[Command] = []
+        durable = direction is Direction.UP
+        view = memoryview(data)
+        for start in range(0, len(data), self._chunk):
+            piece = bytes(view[start : start + self._chunk])
+            commands.append(
+                Record(
+                    RECORD_KIND,
+                    {"dir": direction.value, "offset": self.offsets[direction], "len": len(piece)},
+                    data=piece,
+                    durable=durable,
+                )
+            )
+            self.offsets[direction] += len(piece)
+        if data:
+            commands.append(Forward(direction, data))
+        return commands
+
+    def client_data(self, data: bytes) -> Sequence[Command]:
+        return self._data(Direction.UP, data)
+
+    def upstream_data(self, data: bytes) -> Sequence[Command]:
+        return self._data(Direction.DOWN, data)
+
+    def _eof(self, direction: Direction) -> list[Command]:
+        return [
+            Record(EOF_KIND, {"dir": direction.value, "offset": self.offsets[direction]}),
+            Shutdown(direction),
+        ]
+
+    def client_eof(self) -> Sequence[Command]:
+        return self._eof(Direction.UP)
+
+    def upstream_eof(self) -> Sequence[Command]:
+        return self._eof(Direction.DOWN)
+
+
+class TcpPlugin:
+    name = "tcp"
+
+    def new_core(self, context: SessionContext) -> TcpCore:
+        return TcpCore(context)
+
+
+plugin = TcpPlugin()
