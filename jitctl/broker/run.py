@@ -103,11 +103,12 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
         ca_file, cert, key = ensure_tls_files(state_dir, [host])
     ssl_context = server_context(cert, key)
 
-    from jitctl.broker.gateway_glue import attach_gateway, open_audit
+    from jitctl.broker.gateway_glue import attach_gateway, broker_id, open_audit
 
     runtime = Runtime(
         config=config, state_dir=state_dir, verifier=Verifier(config.identity.issuers), dev=dev
     )
+    runtime.broker_id = broker_id(state_dir)
     runtime.audit = await open_audit(config, state_dir)
     server = BrokerServer(ssl_context, attach_gateway(runtime))
     # Bind before building the app: the dev issuer's URL needs the real port.

@@ -26,6 +26,8 @@ class Runtime:
     dev_issuer: Any = None  # jitctl.broker.devissuer.DevIssuer in --dev mode
     audit: Any = None  # jitctl.audit.AuditWriter once started
     public_url: str = ""
+    broker_id: str = ""
+    gateway: Any = None  # jitctl.gateway.tunnel.TunnelGateway
     app_extensions: list[Any] = field(default_factory=list)
 
     def readiness_problem(self) -> str | None:

@@ -20,14 +20,15 @@ def _say(message: str) -> None:
 
 def tunnel_spec(target: str, reason: str = "", agent: str = "", command: str = "") -> TunnelSpec:
     from jitctl.client.settings import resolve
-    from jitctl.client.tokens import token_provider
+    from jitctl.client.tokens import current_token
 
     settings = resolve()
     return TunnelSpec(
         broker_url=settings.url,
         ca_file=settings.ca_file,
         target=target,
-        token=token_provider(settings),
+        # Asked again for every connection: refreshed logins and rotated token files apply.
+        token=lambda: current_token(settings.url, settings.ca_file),
         reason=reason,
         agent=agent,
         command=command or shlex.join(sys.argv),

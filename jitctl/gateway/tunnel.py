@@ -244,7 +244,11 @@ class _Session:
             await self.audit.append(
                 self._new(
                     "session.start",
-                    {"protocol": self.target.protocol, "upstream": self.target.address},
+                    {
+                        "protocol": self.target.protocol,
+                        "upstream": self.target.address,
+                        "broker": self.gateway.runtime.broker_id,
+                    },
                 )
             )
         except AuditUnavailable as exc:

@@ -171,6 +171,33 @@ class BrokerProcess:
             timeout=timeout,
         )
 
+    def connect(
+        self, target: str, *args: str, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+        """Start `jitctl connect TARGET --no-client --json`; returns the process and its address."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jitctl", "connect", target, "--no-client", "--json", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **(env or {})},
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            process.wait(10)
+            assert process.stderr is not None
+            raise BrokerStartError(f"jitctl connect failed: {process.stderr.read()}")
+        return process, json.loads(line)
+
+    def login_with_token(self, token: str) -> None:
+        """Store `token` in a file and `jitctl login --token-file` it."""
+        path = self.home / "workload-token"
+        path.write_text(token)
+        result = self.jitctl("login", "--token-file", str(path))
+        if result.returncode != 0:
+            raise BrokerStartError(f"login failed: {result.stderr}")
+
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.get(self.url + path, headers=headers, verify=self.verify(), timeout=10)

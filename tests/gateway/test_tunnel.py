@@ -1,0 +1,145 @@
+"""Recorded tunnels end to end: `jitctl connect`, the broker as a subprocess, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitctl.errors import ExitCode
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.issuer import TokenIssuer
+from jitctl.testing.servers import EchoServer
+
+CONFIG = """
+[[identity.issuers]]
+issuer = "{issuer}"
+
+[[targets]]
+name = "echo"
+protocol = "tcp"
+address = "{echo}"
+allow_groups = ["agents"]
+
+[[targets]]
+name = "billing"
+protocol = "tcp"
+address = "{echo}"
+allow_groups = ["dba"]
+"""
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoServer]:
+    with EchoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def broker(
+    token_issuer: TokenIssuer, echo: EchoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    config = CONFIG.format(issuer=token_issuer.url, echo=echo.address)
+    with BrokerProcess(config, state_dir=tmp_path_factory.mktemp("tunnel")) as process:
+        process.login_with_token(
+            token_issuer.mint(sub="agent-7", groups=["agents"], email="a7@example.com", lifetime=3600)
+        )
+        yield process
+
+
+def _roundtrip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=10)
+    return err
+
+
+def test_socket_client_round_trips_and_the_session_is_attributed(broker: BrokerProcess) -> None:
+    process, address = broker.connect("echo", "--reason", "INC-42 debugging")
+    try:
+        payload = os.urandom(300_000)
+        assert _roundtrip(address["port"], payload) == payload
+    finally:
+        err = _stop(process)
+    assert "session" in err and "opened to echo" in err
+    session_id = err.split("session ", 1)[1].split()[0]
+    show = broker.jitctl("sessions", "show", session_id, "--json", "--state-dir", str(broker.state_dir))
+    assert show.returncode == 0, show.stderr
+    session = json.loads(show.stdout)
+    text = json.dumps(session)
+    assert "agent-7" in text and "a7@example.com" in text and "INC-42 debugging" in text
+    assert session["target"] == "echo"
+    assert session["bytes_up"] == 300_000
+    assert session["bytes_down"] == 300_000
+
+
+def test_connect_prints_the_port_as_one_json_line(broker: BrokerProcess) -> None:
+    process, address = broker.connect("echo")
+    try:
+        assert set(address) >= {"target", "host", "port", "protocol", "correlation_id"}
+        assert address["host"] == "127.0.0.1" and address["port"] > 0
+    finally:
+        _stop(process)
+
+
+def test_unknown_target_is_a_usage_error(broker: BrokerProcess) -> None:
+    result = broker.jitctl("connect", "nope", "--no-client")
+    assert result.returncode == ExitCode.USAGE
+    assert "no target named 'nope'" in result.stderr
+
+
+def test_target_outside_the_callers_groups_is_denied(broker: BrokerProcess) -> None:
+    result = broker.jitctl("connect", "billing", "--no-client")
+    assert result.returncode == ExitCode.DENIED
+    assert "may not reach 'billing'" in result.stderr
+    assert "dba" in result.stderr
+
+
+def test_expired_token_says_to_log_in(broker: BrokerProcess, token_issuer: TokenIssuer, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(token_issuer.mint(lifetime=600))
+    env = {"JITCTL_HOME": str(tmp_path / "home")}
+    assert broker.jitctl("login", "--token-file", str(token_file), env=env).returncode == 0
+    token_file.write_text(token_issuer.mint(iat=1, nbf=1, exp=100))  # the file now holds a stale token
+    result = broker.jitctl("connect", "echo", "--no-client", env=env)
+    assert result.returncode == ExitCode.AUTH
+    assert "expired" in result.stderr
+    assert "jitctl login" in result.stderr
+
+
+def test_unreachable_broker_is_exit_6(broker: BrokerProcess, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    env = {"JITCTL_BROKER": f"https://127.0.0.1:{dead_port}"}
+    result = broker.jitctl("connect", "echo", "--no-client", env=env)
+    assert result.returncode == ExitCode.UNREACHABLE
+    assert "cannot reach the broker" in result.stderr
+
+
+def test_refusals_are_recorded_in_the_trail(broker: BrokerProcess) -> None:
+    broker.jitctl("connect", "billing", "--no-client")
+    export = broker.jitctl("audit", "export", "--format", "jsonl", "--state-dir", str(broker.state_dir))
+    assert export.returncode == 0, export.stderr
+    kinds = [json.loads(line)["kind"] for line in export.stdout.splitlines() if line.strip()]
+    assert "session.denied" in kinds
+
+
+def test_trail_verifies_after_sessions(broker: BrokerProcess) -> None:
+    result = broker.jitctl("audit", "verify", "--state-dir", str(broker.state_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
