@@ -31,7 +31,7 @@ def tunnel_spec(target: str, reason: str = "", agent: str = "", command: str = "
         token=lambda: current_token(settings.url, settings.ca_file),
         reason=reason,
         agent=agent,
-        command=command or shlex.join(sys.argv),
+        command=command or shlex.join(["jitctl", *sys.argv[1:]]),
     )
 
 
