@@ -1,0 +1,513 @@
+"""The development OIDC issuer that `jitctl broker serve --dev` mounts at /dev/oidc.
+
+It exists so the demo and the tests have a real OpenID provider to log in with, speaking the
+same protocols a production IdP does: discovery, JWKS, authorization code with PKCE (RFC 7636),
+refresh with rotation (RFC 9700 §4.14), the device grant (RFC 8628) and client credentials.
+It is a *development* issuer and says so on every page and in its discovery document.
+
+Rules:
+- One RSA-2048 key, kept in `<state_dir>/dev-issuer-key.pem` (0600) so tokens survive a restart;
+  `kid` is its RFC 7638 thumbprint. `/jwks` publishes the public half only.
+- Tokens are RS256 JWTs with aud "jitctl" (the CLI's public client id): the broker verifies the
+  access token and the ID token alike. Refresh tokens are opaque and kept in memory only, so a
+  broker restart ends every refresh session (users run `jitctl login` again).
+- Codes are single use and short-lived; a code or refresh token presented twice revokes
+  everything issued from it (RFC 6749 §4.1.2, RFC 9700 §4.14.2).
+- Errors are RFC 6749 §5.2 JSON: `{"error": ..., "error_description": ...}`.
+- Form bodies are parsed here (urlencoded only), so FastAPI needs no python-multipart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from jitctl.config import DevClient, DevSection, DevUser
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+WARNING = "development issuer — not for production"
+CLIENT_ID = "jitctl"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+SCOPES = ["openid", "email", "profile", "offline_access"]
+DEFAULT_USERS = [
+    DevUser(name="alice", email="alice@example.com", groups=["eng"]),
+    DevUser(name="bob", email="bob@example.com", groups=["dba", "approvers"]),
+    DevUser(name="carol", email="carol@example.com", groups=["eng", "agents"]),
+]
+# RFC 8628 §6.1: a user code from 20 consonants is easy to type and spells no words.
+_USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error response."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+@dataclass
+class _Code:
+    user: DevUser
+    redirect_uri: str
+    challenge: str
+    nonce: str
+    scope: str
+    expires_at: float
+    family: str = field(default_factory=lambda: uuid.uuid4().hex)
+    used: bool = False
+
+
+@dataclass
+class _Refresh:
+    user: DevUser
+    scope: str
+    family: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class _Device:
+    user_code: str
+    scope: str
+    expires_at: float
+    interval: int
+    last_poll: float = 0.0
+    status: str = "pending"  # pending | approved | denied | done
+    user: DevUser | None = None
+
+
+def s256(verifier: str) -> str:
+    """The PKCE S256 code challenge of `verifier` (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{path} does not hold an RSA key")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    os.replace(tmp, path)
+    return key
+
+
+class DevIssuer:
+    """A small OpenID provider for `broker serve --dev`; see the module docstring."""
+
+    client_id: str = CLIENT_ID
+
+    def __init__(
+        self,
+        issuer_url: str,
+        dev: DevSection,
+        state_dir: Path,
+        *,
+        device_interval: int = 1,
+        code_lifetime: float = 60.0,
+        device_lifetime: float = 600.0,
+        refresh_lifetime: float = 86400.0,
+    ) -> None:
+        self.issuer_url = issuer_url.rstrip("/")
+        self.dev = dev
+        self.device_interval = device_interval
+        self.code_lifetime = code_lifetime
+        self.device_lifetime = device_lifetime
+        self.refresh_lifetime = refresh_lifetime
+        self._key = _load_or_create_key(Path(state_dir) / "dev-issuer-key.pem")
+        public = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        # RFC 7638 §3: the thumbprint hashes the required members in lexicographic order.
+        canonical = json.dumps(
+            {k: public[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
+        )
+        self.kid = _b64(hashlib.sha256(canonical.encode()).digest())
+        self._public_jwk = {
+            "kty": "RSA",
+            "n": public["n"],
+            "e": public["e"],
+            "kid": self.kid,
+            "alg": "RS256",
+            "use": "sig",
+        }
+        self._lock = threading.Lock()
+        self._codes: dict[str, _Code] = {}
+        self._refresh: dict[str, _Refresh] = {}
+        self._revoked_families: set[str] = set()
+        self._devices: dict[str, _Device] = {}
+
+    # -- keys and tokens ---------------------------------------------------------------------
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self._public_jwk)]}
+
+    def users(self) -> list[DevUser]:
+        return list(self.dev.users) if self.dev.users else list(DEFAULT_USERS)
+
+    def user(self, name: str) -> DevUser | None:
+        return next((u for u in self.users() if name in (u.name, u.email) and name), None)
+
+    def mint(
+        self,
+        subject: str,
+        *,
+        email: str | None,
+        groups: list[str],
+        audience: str = CLIENT_ID,
+        lifetime: float | None = None,
+        extra: dict[str, Any] | None = None,
+        typ: str = "JWT",
+    ) -> str:
+        """A signed RS256 token for `subject`; `extra` claims are added last (and may override)."""
+        now = int(time.time())
+        lifetime = self.dev.token_lifetime if lifetime is None else lifetime
+        claims: dict[str, Any] = {
+            "iss": self.issuer_url,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(lifetime),
+            "jti": uuid.uuid4().hex,
+            "name": subject,
+            "groups": list(groups),
+        }
+        if email:
+            claims["email"] = email
+            claims["email_verified"] = True
+        claims.update(extra or {})
+        return jwt.encode(
+            claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": typ}
+        )
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token this issuer minted; raises `jwt.InvalidTokenError` otherwise."""
+        return jwt.decode(
+            token,
+            self._key.public_key(),
+            algorithms=["RS256"],
+            audience=CLIENT_ID,
+            issuer=self.issuer_url,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+
+    def _user_tokens(
+        self, user: DevUser, scope: str, *, nonce: str = "", family: str = ""
+    ) -> dict[str, Any]:
+        lifetime = int(self.dev.token_lifetime)
+        access = self.mint(
+            user.name,
+            email=user.email,
+            groups=user.groups,
+            extra={"client_id": CLIENT_ID, "scope": scope},
+            typ="at+jwt",  # RFC 9068: tells an access token from an ID token
+        )
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }
+        if "openid" in scope.split():
+            extra = {"azp": CLIENT_ID, **({"nonce": nonce} if nonce else {})}
+            body["id_token"] = self.mint(
+                user.name, email=user.email, groups=user.groups, extra=extra
+            )
+        if "offline_access" in scope.split():
+            refresh = secrets.token_urlsafe(32)
+            self._refresh[refresh] = _Refresh(
+                user=user,
+                scope=scope,
+                family=family or uuid.uuid4().hex,
+                expires_at=time.time() + self.refresh_lifetime,
+            )
+            body["refresh_token"] = refresh
+        return body
+
+    # -- the grants (pure of HTTP; the router below calls these) -------------------------------
+
+    def authorize(
+        self, params: dict[str, str], user_name: str | None, *, deny: bool = False
+    ) -> str | None:
+        """Answer an authorization request with the redirect URL (success or error).
+
+        `user_name` None means nobody is chosen yet: the answer is None when the request is
+        otherwise fine (show the picker). Raises OAuthError when the client or redirect URI is
+        bad: RFC 6749 §4.1.2.1 says never redirect to an unverified URI.
+        """
+        redirect_uri = self._check_client_and_redirect(params)
+        state = params.get("state", "")
+
+        def back(query: dict[str, str]) -> str:
+            query = {**query, "iss": self.issuer_url}  # RFC 9207 mix-up defence
+            if state:
+                query["state"] = state
+            sep = "&" if "?" in redirect_uri else "?"
+            return redirect_uri + sep + urlencode(query)
+
+        if params.get("response_type") != "code":
+            return back({"error": "unsupported_response_type", "error_description": "use code"})
+        challenge = params.get("code_challenge", "")
+        if params.get("code_challenge_method") != "S256" or not challenge:
+            return back(
+                {"error": "invalid_request", "error_description": "PKCE with S256 is required"}
+            )
+        if deny:
+            return back({"error": "access_denied", "error_description": "the user said no"})
+        if user_name is None:
+            return None
+        user = self.user(user_name)
+        if user is None:
+            return back(
+                {
+                    "error": "access_denied",
+                    "error_description": f"no development user {user_name!r}",
+                }
+            )
+        code = secrets.token_urlsafe(32)
+        scope = params.get("scope") or "openid"
+        with self._lock:
+            self._codes[code] = _Code(
+                user=user,
+                redirect_uri=redirect_uri,
+                challenge=challenge,
+                nonce=params.get("nonce", ""),
+                scope=scope,
+                expires_at=time.time() + self.code_lifetime,
+            )
+        return back({"code": code})
+
+    def _check_client_and_redirect(self, params: dict[str, str]) -> str:
+        if params.get("client_id") != CLIENT_ID:
+            raise OAuthError("invalid_client", f"unknown client_id; use {CLIENT_ID!r}")
+        redirect_uri = params.get("redirect_uri", "")
+        parts = urlsplit(redirect_uri)
+        # RFC 8252 §7.3: a native client's loopback redirect may use any port.
+        if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise OAuthError(
+                "invalid_request",
+                "redirect_uri must be a loopback http://127.0.0.1:<port>/... or "
+                "http://localhost:<port>/... address",
+            )
+        return redirect_uri
+
+    def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
+        grant = form.get("grant_type", "")
+        if grant == "client_credentials":
+            return self._client_credentials(form, basic)
+        if form.get("client_id", basic[0] if basic else "") != CLIENT_ID:
+            raise OAuthError("invalid_client", f"unknown client; use client_id={CLIENT_ID!r}", 401)
+        with self._lock:
+            if grant == "authorization_code":
+                return self._authorization_code(form)
+            if grant == "refresh_token":
+                return self._refresh_token(form)
+            if grant == DEVICE_GRANT:
+                return self._device_code(form)
+        raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
+
+    def _authorization_code(self, form: dict[str, str]) -> dict[str, Any]:
+        code = self._codes.get(form.get("code", ""))
+        if code is None:
+            raise OAuthError("invalid_grant", "unknown authorization code")
+        if code.used:
+            # RFC 6749 §4.1.2: a code used twice revokes what it issued.
+            self._revoke_family(code.family)
+            raise OAuthError("invalid_grant", "authorization code already used")
+        code.used = True
+        if time.time() > code.expires_at:
+            raise OAuthError("invalid_grant", "authorization code expired")
+        if form.get("redirect_uri") != code.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri does not match the authorization")
+        verifier = form.get("code_verifier", "")
+        if not verifier or not hmac.compare_digest(s256(verifier), code.challenge):
+            raise OAuthError("invalid_grant", "PKCE verification failed (code_verifier)")
+        return self._user_tokens(code.user, code.scope, nonce=code.nonce, family=code.family)
+
+    def _refresh_token(self, form: dict[str, str]) -> dict[str, Any]:
+        record = self._refresh.get(form.get("refresh_token", ""))
+        if record is None or record.family in self._revoked_families:
+            raise OAuthError("invalid_grant", "unknown or revoked refresh token")
+        if record.used:
+            self._revoke_family(record.family)
+            raise OAuthError(
+                "invalid_grant", "refresh token reuse detected; the whole session is revoked"
+            )
+        record.used = True
+        if time.time() > record.expires_at:
+            raise OAuthError("invalid_grant", "refresh token expired")
+        scope = record.scope
+        if requested := form.get("scope"):
+            if not set(requested.split()) <= set(scope.split()):
+                raise OAuthError("invalid_scope", "a refresh cannot widen the scope")
+            scope = requested
+        if "offline_access" not in scope.split():
+            scope += " offline_access"  # rotation: a refresh always hands back a successor
+        return self._user_tokens(record.user, scope, family=record.family)
+
+    def _revoke_family(self, family: str) -> None:
+        self._revoked_families.add(family)
+        for token in [t for t, r in self._refresh.items() if r.family == family]:
+            del self._refresh[token]
+
+    def _client_credentials(
+        self, form: dict[str, str], basic: tuple[str, str] | None
+    ) -> dict[str, Any]:
+        client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
+        client: DevClient | None = next(
+            (c for c in self.dev.clients if c.client_id == client_id), None
+        )
+        ok = client is not None and hmac.compare_digest(
+            client.client_secret.encode(), secret.encode()
+        )
+        if client is None or not ok:
+            raise OAuthError("invalid_client", "client authentication failed", 401)
+        subject = client.subject or f"client:{client.client_id}"
+        token = self.mint(
+            subject,
+            email=None,
+            groups=client.groups,
+            extra={"client_id": client.client_id, "name": client.client_id},
+            typ="at+jwt",
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(self.dev.token_lifetime),
+        }
+
+    def device_authorization(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("client_id") != CLIENT_ID:
+            raise OAuthError("invalid_client", f"unknown client; use client_id={CLIENT_ID!r}", 401)
+        device_code = secrets.token_urlsafe(32)
+        letters = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
+        user_code = f"{letters[:4]}-{letters[4:]}"
+        with self._lock:
+            self._devices[device_code] = _Device(
+                user_code=user_code,
+                scope=form.get("scope") or "openid",
+                expires_at=time.time() + self.device_lifetime,
+                interval=self.device_interval,
+            )
+        verification_uri = f"{self.issuer_url}/device"
+        return {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification_uri,
+            "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
+            "expires_in": int(self.device_lifetime),
+            "interval": self.device_interval,
+        }
+
+    def _device_code(self, form: dict[str, str]) -> dict[str, Any]:
+        device = self._devices.get(form.get("device_code", ""))
+        now = time.time()
+        if device is None or device.status == "done":
+            raise OAuthError("invalid_grant", "unknown or already used device code")
+        if now > device.expires_at:
+            raise OAuthError("expired_token", "the device code expired; start again")
+        if device.status == "denied":
+            raise OAuthError("access_denied", "the user denied the request")
+        if device.status == "approved" and device.user is not None:
+            device.status = "done"
+            return self._user_tokens(device.user, device.scope)
+        # RFC 8628 §3.5: polling faster than the interval earns slow_down, and +5 s for good.
+        too_fast = now - device.last_poll < device.interval
+        device.last_poll = now
+        if too_fast:
+            device.interval += 5
+            raise OAuthError("slow_down", f"poll at most every {device.interval} s")
+        raise OAuthError("authorization_pending", "waiting for the user to approve")
+
+    def decide_device(self, user_code: str, user_name: str, approve: bool) -> str:
+        """Approve or deny a pending device request; returns a sentence for the page."""
+        wanted = user_code.upper().replace("-", "").replace(" ", "")
+        with self._lock:
+            device = next(
+                (
+                    d
+                    for d in self._devices.values()
+                    if d.user_code.replace("-", "") == wanted and d.status == "pending"
+                ),
+                None,
+            )
+            if device is None or time.time() > device.expires_at:
+                raise OAuthError("invalid_request", "unknown or expired user code")
+            if not approve:
+                device.status = "denied"
+                return "Request denied. The device will be told."
+            user = self.user(user_name)
+            if user is None:
+                raise OAuthError("access_denied", f"no development user {user_name!r}")
+            device.user, device.status = user, "approved"
+        return f"Approved as {user.name}. You may return to your terminal."
+
+    def discovery(self) -> dict[str, Any]:
+        base = self.issuer_url
+        return {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "device_authorization_endpoint": f"{base}/device_authorization",
+            "jwks_uri": f"{base}/jwks",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "response_types_supported": ["code"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                DEVICE_GRANT,
+                "client_credentials",
+            ],
+            "code_challenge_methods_supported": ["S256"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "scopes_supported": SCOPES,
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "name", "groups"],
+            "authorization_response_iss_parameter_supported": True,
+            "warning": WARNING,
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def router(self) -> APIRouter:
+        from jitctl.broker.devissuer_http import build_router
+
+        return build_router(self)

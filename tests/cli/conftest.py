@@ -1,0 +1,3 @@
+from tests.identity_support import fail_keyring, fake_broker, memory_keyring
+
+__all__ = ["fail_keyring", "fake_broker", "memory_keyring"]
