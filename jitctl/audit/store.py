@@ -1,0 +1,284 @@
+"""The audit store interface, shared by the SQLite and PostgreSQL backends.
+
+Rules:
+- One table of records (`audit_records`) and a one-row head table (`audit_head`); both are
+  created on open when missing. docs/audit-schema.md lists the columns.
+- `append_prepared` seals and inserts a batch in one transaction under the store's write lock
+  (SQLite `BEGIN IMMEDIATE`, PostgreSQL `SELECT ... FOR UPDATE` on the head row), so writers in
+  several processes still produce one contiguous chain; it returns once the batch is durable.
+- Reads are paged by seq and never load the whole trail.
+- Every failure of the store is an `AuditUnavailable` naming the store and the operation.
+- The SQL is written once with `?` placeholders; a backend translates it if it must.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from jitctl.audit.chain import CHECKPOINT, Prepared, Signer, prepare
+from jitctl.audit.errors import AuditUnavailable
+from jitctl.audit.records import Actor, NewRecord, Record, SessionSummary
+from jitctl.audit.sessions import DENIED_PREFIX, END_KIND, START_KINDS, matches_user, summarize
+
+COLUMNS = (
+    "seq, time_us, session_id, kind, actor, target, payload, data, data_sha256, prev_hash, hash"
+)
+_CHUNK = 500  # ids per IN (...) list
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def row_to_record(row: Sequence[Any]) -> tuple[Record, str]:
+    """A stored row as (Record, the stored data_sha256)."""
+    seq, time_us, session_id, kind, actor, target, payload, data, data_sha, prev, digest = row
+    return (
+        Record(
+            kind=kind,
+            session_id=session_id,
+            target=target,
+            actor=Actor.from_dict(json.loads(actor)) if actor else None,
+            payload=json.loads(payload),
+            data=bytes(data or b""),
+            time_us=int(time_us),
+            seq=int(seq),
+            prev_hash=prev,
+            hash=digest,
+        ),
+        data_sha,
+    )
+
+
+def prepared_row(record: Record, item: Prepared) -> tuple[Any, ...]:
+    rec = item.record
+    return (
+        record.seq,
+        rec.time_us,
+        rec.session_id,
+        rec.kind,
+        item.actor_json,
+        rec.target,
+        item.payload_json,
+        rec.data,
+        item.data_sha256,
+        record.prev_hash,
+        record.hash,
+    )
+
+
+class AuditStore(abc.ABC):
+    """Where the trail lives. Synchronous and thread-safe; `AuditWriter` adds the async side."""
+
+    url: str  # redacted, for messages
+
+    # -- the backend's part -------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_prepared(
+        self, items: Sequence[Prepared], signer: Signer | None = None
+    ) -> list[Record]:
+        """Seal and insert `items` (plus a checkpoint when `signer` is given), durably."""
+
+    @abc.abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query written with `?` placeholders."""
+
+    @abc.abstractmethod
+    def delete_before(self, seq: int) -> int:
+        """Delete every record below `seq` (prune); returns how many went."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- shared ---------------------------------------------------------------------------------
+    def append_batch(self, records: Sequence[NewRecord]) -> list[Record]:
+        return self.append_prepared([prepare(record) for record in records])
+
+    def head(self) -> tuple[int, str]:
+        (row,) = self._rows("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return int(row[0]), str(row[1])
+
+    def count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM audit_records")[0][0])
+
+    def first_seq(self) -> int | None:
+        value = self._rows("SELECT min(seq) FROM audit_records")[0][0]
+        return None if value is None else int(value)
+
+    def first_seq_since(self, time_us: int) -> int | None:
+        """The lowest seq whose time is at or after `time_us`: every record below is older."""
+        value = self._rows("SELECT min(seq) FROM audit_records WHERE time_us >= ?", [time_us])
+        return None if value[0][0] is None else int(value[0][0])
+
+    def get(self, seq: int) -> Record | None:
+        rows = self._rows(f"SELECT {COLUMNS} FROM audit_records WHERE seq = ?", [seq])
+        return row_to_record(rows[0])[0] if rows else None
+
+    def latest(self, kind: str = CHECKPOINT) -> Record | None:
+        rows = self._rows(
+            f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+            [kind],
+        )
+        return row_to_record(rows[0])[0] if rows else None
+
+    def iter_records(self, **filters: Any) -> Iterator[Record]:
+        """Records in seq order; filters: from_seq, to_seq, session_id, kinds, since_us,
+        until_us (exclusive), batch."""
+        for record, _ in self.iter_stored(**filters):
+            yield record
+
+    def iter_stored(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        session_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        batch: int = 1000,
+    ) -> Iterator[tuple[Record, str]]:
+        """Like `iter_records`, with each record's stored data_sha256 (for verification)."""
+        where: list[str] = ["seq >= ?"]
+        params: list[Any] = []
+        if to_seq is not None:
+            where.append("seq <= ?")
+            params.append(to_seq)
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if kinds is not None:
+            if not kinds:
+                return
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
+        if since_us is not None:
+            where.append("time_us >= ?")
+            params.append(since_us)
+        if until_us is not None:
+            where.append("time_us < ?")
+            params.append(until_us)
+        sql = (
+            f"SELECT {COLUMNS} FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        )
+        next_seq = from_seq
+        while True:
+            rows = self._rows(sql, [next_seq, *params, batch])
+            for row in rows:
+                yield row_to_record(row)
+            if len(rows) < batch:
+                return
+            next_seq = int(rows[-1][0]) + 1
+
+    def sessions(
+        self,
+        *,
+        target: str | None = None,
+        user: str | None = None,
+        since_us: int | None = None,
+        limit: int | None = None,
+    ) -> list[SessionSummary]:
+        """Sessions newest first, from their start/denied records."""
+        where = [f"kind IN ({', '.join('?' for _ in START_KINDS)})"]
+        params: list[Any] = list(START_KINDS)
+        if target is not None:
+            where.append("target = ?")
+            params.append(target)
+        if since_us is not None:
+            where.append("time_us >= ?")
+            params.append(since_us)
+        sql = (
+            f"SELECT {COLUMNS} FROM audit_records WHERE {' AND '.join(where)} AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?"
+        )
+        starts: dict[str, Record] = {}
+        below = self.head()[0] + 1
+        while limit is None or len(starts) < limit:
+            rows = self._rows(sql, [*params, below, 500])
+            for row in rows:
+                record = row_to_record(row)[0]
+                if not record.session_id:  # a refusal before any session existed
+                    record = replace(record, session_id=f"{DENIED_PREFIX}{record.seq}")
+                if user is None or matches_user(record, user):
+                    # Walking backwards: a later duplicate start is replaced by the first one.
+                    starts.pop(record.session_id, None)
+                    starts[record.session_id] = record
+            if len(rows) < 500:
+                break
+            below = int(rows[-1][0])
+        ordered = sorted(starts.values(), key=lambda r: r.seq, reverse=True)[:limit]
+        return self._summaries(ordered)
+
+    def session(self, session_id: str) -> SessionSummary | None:
+        if session_id.startswith(DENIED_PREFIX) and session_id[len(DENIED_PREFIX) :].isdigit():
+            record = self.get(int(session_id[len(DENIED_PREFIX) :]))
+            if record is None or record.kind != "session.denied" or record.session_id:
+                return None
+            return self._summaries([replace(record, session_id=session_id)])[0]
+        kinds = ", ".join("?" for _ in START_KINDS)
+        rows = self._rows(
+            f"SELECT {COLUMNS} FROM audit_records WHERE session_id = ? AND kind IN ({kinds}) "
+            "ORDER BY seq LIMIT 1",
+            [session_id, *START_KINDS],
+        )
+        return self._summaries([row_to_record(rows[0])[0]])[0] if rows else None
+
+    def _summaries(self, starts: Sequence[Record]) -> list[SessionSummary]:
+        ends: dict[str, Record] = {}
+        counts: dict[str, dict[str, int]] = {}
+        ids = [record.session_id for record in starts]
+        for offset in range(0, len(ids), _CHUNK):
+            chunk = ids[offset : offset + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._rows(
+                f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? AND session_id IN ({marks}) "
+                "ORDER BY seq",
+                [END_KIND, *chunk],
+            ):
+                end = row_to_record(row)[0]
+                ends.setdefault(end.session_id, end)
+            for session_id, kind, number in self._rows(
+                f"SELECT session_id, kind, count(*) FROM audit_records "
+                f"WHERE session_id IN ({marks}) GROUP BY session_id, kind",
+                chunk,
+            ):
+                counts.setdefault(session_id, {})[kind] = int(number)
+        return [
+            summarize(start, ends.get(start.session_id), counts.get(start.session_id, {}))
+            for start in starts
+        ]
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(url: str, *, create: bool = True) -> AuditStore:
+    """`sqlite:///abs/path/audit.db` or `postgresql://...`; `create=False` refuses a missing
+    SQLite file instead of making an empty trail (readers such as `jitctl audit verify`)."""
+    if url.startswith("sqlite://"):
+        from jitctl.audit.sqlite_store import SqliteStore
+
+        path = url[len("sqlite://") :]
+        # sqlite:///abs/audit.db and SQLAlchemy's sqlite:////abs/audit.db both mean /abs/audit.db.
+        return SqliteStore(path[1:] if path.startswith("//") else path, create=create)
+    if url.startswith(("postgresql://", "postgres://")):
+        from jitctl.audit.pg_store import PgStore
+
+        return PgStore(url)
+    raise AuditUnavailable(
+        f"unknown audit store URL {redact(url)!r}",
+        "use sqlite:///path/to/audit.db or postgresql://user@host/db",
+    )

@@ -1,0 +1,223 @@
+"""The async audit writer: group commit, write-ahead, fail closed.
+
+Rules:
+- Callers on the event loop `await append(record)`; it returns the sealed `Record` once it is
+  durable in the store, so the gateway forwards client bytes only after their record is safe
+  (write-ahead). `append_nowait` returns a future instead, for callers that pipeline.
+- One writer thread drains the queue and writes everything pending in one `append_batch`
+  transaction (group commit): one fsync for many records. Order of appends = order of seqs.
+- A payload that is not JSON fails its own append (prepared on the caller's side), not the batch.
+- Checkpoints: a signed `audit.checkpoint` is sealed into the batch every `checkpoint_every`
+  records, every `checkpoint_interval` seconds while records arrive, on `checkpoint()` (the
+  gateway calls it at each session end) and on `close()`. Each one is also written to the
+  checkpoint file outside the store.
+- Fail closed: the first store (or checkpoint file) failure is kept in `failed`; every pending
+  and later append raises `AuditUnavailable`, `healthy` turns False and `on_failure` is called.
+  The writer never retries behind the operator's back: a restart re-checks the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from jitctl.audit.chain import CHECKPOINT, Prepared, Signer, prepare
+from jitctl.audit.checkpoint_file import read_checkpoint_file, write_checkpoint_file
+from jitctl.audit.errors import AuditUnavailable
+from jitctl.audit.records import NewRecord, Record
+from jitctl.audit.store import AuditStore
+
+_Entry = tuple[Prepared | None, "asyncio.Future[Record]"]  # None: a checkpoint request
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore,
+        signing_key: Signer,
+        checkpoint_file: str | Path | None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 10.0,
+        *,
+        max_batch: int = 8192,
+        on_failure: Callable[[AuditUnavailable], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key = signing_key
+        self.checkpoint_file = Path(checkpoint_file) if checkpoint_file else None
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self.max_batch = max_batch
+        self.on_failure = on_failure
+        self.failed: AuditUnavailable | None = None
+        self.last_checkpoint: Record | None = None
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._since_checkpoint = 0
+        self._checkpoint_at = time.monotonic()
+
+    @property
+    def healthy(self) -> bool:
+        return self._thread is not None and self.failed is None and not self._closing
+
+    async def start(self) -> None:
+        """Check the store against the checkpoint file, then start the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._check_store)
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def _check_store(self) -> None:
+        head_seq, _ = self.store.head()
+        self.last_checkpoint = self.store.latest(CHECKPOINT)
+        self._since_checkpoint = head_seq - (
+            self.last_checkpoint.seq if self.last_checkpoint else 0
+        )
+        if self.checkpoint_file is None:
+            return
+        try:
+            saved = read_checkpoint_file(self.checkpoint_file)
+        except ValueError as exc:
+            raise AuditUnavailable(
+                str(exc), "restore the file or run `jitctl audit verify`"
+            ) from None
+        if saved is None:
+            return
+        record = self.store.get(saved.seq) if saved.seq <= head_seq else None
+        if record is None or record.hash != saved.hash:
+            raise AuditUnavailable(
+                f"audit store {self.store.url} does not contain checkpoint seq {saved.seq} from "
+                f"{self.checkpoint_file} (store head is seq {head_seq}): records were truncated "
+                "or the store was replaced",
+                "run `jitctl audit verify` and restore the store from a backup",
+            )
+
+    # -- the loop's side ------------------------------------------------------------------------
+
+    def append_nowait(self, record: NewRecord) -> asyncio.Future[Record]:
+        """Queue `record`; the future resolves once it is durable. Raises AuditUnavailable at
+        once when the writer has failed or is closed, ValueError/TypeError for a bad payload."""
+        self._refuse_if_unhealthy()
+        item = prepare(record)
+        return self._enqueue(item)
+
+    async def append(self, record: NewRecord) -> Record:
+        return await self.append_nowait(record)
+
+    async def checkpoint(self) -> Record:
+        """Seal a signed checkpoint over everything appended so far (and update the file)."""
+        self._refuse_if_unhealthy()
+        return await self._enqueue(None)
+
+    async def close(self) -> None:
+        """Flush what is queued, seal a final checkpoint, stop the thread (the store stays open)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    def _refuse_if_unhealthy(self) -> None:
+        if self.failed is not None:
+            raise self.failed
+        if self._closing or self._thread is None:
+            raise AuditUnavailable("the audit writer is not running")
+
+    def _enqueue(self, item: Prepared | None) -> asyncio.Future[Record]:
+        assert self._loop is not None
+        future: asyncio.Future[Record] = self._loop.create_future()
+        with self._cond:
+            self._queue.append((item, future))
+            self._cond.notify()
+        return future
+
+    def _settle(self, entries: Sequence[_Entry], records: Sequence[Record] | None) -> None:
+        """On the loop: resolve futures with their records, or fail them all."""
+        checkpoint = records[-1] if records and records[-1].kind == CHECKPOINT else None
+        it = iter(records or ())
+        for item, future in entries:
+            if future.done():
+                continue  # the caller gave up waiting; the record was still written
+            if records is None:
+                assert self.failed is not None
+                future.set_exception(self.failed)
+            elif item is None:
+                assert self.last_checkpoint is not None
+                future.set_result(checkpoint or self.last_checkpoint)
+            else:
+                future.set_result(next(it))
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing and not self._interval_due():
+                    self._cond.wait(timeout=self._wait_time())
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
+                ]
+                last = self._closing and not self._queue
+            if not self._write(batch, final=last) or last:
+                return
+
+    def _interval_due(self) -> bool:
+        waited = time.monotonic() - self._checkpoint_at
+        return self._since_checkpoint > 0 and waited >= self.checkpoint_interval
+
+    def _wait_time(self) -> float | None:
+        if self._since_checkpoint == 0:
+            return None
+        return max(0.0, self._checkpoint_at + self.checkpoint_interval - time.monotonic())
+
+    def _write(self, batch: list[_Entry], *, final: bool) -> bool:
+        items = [item for item, _ in batch if item is not None]
+        pending = self._since_checkpoint + len(items)
+        wanted = final or any(item is None for item, _ in batch)
+        due = pending >= self.checkpoint_every or (pending and self._interval_due())
+        # Nothing new since the last checkpoint: a requested one is that one.
+        sign = (wanted or due) and (pending > 0 or self.last_checkpoint is None)
+        try:
+            records = self.store.append_prepared(items, self.key if sign else None)
+            if sign:
+                self.last_checkpoint = records[-1]
+                if self.checkpoint_file is not None:
+                    write_checkpoint_file(self.checkpoint_file, records[-1])
+        except Exception as exc:
+            self._fail(exc, batch)
+            return False
+        if sign:
+            self._since_checkpoint = 0
+            self._checkpoint_at = time.monotonic()
+        else:
+            self._since_checkpoint = pending
+        if batch:
+            self._call(self._settle, batch, records)
+        return True
+
+    def _fail(self, exc: Exception, batch: list[_Entry]) -> None:
+        error = (
+            exc
+            if isinstance(exc, AuditUnavailable)
+            else AuditUnavailable(f"audit writer for {self.store.url} failed: {exc}")
+        )
+        with self._cond:
+            self.failed = error
+            entries = batch + list(self._queue)
+            self._queue.clear()
+        self._call(self._settle, entries, None)
+        if self.on_failure is not None:
+            self._call(self.on_failure, error)
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            self._loop.call_soon_threadsafe(fn, *args)

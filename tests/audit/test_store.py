@@ -1,0 +1,111 @@
+"""One suite for both stores: what goes in comes out, in order, with sessions derived."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jitctl.audit import AuditUnavailable
+from jitctl.audit.chain import GENESIS, hash_of
+from jitctl.audit.records import NewRecord
+from jitctl.audit.store import AuditStore, open_store
+from tests.audit.conftest import ALICE, BOB, Backend, session_records
+
+
+def test_empty_store_has_genesis_head(store: AuditStore) -> None:
+    assert store.head() == (0, GENESIS)
+    assert store.count() == 0 and store.first_seq() is None
+    assert list(store.iter_records()) == []
+
+
+def test_appended_records_come_back_identical_in_seq_order(store: AuditStore) -> None:
+    written = store.append_batch(session_records("s1"))
+    written += store.append_batch([NewRecord("note", payload={"unicode": "ü €", "n": [1, None]})])
+    read = list(store.iter_records(batch=2))  # small pages: paging must not skip or repeat
+    assert read == written
+    assert [r.seq for r in read] == [1, 2, 3, 4, 5, 6]
+    assert store.head() == (6, written[-1].hash)
+    assert store.get(2) == written[1] and store.get(99) is None
+    assert all(r.hash == hash_of(r) for r in read)
+    assert read[1].data == b"SELECT 1;\x00\x01\x02"
+
+
+def test_iter_records_filters_by_session_kind_seq_and_time(store: AuditStore) -> None:
+    store.append_batch(session_records("s1"))
+    store.append_batch(session_records("s2", actor=BOB))
+    assert {r.session_id for r in store.iter_records(session_id="s2")} == {"s2"}
+    assert [r.seq for r in store.iter_records(kinds=["session.end"])] == [5, 10]
+    assert [r.seq for r in store.iter_records(from_seq=4, to_seq=6)] == [4, 5, 6]
+    sixth = store.get(6)
+    assert sixth is not None
+    assert min(r.seq for r in store.iter_records(since_us=sixth.time_us)) == 6
+    assert max(r.seq for r in store.iter_records(until_us=sixth.time_us)) == 5
+    assert list(store.iter_records(kinds=[])) == []
+
+
+def test_sessions_are_derived_from_start_and_end_records(store: AuditStore) -> None:
+    store.append_batch(session_records("closed-one"))
+    store.append_batch(session_records("still-open", actor=BOB, target="ssh-box")[:2])
+    store.append_batch(
+        [NewRecord("session.denied", "", "pg-prod", BOB, {"code": "denied", "error": "no group"})]
+    )
+    newest, open_one, closed = store.sessions()
+    assert (closed.id, closed.status, closed.bytes_up, closed.bytes_down) == (
+        "closed-one",
+        "closed",
+        16,
+        5,
+    )
+    assert closed.protocol == "postgres" and closed.actor == ALICE and closed.record_count == 5
+    assert closed.kind_counts == {"session.start": 1, "tcp.data": 3, "session.end": 1}
+    assert closed.duration_s is not None and closed.duration_s >= 0
+    assert (closed.end_reason, closed.end_us is not None) == ("client closed", True)
+    assert (open_one.status, open_one.end_us, open_one.duration_s) == ("open", None, None)
+    assert (newest.status, newest.end_reason) == ("denied", "no group")
+    assert newest.id.startswith("denied-") and store.session(newest.id) == newest
+    assert store.session("closed-one") == closed
+    assert store.session("nope") is None
+
+
+def test_sessions_filter_by_target_user_time_and_limit(store: AuditStore) -> None:
+    store.append_batch(session_records("a1"))
+    store.append_batch(session_records("b1", actor=BOB, target="ssh-box"))
+    store.append_batch(session_records("a2"))
+    assert [s.id for s in store.sessions(target="ssh-box")] == ["b1"]
+    assert [s.id for s in store.sessions(user="alice@example.com")] == ["a2", "a1"]
+    assert [s.id for s in store.sessions(user="claude")] == ["a2", "a1"]  # the agent label
+    assert [s.id for s in store.sessions(limit=1)] == ["a2"]
+    start_b1 = next(store.iter_records(session_id="b1"))
+    assert [s.id for s in store.sessions(since_us=start_b1.time_us)] == ["a2", "b1"]
+
+
+def test_reopening_keeps_the_trail_and_continues_the_chain(backend: Backend) -> None:
+    with open_store(backend.url) as first:
+        first.append_batch(session_records("s1"))
+    with open_store(backend.url) as second:
+        (record,) = second.append_batch([NewRecord("after.reopen")])
+        assert record.seq == 6 and record.prev_hash == second.get(5).hash  # type: ignore[union-attr]
+
+
+def test_a_missing_sqlite_trail_is_not_created_for_readers(tmp_path: Path) -> None:
+    with pytest.raises(AuditUnavailable, match="no audit store at"):
+        open_store(f"sqlite://{tmp_path / 'none' / 'audit.db'}", create=False)
+    assert not (tmp_path / "none").exists()
+
+
+def test_unreachable_postgres_is_audit_unavailable_without_the_password() -> None:
+    with pytest.raises(AuditUnavailable) as caught:
+        open_store("postgresql://jitctl:s3cret@127.0.0.1:9/audit?connect_timeout=1")
+    assert "cannot open" in caught.value.message and "s3cret" not in caught.value.message
+
+
+def test_unknown_store_scheme_is_refused() -> None:
+    with pytest.raises(AuditUnavailable, match="unknown audit store URL"):
+        open_store("mysql://x")
+
+
+def test_sqlite_url_with_four_slashes_is_the_same_absolute_path(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        store.append_batch([NewRecord("x")])
+    assert (tmp_path / "a.db").exists()
