@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jitctl.broker.app import may_reach
@@ -79,10 +81,29 @@ def _actor(identity: Identity | None, preamble: dict[str, Any], peer: str) -> An
     )
 
 
+def resolve_credential(target: Any) -> dict[str, str]:
+    """The upstream secret the plugin authenticates with; read at session start so a rotated
+    secret applies to the next session. The actor never sees it."""
+    cred = target.credential
+    password = ""
+    if cred.password_env:
+        password = os.environ.get(cred.password_env, "")
+    elif cred.password_file:
+        try:
+            password = Path(cred.password_file).read_text().strip()
+        except OSError as exc:
+            log.error("cannot read credential file", extra={"event": "credential.error",
+                                                             "target": target.name, "error": str(exc)})
+    return {"user": cred.user, "password": password, "database": cred.database}
+
+
 class TunnelGateway:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self.sessions: dict[str, asyncio.Task[Any]] = {}
+        # Client-facing cancel key -> upstream cancel key, shared by a broker's sessions
+        # (protocol-flow §55.2.7: cancels arrive on a new connection).
+        self.cancel_registry: dict[bytes, Any] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
@@ -270,6 +291,11 @@ class _Session:
                 subject=self.identity.subject,
                 groups=self.identity.groups,
                 chunk_size=self.gateway.runtime.config.audit.chunk_size,
+                settings={
+                    "credential": resolve_credential(self.target),
+                    "cancel_registry": self.gateway.cancel_registry,
+                    "broker_id": self.gateway.runtime.broker_id,
+                },
             )
         )
         self.gateway.sessions[self.session_id] = asyncio.current_task()  # type: ignore[assignment]
@@ -289,6 +315,10 @@ class _Session:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.gateway.sessions.pop(self.session_id, None)
+            ended = getattr(core, "session_ended", None)
+            if ended is not None:
+                with contextlib.suppress(Exception):
+                    await self._execute(ended(), Direction.DOWN)
             with contextlib.suppress(Exception):
                 self.client_writer.write(frames.close_frame(self.stats.reason, self.stats.error))
                 await asyncio.wait_for(self.client_writer.drain(), 2)

@@ -71,7 +71,11 @@ def test_kill_9_while_20_tunnels_stream_loses_no_forwarded_byte(
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20
-        while sum(len(c) for c in sink.connections) < 5_000_000 and time.monotonic() < deadline:
+        def streaming() -> bool:
+            live = [c for c in sink.connections if c]
+            return len(live) == 20 and sum(map(len, live)) >= 5_000_000
+
+        while not streaming() and time.monotonic() < deadline:
             time.sleep(0.05)
         broker.kill()
         stop.set()
