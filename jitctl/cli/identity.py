@@ -146,7 +146,7 @@ def rules_summary(target: dict[str, Any]) -> str:
     parts = []
     for rule in target.get("rules", []):
         words = [v for values in (rule.get("match") or {}).values() for v in values]
-        what = rule.get("name") or ",".join(words) or "anything"
+        what = ",".join(words) or rule.get("name") or "anything"
         parts.append(f"{rule.get('action')} {what}")
     parts.append(f"default {target.get('default_action', 'allow')}")
     if target.get("masks"):
