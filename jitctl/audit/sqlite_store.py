@@ -7,10 +7,14 @@ Rules:
 - `BEGIN IMMEDIATE` takes the write lock before the head is read, so several processes (a broker
   and `jitctl audit prune`, say) append one contiguous chain; `busy_timeout` makes them wait.
 - One connection, guarded by a lock: the writer thread and readers in other threads take turns.
+- Before each append the file must still be the one that was opened (same device and inode):
+  in WAL mode SQLite keeps writing happily into a deleted or replaced file, which would record
+  into nowhere.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -71,6 +75,7 @@ class SqliteStore(AuditStore):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            self._identity = self._file_identity()
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit store {self.url}: cannot open: {exc}") from None
 
@@ -82,6 +87,8 @@ class SqliteStore(AuditStore):
         with self._lock:
             db = self._db
             try:
+                if self._file_identity() != self._identity:
+                    raise sqlite3.OperationalError("the database file was deleted or replaced")
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     seq, head = db.execute(
@@ -101,6 +108,13 @@ class SqliteStore(AuditStore):
             except sqlite3.Error as exc:
                 raise AuditUnavailable(f"audit store {self.url}: append failed: {exc}") from None
         return records
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -7,10 +7,10 @@ Rules:
 - One writer thread drains the queue and writes everything pending in one `append_batch`
   transaction (group commit): one fsync for many records. Order of appends = order of seqs.
 - A payload that is not JSON fails its own append (prepared on the caller's side), not the batch.
-- Checkpoints: a signed `audit.checkpoint` is sealed into the batch every `checkpoint_every`
-  records, every `checkpoint_interval` seconds while records arrive, on `checkpoint()` (the
-  gateway calls it at each session end) and on `close()`. Each one is also written to the
-  checkpoint file outside the store.
+- Checkpoints: a signed `audit.checkpoint` is sealed into the batch in which the count since
+  the last one reaches `checkpoint_every`, every `checkpoint_interval` seconds while records
+  arrive, on `checkpoint()` (the gateway calls it at each session end) and on `close()`.
+  Each one is also written to the checkpoint file outside the store.
 - Fail closed: the first store (or checkpoint file) failure is kept in `failed`; every pending
   and later append raises `AuditUnavailable`, `healthy` turns False and `on_failure` is called.
   The writer never retries behind the operator's back: a restart re-checks the store.
@@ -56,6 +56,7 @@ class AuditWriter:
         self.on_failure = on_failure
         self.failed: AuditUnavailable | None = None
         self.last_checkpoint: Record | None = None
+        self.commits = 0  # transactions written: records / commits is the group-commit factor
         self._queue: collections.deque[_Entry] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -194,6 +195,7 @@ class AuditWriter:
         except Exception as exc:
             self._fail(exc, batch)
             return False
+        self.commits += 1 if records else 0
         if sign:
             self._since_checkpoint = 0
             self._checkpoint_at = time.monotonic()
