@@ -1,10 +1,10 @@
 """Sessions named for what they do; each takes `session.posargs` for overrides.
 
-    nox -s tests            # the full suite (README's test command)
-    nox -s tests -- -k tunnel -x
-    nox -s lint typing      # ruff, mypy
-    nox -s bench            # benchmarks; rewrites docs/performance.md
-    nox -s demo             # jitctl demo in a fresh virtualenv
+nox -s tests            # the full suite (README's test command)
+nox -s tests -- -k tunnel -x
+nox -s lint typing      # ruff, mypy
+nox -s bench            # benchmarks; rewrites docs/performance.md
+nox -s demo             # jitctl demo in a fresh virtualenv
 """
 
 from __future__ import annotations

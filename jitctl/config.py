@@ -222,7 +222,8 @@ class BrokerConfig(_Model):
             if target.name in seen:
                 raise _KeyProblem(
                     f"targets[{index}].name",
-                    f"duplicate target name {target.name!r} (first used at targets[{seen[target.name]}])",
+                    f"duplicate target name {target.name!r} "
+                    f"(first used at targets[{seen[target.name]}])",
                 )
             seen[target.name] = index
         names = {issuer.issuer for issuer in self.identity.issuers}

@@ -83,7 +83,9 @@ class _Demo:
         }
         self.processes: list[subprocess.Popen[str]] = []
 
-    def jitctl(self, *args: str, show: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def jitctl(
+        self, *args: str, show: bool = True, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "jitctl", *args],
             capture_output=True,
@@ -165,8 +167,17 @@ class _Demo:
     def tunnel(self) -> str:
         console.print("[bold green]$[/] jitctl connect echo --no-client --json --reason 'demo'")
         process = subprocess.Popen(
-            [sys.executable, "-m", "jitctl", "connect", "echo", "--no-client", "--json",
-             "--reason", "demo: show a recorded tunnel"],
+            [
+                sys.executable,
+                "-m",
+                "jitctl",
+                "connect",
+                "echo",
+                "--no-client",
+                "--json",
+                "--reason",
+                "demo: show a recorded tunnel",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -176,7 +187,9 @@ class _Demo:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
-            raise JitctlError("jitctl connect failed: " + (process.stderr.read() if process.stderr else ""))
+            raise JitctlError(
+                "jitctl connect failed: " + (process.stderr.read() if process.stderr else "")
+            )
         console.print(line.rstrip(), markup=False)
         port = json.loads(line)["port"]
         message = b"SELECT secret FROM vault; -- every byte of this is recorded before it is sent\n"
@@ -186,8 +199,10 @@ class _Demo:
             reply = b""
             while chunk := sock.recv(4096):
                 reply += chunk
-        console.print(f"sent {len(message)} bytes through the tunnel; the echo service answered: "
-                      f"{reply.decode().strip()!r}")
+        console.print(
+            f"sent {len(message)} bytes through the tunnel; the echo service answered: "
+            f"{reply.decode().strip()!r}"
+        )
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)
         console.print(err.rstrip(), markup=False)
@@ -232,31 +247,49 @@ def run_demo(keep: bool = False) -> None:
     )
     try:
         with _interruptible():
-            _step(1, "Start a development broker",
-                  "One process: the TLS API, the tunnel gateway and, with --dev, an OIDC issuer.")
+            _step(
+                1,
+                "Start a development broker",
+                "One process: the TLS API, the tunnel gateway and, with --dev, an OIDC issuer.",
+            )
             demo.start_broker()
-            _step(2, "Log in with the device grant",
-                  "The way a person on a headless box (or an agent acting for them) logs in.")
+            _step(
+                2,
+                "Log in with the device grant",
+                "The way a person on a headless box (or an agent acting for them) logs in.",
+            )
             demo.login_with_device_grant()
             _step(3, "Who am I?", "The broker verified the token against the issuer's keys.")
             demo.jitctl("whoami")
-            _step(4, "What may I reach?",
-                  "Only targets whose allow_groups meet your groups are listed.")
+            _step(
+                4,
+                "What may I reach?",
+                "Only targets whose allow_groups meet your groups are listed.",
+            )
             demo.jitctl("targets")
             demo.jitctl("connect", "billing-db", "--no-client", check=False)
-            console.print("[dim](refused: alice is not in the dba group — and the refusal is "
-                          "recorded)[/]")
-            _step(5, "A recorded tunnel",
-                  "Each connection to the local port rides TLS to the broker, which records "
-                  "the bytes durably and only then forwards them.")
+            console.print(
+                "[dim](refused: alice is not in the dba group — and the refusal is recorded)[/]"
+            )
+            _step(
+                5,
+                "A recorded tunnel",
+                "Each connection to the local port rides TLS to the broker, which records "
+                "the bytes durably and only then forwards them.",
+            )
             session_id = demo.tunnel()
             _step(6, "The record", "Who, which target, when, how long, bytes each way.")
             demo.jitctl("sessions", "ls", "--state-dir", str(demo.broker.state_dir))
             if session_id:
-                demo.jitctl("sessions", "show", session_id, "--state-dir", str(demo.broker.state_dir))
-            _step(7, "Prove the trail is whole",
-                  "Every hash link and every signed checkpoint is checked; any edit, insertion, "
-                  "deletion, reordering or truncation is named.")
+                demo.jitctl(
+                    "sessions", "show", session_id, "--state-dir", str(demo.broker.state_dir)
+                )
+            _step(
+                7,
+                "Prove the trail is whole",
+                "Every hash link and every signed checkpoint is checked; any edit, insertion, "
+                "deletion, reordering or truncation is named.",
+            )
             demo.jitctl("audit", "verify", "--state-dir", str(demo.broker.state_dir))
         elapsed = time.monotonic() - started
         console.print()

@@ -35,7 +35,9 @@ async def open_audit(config: BrokerConfig, state_dir: Path) -> Any:
     try:
         store = open_store(url)
     except AuditUnavailable as exc:
-        raise ConfigError(str(exc), "check broker.store and that the database is reachable") from None
+        raise ConfigError(
+            str(exc), "check broker.store and that the database is reachable"
+        ) from None
     writer = AuditWriter(
         store,
         load_or_create_signing_key(state_dir),
@@ -59,7 +61,9 @@ async def _close_interrupted(store: Any, writer: Any, me: str) -> None:
         for summary in store.sessions():
             if summary.status != "open":
                 continue
-            start = next(iter(store.iter_records(session_id=summary.id, kinds=["session.start"])), None)
+            start = next(
+                iter(store.iter_records(session_id=summary.id, kinds=["session.start"])), None
+            )
             if start is not None and start.payload.get("broker") == me:
                 found.append(start)
         return found
@@ -71,12 +75,18 @@ async def _close_interrupted(store: Any, writer: Any, me: str) -> None:
                 session_id=start.session_id,
                 target=start.target,
                 actor=start.actor,
-                payload={"status": "interrupted", "reason": "the broker stopped before the session ended",
-                         "bytes_up": -1, "bytes_down": -1},
+                payload={
+                    "status": "interrupted",
+                    "reason": "the broker stopped before the session ended",
+                    "bytes_up": -1,
+                    "bytes_down": -1,
+                },
             )
         )
-        log.warning("closed interrupted session", extra={"event": "session.interrupted",
-                                                         "session_id": start.session_id})
+        log.warning(
+            "closed interrupted session",
+            extra={"event": "session.interrupted", "session_id": start.session_id},
+        )
 
 
 def attach_gateway(runtime: Any) -> Any:

@@ -65,7 +65,10 @@ def _public_url(config: BrokerConfig, host: str, port: int) -> str:
 
 
 def _banner(runtime: Any, ca_file: Path | None) -> None:
-    lines = [f"jitctl broker listening on {runtime.public_url}", f"  state dir: {runtime.state_dir}"]
+    lines = [
+        f"jitctl broker listening on {runtime.public_url}",
+        f"  state dir: {runtime.state_dir}",
+    ]
     if ca_file:
         lines.append(f"  TLS CA:    {ca_file}")
     if runtime.dev:
@@ -146,7 +149,9 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
             }
         )
     )
-    log.info("broker started", extra={"event": "broker.start", "url": runtime.public_url, "dev": dev})
+    log.info(
+        "broker started", extra={"event": "broker.start", "url": runtime.public_url, "dev": dev}
+    )
     _banner(runtime, ca_file)
     try:
         await server.serve(stop)

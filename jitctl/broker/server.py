@@ -135,8 +135,13 @@ class BrokerServer:
             self._spawn(self._handle(loop, conn))
 
     async def _peek(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> bytes:
-        readable = loop.create_future()
-        loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(conn.fileno(), ready)
         try:
             await asyncio.wait_for(readable, timeout=30)
         finally:

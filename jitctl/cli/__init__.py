@@ -1,7 +1,8 @@
 """The `jitctl` command line: one module per command group, registered here.
 
 Modules here parse arguments, call a service and render; they import heavy modules (httpx,
-cryptography, fastapi, pglast, textual, ...) inside the command bodies so `jitctl --help` stays quick.
+cryptography, fastapi, pglast, textual, ...) inside the command bodies so `jitctl --help`
+stays quick.
 Only `main()` turns a `JitctlError` into a message and an exit code.
 """
 

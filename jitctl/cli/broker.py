@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from jitctl.cli._render import emit_json, say
@@ -13,14 +11,16 @@ app = typer.Typer(help="Run the broker, or check its configuration.", no_args_is
 
 @app.command("serve")
 def serve(
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Broker config file (TOML)."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Broker config file (TOML)."),
     dev: bool = typer.Option(
         False, "--dev", help="Development mode: local CA, keys, SQLite and a built-in OIDC issuer."
     ),
-    state_dir: Optional[str] = typer.Option(
-        None, "--state-dir", help="With --dev: where to keep state (default: $JITCTL_HOME/dev-broker)."
+    state_dir: str | None = typer.Option(
+        None,
+        "--state-dir",
+        help="With --dev: where to keep state (default: $JITCTL_HOME/dev-broker).",
     ),
-    listen: Optional[str] = typer.Option(None, "--listen", help="Override broker.listen (HOST:PORT)."),
+    listen: str | None = typer.Option(None, "--listen", help="Override broker.listen (HOST:PORT)."),
 ) -> None:
     """Run the broker: TLS API and tunnel gateway in one process."""
     from jitctl.broker.run import serve as run_serve

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from jitctl.errors import NotAvailableError
@@ -20,7 +18,9 @@ def connect(
     port: int = typer.Option(0, "--port", help="Local port to listen on (0: pick a free one)."),
     reason: str = typer.Option("", "--reason", help="Why you need access; recorded."),
     no_client: bool = typer.Option(False, "--no-client", help="Only keep the tunnel open."),
-    json_out: bool = typer.Option(False, "--json", help="Print the listening address as one JSON line."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the listening address as one JSON line."
+    ),
 ) -> None:
     """Open a recorded tunnel to TARGET on a local port (and start psql for Postgres targets)."""
     import asyncio
@@ -42,10 +42,14 @@ def connect(
 
 def exec_(
     ctx: typer.Context,
-    target: list[str] = typer.Option([], "--target", "-t", help="Target to open a tunnel for (repeatable)."),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", help="Target to open a tunnel for (repeatable)."
+    ),
     reason: str = typer.Option("", "--reason", help="Why; recorded on every session."),
     agent: str = typer.Option("", "--agent", help="Agent label recorded beside the identity."),
-    json_out: bool = typer.Option(False, "--json", help="Print the tunnels as JSON before running."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the tunnels as JSON before running."
+    ),
 ) -> None:
     """Run a command with tunnels open and its environment pointing at them."""
     raise NotAvailableError("exec", "issue 7 (jitctl exec)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from jitctl.errors import NotAvailableError
@@ -14,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
 
 def replay(
-    session_id: Optional[str] = typer.Argument(None),
+    session_id: str | None = typer.Argument(None),
     print_: bool = typer.Option(False, "--print", help="Print a transcript instead of the TUI."),
 ) -> None:
     """Replay a recorded session in the terminal."""

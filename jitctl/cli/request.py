@@ -32,13 +32,17 @@ def ls(
 
 
 @app.command("approve")
-def approve(request_id: str = typer.Argument(...), reason: str = typer.Option("", "--reason")) -> None:
+def approve(
+    request_id: str = typer.Argument(...), reason: str = typer.Option("", "--reason")
+) -> None:
     """Approve a request or a held statement."""
     raise NotAvailableError("request approve", _ISSUE)
 
 
 @app.command("deny")
-def deny(request_id: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
+def deny(
+    request_id: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")
+) -> None:
     """Deny a request or a held statement."""
     raise NotAvailableError("request deny", _ISSUE)
 

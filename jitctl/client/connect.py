@@ -49,8 +49,13 @@ async def run_connect(
     protocol = str(reply.get("protocol", "tcp"))
     listener = LocalListener(spec, port, on_event=_say)
     bound = await listener.start()
-    address = {"target": target, "protocol": protocol, "host": "127.0.0.1", "port": bound,
-               "correlation_id": spec.correlation_id}
+    address = {
+        "target": target,
+        "protocol": protocol,
+        "host": "127.0.0.1",
+        "port": bound,
+        "correlation_id": spec.correlation_id,
+    }
     if json_out:
         sys.stdout.write(json.dumps(address) + "\n")
     else:

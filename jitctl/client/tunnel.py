@@ -24,6 +24,7 @@ from jitctl.errors import (
     UsageError,
 )
 from jitctl.gateway import frames
+from jitctl.plugin import RemoteProtocolError
 
 READ_SIZE = 256 * 1024
 
@@ -61,7 +62,10 @@ class TunnelSpec:
 
 def refusal_error(reply: dict[str, Any]) -> JitctlError:
     cls = _CODES.get(str(reply.get("code")), JitctlError)
-    return cls(str(reply.get("error") or "the broker refused the tunnel"), str(reply.get("hint") or "") or None)
+    return cls(
+        str(reply.get("error") or "the broker refused the tunnel"),
+        str(reply.get("hint") or "") or None,
+    )
 
 
 async def open_tunnel(
@@ -83,11 +87,17 @@ async def open_tunnel(
         hint = "is the broker running? check --broker"
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             hint = "the broker's certificate is not trusted: pass --ca-file"
-        raise UnreachableError(f"cannot reach the broker at {spec.broker_url}: {exc}", hint) from None
+        raise UnreachableError(
+            f"cannot reach the broker at {spec.broker_url}: {exc}", hint
+        ) from None
     writer.write(frames.MAGIC + frames.encode_line(spec.preamble(op)))
     try:
         line = await asyncio.wait_for(reader.readline(), timeout=30)
-        reply = frames.decode_line(line) if line else {"ok": False, "error": "broker closed the connection"}
+        reply = (
+            frames.decode_line(line)
+            if line
+            else {"ok": False, "error": "broker closed the connection"}
+        )
     except (OSError, TimeoutError, ValueError) as exc:
         writer.close()
         raise UnreachableError(f"the broker did not answer the tunnel request: {exc}") from None
@@ -138,17 +148,21 @@ class LocalListener:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _accept(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._relay(local_reader, local_writer)
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             local_writer.close()
 
-    async def _relay(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
+    async def _relay(
+        self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             reader, writer, reply = await open_tunnel(self.spec)
         except JitctlError as exc:
@@ -185,7 +199,7 @@ class LocalListener:
             reason = await down
             if reason:
                 self.on_event(f"session {session_id} closed by the broker: {reason}")
-        except (ConnectionError, frames.RemoteProtocolError) as exc:
+        except (ConnectionError, RemoteProtocolError) as exc:
             self.on_event(f"session {session_id} lost: {exc}")
         finally:
             up.cancel()

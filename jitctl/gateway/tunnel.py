@@ -29,7 +29,6 @@ from jitctl.broker.identity import Identity, TokenRejected
 from jitctl.gateway import frames
 from jitctl.plugin import (
     Close,
-    Command,
     Core,
     Direction,
     Forward,
@@ -92,8 +91,10 @@ def resolve_credential(target: Any) -> dict[str, str]:
         try:
             password = Path(cred.password_file).read_text().strip()
         except OSError as exc:
-            log.error("cannot read credential file", extra={"event": "credential.error",
-                                                             "target": target.name, "error": str(exc)})
+            log.error(
+                "cannot read credential file",
+                extra={"event": "credential.error", "target": target.name, "error": str(exc)},
+            )
     return {"user": cred.user, "password": password, "database": cred.database}
 
 
@@ -134,7 +135,12 @@ class TunnelGateway:
             await self._record_refusal(refusal, identity, preamble, peer)
             writer.write(
                 frames.encode_line(
-                    {"ok": False, "code": refusal.code, "error": refusal.error, "hint": refusal.hint}
+                    {
+                        "ok": False,
+                        "code": refusal.code,
+                        "error": refusal.error,
+                        "hint": refusal.hint,
+                    }
                 )
             )
             return
@@ -149,7 +155,8 @@ class TunnelGateway:
         if not isinstance(token, str) or not token:
             raise Refused("auth", "no identity token in the tunnel request", "run `jitctl login`")
         try:
-            return await self.runtime.verifier.verify(token)
+            identity: Identity = await self.runtime.verifier.verify(token)
+            return identity
         except TokenRejected as exc:
             hint = "run `jitctl login` again" if "expired" in exc.reason else "run `jitctl login`"
             raise Refused("auth", f"identity rejected: {exc.reason}", hint) from None
@@ -183,8 +190,13 @@ class TunnelGateway:
 
         log.info(
             "tunnel refused",
-            extra={"event": "tunnel.refused", "code": refusal.code, "error": refusal.error,
-                   "target": preamble.get("target"), "client": peer},
+            extra={
+                "event": "tunnel.refused",
+                "code": refusal.code,
+                "error": refusal.error,
+                "target": preamble.get("target"),
+                "client": peer,
+            },
         )
         audit = self.runtime.audit
         if audit is None or not audit.healthy:
@@ -256,10 +268,14 @@ class _Session:
         except (OSError, TimeoutError) as exc:
             reason = f"cannot reach {self.target.name} at {self.target.address}: {exc}"
             await self.gateway._record_refusal(
-                Refused("upstream", reason), self.identity, {"target": self.target.name},
+                Refused("upstream", reason),
+                self.identity,
+                {"target": self.target.name},
                 self.actor.client_addr,
             )
-            self.client_writer.write(frames.encode_line({"ok": False, "code": "upstream", "error": reason}))
+            self.client_writer.write(
+                frames.encode_line({"ok": False, "code": "upstream", "error": reason})
+            )
             return
         try:
             await self.audit.append(
@@ -281,8 +297,12 @@ class _Session:
         self.client_writer.write(frames.encode_line({"ok": True, "session_id": self.session_id}))
         log.info(
             "session started",
-            extra={"event": "session.start", "session_id": self.session_id,
-                   "target": self.target.name, "subject": self.identity.subject},
+            extra={
+                "event": "session.start",
+                "session_id": self.session_id,
+                "target": self.target.name,
+                "subject": self.identity.subject,
+            },
         )
         core = plugin.new_core(
             SessionContext(
@@ -307,7 +327,9 @@ class _Session:
         try:
             await asyncio.wait_for(self.stats.ended.wait(), timeout=self.target.max_session)
         except TimeoutError:
-            self._end(f"session reached its maximum length ({int(self.target.max_session)}s)", False)
+            self._end(
+                f"session reached its maximum length ({int(self.target.max_session)}s)", False
+            )
         except asyncio.CancelledError:
             self._end("the broker is shutting down", True)
         finally:
@@ -350,7 +372,11 @@ class _Session:
             if error:
                 log.warning(
                     "session ended with an error",
-                    extra={"event": "session.error", "session_id": self.session_id, "reason": reason},
+                    extra={
+                        "event": "session.error",
+                        "session_id": self.session_id,
+                        "reason": reason,
+                    },
                 )
 
     # -- the three loops ----------------------------------------------------------------------
@@ -360,7 +386,9 @@ class _Session:
         barrier: Any = None
         for command in commands:
             if isinstance(command, Record):
-                future = self.audit.append_nowait(self._new(command.kind, dict(command.payload), command.data))
+                future = self.audit.append_nowait(
+                    self._new(command.kind, dict(command.payload), command.data)
+                )
                 if command.durable:
                     barrier = future
                 else:
@@ -412,7 +440,7 @@ class _Session:
                         return
         except RemoteProtocolError as exc:
             self._end(f"protocol error from the client: {exc}", True)
-        except Exception as exc:  # noqa: BLE001 - an audit failure or a broken pipe ends the session
+        except Exception as exc:
             self._end(str(exc) or type(exc).__name__, True)
 
     async def _forward_up(self, up_writer: asyncio.StreamWriter) -> None:
@@ -433,7 +461,7 @@ class _Session:
                 self.stats.up += len(data)
                 up_writer.write(data)
                 await up_writer.drain()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             from jitctl.audit import AuditUnavailable
 
             if isinstance(exc, AuditUnavailable):
@@ -449,10 +477,12 @@ class _Session:
                     await self._execute(core.upstream_eof(), Direction.DOWN)
                     return
                 if not self.audit.healthy:
-                    self._end(f"audit store unavailable, forwarding stopped: {self.audit.failed}", True)
+                    self._end(
+                        f"audit store unavailable, forwarding stopped: {self.audit.failed}", True
+                    )
                     return
                 await self._execute(core.upstream_data(chunk), Direction.DOWN)
         except RemoteProtocolError as exc:
             self._end(f"protocol error from the upstream: {exc}", True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._end(f"upstream read failed: {exc}", True)

@@ -10,6 +10,7 @@ Readiness is announced by the broker writing `<state_dir>/broker.json` with its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,12 +58,20 @@ class BrokerProcess:
     # -- lifecycle --------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "jitctl", "broker", "serve", "--state-dir", str(self.state_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jitctl",
+            "broker",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+        ]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         if self.dev:
             cmd.append("--dev")
-        return cmd + ["--listen", self.listen]
+        return [*cmd, "--listen", self.listen]
 
     def start(self) -> BrokerProcess:
         pointer = self.state_dir / "broker.json"
@@ -90,7 +99,9 @@ class BrokerProcess:
                 return self
             time.sleep(0.05)
         self.kill()
-        raise BrokerStartError(f"broker not ready after {self.startup_timeout}s:\n{self.log_text()[-3000:]}")
+        raise BrokerStartError(
+            f"broker not ready after {self.startup_timeout}s:\n{self.log_text()[-3000:]}"
+        )
 
     def _ready(self) -> bool:
         try:
@@ -127,10 +138,8 @@ class BrokerProcess:
         events = []
         for line in self.log_text().splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     events.append(json.loads(line))
-                except ValueError:
-                    pass
         return events
 
     def __enter__(self) -> BrokerProcess:

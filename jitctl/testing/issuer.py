@@ -34,7 +34,7 @@ class TokenIssuer:
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
                     issuer.discovery_hits += 1
                     body = {
@@ -90,9 +90,10 @@ class TokenIssuer:
 
     def public_pem(self, kid: str | None = None) -> bytes:
         _, key = self._keys[kid or self.current_kid]
-        return key.public_key().public_bytes(
+        pem: bytes = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return pem
 
     def jwks(self) -> dict[str, Any]:
         keys = []
@@ -130,7 +131,9 @@ class TokenIssuer:
         claims.update(extra)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def mint(self, claims: dict[str, Any] | None = None, *, kid: str | None = None, **kw: Any) -> str:
+    def mint(
+        self, claims: dict[str, Any] | None = None, *, kid: str | None = None, **kw: Any
+    ) -> str:
         """A properly signed token; `claims` replaces the defaults, `kw` tweaks them."""
         body = claims if claims is not None else self.claims(**kw)
         kid = kid or self.current_kid

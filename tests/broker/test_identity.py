@@ -43,7 +43,9 @@ def issuer() -> Iterator[TokenIssuer]:
 
 
 @pytest.fixture(scope="module")
-def broker(issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+def broker(
+    issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
     config = CONFIG.format(issuer=issuer.url, refetch="0s")
     with BrokerProcess(config, state_dir=tmp_path_factory.mktemp("broker")) as process:
         yield process

@@ -27,7 +27,9 @@ def test_whole_input_decodes_to_the_expected_events(wire: bytes, events: list[ob
 
 
 @pytest.mark.parametrize(("wire", "events"), CASES)
-def test_input_fed_one_byte_at_a_time_gives_the_same_events(wire: bytes, events: list[object]) -> None:
+def test_input_fed_one_byte_at_a_time_gives_the_same_events(
+    wire: bytes, events: list[object]
+) -> None:
     decoder = frames.FrameDecoder()
     got: list[object] = []
     for index in range(len(wire)):

@@ -65,10 +65,19 @@ def test_two_brokers_appending_concurrently_produce_one_valid_chain(
                 process.send_signal(signal.SIGINT)
                 process.communicate(timeout=10)
 
-            keys = ["--key", str(tmp_path / "a" / "audit-signing.pub"),
-                    "--key", str(tmp_path / "b" / "audit-signing.pub")]
+            keys = [
+                "--key",
+                str(tmp_path / "a" / "audit-signing.pub"),
+                "--key",
+                str(tmp_path / "b" / "audit-signing.pub"),
+            ]
             verify = first.jitctl(
-                "audit", "verify", "--json", "--config", str(first.config_path), *keys,
+                "audit",
+                "verify",
+                "--json",
+                "--config",
+                str(first.config_path),
+                *keys,
                 env={"JITCTL_HOME": str(tmp_path / "verifier")},
             )
             assert verify.returncode == 0, verify.stdout + verify.stderr

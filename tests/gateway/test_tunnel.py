@@ -48,7 +48,9 @@ def broker(
     config = CONFIG.format(issuer=token_issuer.url, echo=echo.address)
     with BrokerProcess(config, state_dir=tmp_path_factory.mktemp("tunnel")) as process:
         process.login_with_token(
-            token_issuer.mint(sub="agent-7", groups=["agents"], email="a7@example.com", lifetime=3600)
+            token_issuer.mint(
+                sub="agent-7", groups=["agents"], email="a7@example.com", lifetime=3600
+            )
         )
         yield process
 
@@ -78,7 +80,9 @@ def test_socket_client_round_trips_and_the_session_is_attributed(broker: BrokerP
         err = _stop(process)
     assert "session" in err and "opened to echo" in err
     session_id = err.split("session ", 1)[1].split()[0]
-    show = broker.jitctl("sessions", "show", session_id, "--json", "--state-dir", str(broker.state_dir))
+    show = broker.jitctl(
+        "sessions", "show", session_id, "--json", "--state-dir", str(broker.state_dir)
+    )
     assert show.returncode == 0, show.stderr
     session = json.loads(show.stdout)
     text = json.dumps(session)
@@ -110,12 +114,16 @@ def test_target_outside_the_callers_groups_is_denied(broker: BrokerProcess) -> N
     assert "dba" in result.stderr
 
 
-def test_expired_token_says_to_log_in(broker: BrokerProcess, token_issuer: TokenIssuer, tmp_path: Path) -> None:
+def test_expired_token_says_to_log_in(
+    broker: BrokerProcess, token_issuer: TokenIssuer, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(token_issuer.mint(lifetime=600))
     env = {"JITCTL_HOME": str(tmp_path / "home")}
     assert broker.jitctl("login", "--token-file", str(token_file), env=env).returncode == 0
-    token_file.write_text(token_issuer.mint(iat=1, nbf=1, exp=100))  # the file now holds a stale token
+    token_file.write_text(
+        token_issuer.mint(iat=1, nbf=1, exp=100)
+    )  # the file now holds a stale token
     result = broker.jitctl("connect", "echo", "--no-client", env=env)
     assert result.returncode == ExitCode.AUTH
     assert "expired" in result.stderr
@@ -134,7 +142,9 @@ def test_unreachable_broker_is_exit_6(broker: BrokerProcess, tmp_path: Path) -> 
 
 def test_refusals_are_recorded_in_the_trail(broker: BrokerProcess) -> None:
     broker.jitctl("connect", "billing", "--no-client")
-    export = broker.jitctl("audit", "export", "--format", "jsonl", "--state-dir", str(broker.state_dir))
+    export = broker.jitctl(
+        "audit", "export", "--format", "jsonl", "--state-dir", str(broker.state_dir)
+    )
     assert export.returncode == 0, export.stderr
     kinds = [json.loads(line)["kind"] for line in export.stdout.splitlines() if line.strip()]
     assert "session.denied" in kinds

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +70,7 @@ def test_kill_9_while_20_tunnels_stream_loses_no_forwarded_byte(
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20
+
         def streaming() -> bool:
             live = [c for c in sink.connections if c]
             return len(live) == 20 and sum(map(len, live)) >= 5_000_000
@@ -130,7 +130,7 @@ def test_lost_audit_store_stops_forwarding_and_refuses_new_sessions(
                             forwarded_after += chunk
                     except OSError:
                         pass
-                assert b"after" * 50 != forwarded_after  # forwarding stopped
+                assert forwarded_after != b"after" * 50  # forwarding stopped
                 assert echo.connections[-1].count(b"after") < 50
                 refused = broker.jitctl("connect", "echo", "--no-client")
                 assert refused.returncode == ExitCode.UNREACHABLE
@@ -140,9 +140,7 @@ def test_lost_audit_store_stops_forwarding_and_refuses_new_sessions(
                 connect.send_signal(signal.SIGINT)
                 _, err = connect.communicate(timeout=10)
             assert "audit store unavailable" in err
-            assert any(
-                "audit store unavailable" in json.dumps(e) for e in broker.log_events()
-            )
+            assert any("audit store unavailable" in json.dumps(e) for e in broker.log_events())
 
 
 @needs_postgres
@@ -154,9 +152,22 @@ def test_psql_works_through_a_tcp_tunnel(token_issuer: TokenIssuer, tmp_path: Pa
             connect, address = broker.connect("pg")
             try:
                 result = subprocess.run(
-                    ["psql", "-h", "127.0.0.1", "-p", str(address["port"]), "-U", pg.user,
-                     "-d", "postgres", "-Atc", "SELECT 40 + 2"],
-                    capture_output=True, text=True, timeout=30,
+                    [
+                        "psql",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(address["port"]),
+                        "-U",
+                        pg.user,
+                        "-d",
+                        "postgres",
+                        "-Atc",
+                        "SELECT 40 + 2",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
                     env={**os.environ, "PGPASSWORD": pg.password, "PGSSLMODE": "disable"},
                 )
             finally:
