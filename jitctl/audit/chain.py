@@ -51,6 +51,9 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+_string = json.encoder.encode_basestring  # a JSON string literal, as `dumps` writes it
+
+
 def dumps(value: Any) -> str:
     """The canonical JSON text of `value`."""
     return _ENCODER.encode(value)
@@ -138,13 +141,14 @@ def prepare(record: NewRecord, at_us: int | None = None) -> Prepared:
 
     Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...).
     """
-    payload_json = dumps(
-        record.payload if isinstance(record.payload, dict) else dict(record.payload)
+    # Encode, decode, encode: the hashed text must be exactly what a reader re-encodes from the
+    # stored text (tuples become lists; non-string keys become strings and sort as strings).
+    payload = json.loads(
+        dumps(record.payload if isinstance(record.payload, dict) else dict(record.payload))
     )
-    # Round-trip so the hashed payload is exactly what the store returns (tuples become lists).
-    payload = json.loads(payload_json)
     if not isinstance(payload, dict):
         raise TypeError("payload must be a JSON object")
+    payload_json = dumps(payload)
     data = bytes(record.data)
     fixed = NewRecord(
         kind=record.kind,
@@ -191,9 +195,9 @@ def link(item: Prepared, seq: int, prev_hash: str) -> Record:
     # canonical), assembled from the prepared texts instead of encoding the payload again.
     text = (
         f'{{"actor":{item.actor_json or "null"},"data_sha256":"{item.data_sha256}",'
-        f'"kind":{dumps(rec.kind)},"payload":{item.payload_json},"prev_hash":{dumps(prev_hash)},'
-        f'"seq":{seq},"session_id":{dumps(rec.session_id)},"target":{dumps(rec.target)},'
-        f'"time_us":{rec.time_us}}}'
+        f'"kind":{_string(rec.kind)},"payload":{item.payload_json},'
+        f'"prev_hash":{_string(prev_hash)},"seq":{seq},"session_id":{_string(rec.session_id)},'
+        f'"target":{_string(rec.target)},"time_us":{rec.time_us}}}'
     )
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Record(

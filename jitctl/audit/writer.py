@@ -137,7 +137,8 @@ class AuditWriter:
         future: asyncio.Future[Record] = self._loop.create_future()
         with self._cond:
             self._queue.append((item, future))
-            self._cond.notify()
+            if len(self._queue) == 1:  # the writer only ever waits on an empty queue
+                self._cond.notify()
         return future
 
     def _settle(self, entries: Sequence[_Entry], records: Sequence[Record] | None) -> None:
