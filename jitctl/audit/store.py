@@ -131,10 +131,28 @@ class AuditStore(abc.ABC):
         )
         return row_to_record(rows[0])[0] if rows else None
 
-    def iter_records(self, **filters: Any) -> Iterator[Record]:
-        """Records in seq order; filters: from_seq, to_seq, session_id, kinds, since_us,
-        until_us (exclusive), batch."""
-        for record, _ in self.iter_stored(**filters):
+    def iter_records(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        session_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        batch: int = 1000,
+    ) -> Iterator[Record]:
+        """Records in seq order, fetched `batch` at a time; `until_us` is exclusive."""
+        stored = self.iter_stored(
+            from_seq=from_seq,
+            to_seq=to_seq,
+            session_id=session_id,
+            kinds=kinds,
+            since_us=since_us,
+            until_us=until_us,
+            batch=batch,
+        )
+        for record, _ in stored:
             yield record
 
     def iter_stored(

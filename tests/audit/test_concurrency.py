@@ -70,6 +70,9 @@ def test_two_processes_append_one_valid_chain(backend: Backend, tmp_path: Path) 
         # every record of each process, in that process's own order
         assert [r.payload["n"] for r in data if r.session_id == name] == list(range(count))
     switches = sum(1 for a, b in itertools.pairwise(data) if a.session_id != b.session_id)
-    assert switches > 2, "the two processes never interleaved"
+    if backend.name == "postgresql":
+        # the head-row lock queues appenders fairly, so their batches interleave; SQLite's busy
+        # handler backs off by sleeping, so one process may run ahead of the other for a while
+        assert switches > 2, "the two processes never interleaved"
     # each process signs at the end of the batch in which its count reaches 64
     assert report.checkpoints_checked >= 2 * (count // (64 + 20))

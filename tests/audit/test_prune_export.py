@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +209,32 @@ def test_ocsf_maps_sessions_to_network_activity_and_the_rest_to_api_activity(
     assert all(
         json.loads(line)["metadata"]["version"] == "1.1.0" for line in out.getvalue().splitlines()
     )
+
+
+def test_the_offline_verifier_in_the_docs_accepts_an_export_and_rejects_tampering(
+    store: AuditStore, key: SigningKey, tmp_path: Path
+) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "audit-schema.md").read_text()
+    snippet = re.search(r"<!-- verify-snippet -->\n```python\n(.*?)```", doc, re.S)
+    assert snippet is not None
+    script = tmp_path / "verify_export.py"
+    script.write_text(snippet.group(1))
+    pub = tmp_path / "audit-signing.pub"
+    pub.write_bytes(key.public_pem())
+    make_trail(store, key)
+    lines = _export(store, tmp_path / "trail.jsonl")
+    ok = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "trail.jsonl"), str(pub)],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: records up to seq 21, signed through seq 21" in ok.stdout
+    lines[4] = lines[4].replace('"bytes_up":16', '"bytes_up":1')
+    (tmp_path / "trail.jsonl").write_text("\n".join(lines) + "\n")
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "trail.jsonl"), str(pub)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "seq 5: record modified" in bad.stderr
