@@ -106,7 +106,7 @@ def measure(url: str, key: SigningKey, quick: bool) -> dict[str, float]:
 def collect(quick: bool) -> dict[str, Any]:
     key = SigningKey.generate()
     results: dict[str, Any] = {"appenders": APPENDERS, "quick": quick}
-    directory = Path(tempfile.mkdtemp(prefix="jitctl-bench-audit-", dir=Path.cwd()))
+    directory = Path(tempfile.mkdtemp(prefix="jitctl-bench-audit-"))
     try:
         results["sqlite"] = measure(f"sqlite://{directory / 'audit.db'}", key, quick)
     finally:
