@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -32,10 +33,23 @@ _NETWORK_ACTIVITIES = {
 
 
 def _endpoint(address: str) -> dict[str, Any]:
+    """OCSF endpoint fields for "host:port": `ip` for an address, `hostname` for a name."""
     host, sep, port = address.rpartition(":")
-    if sep and port.isdigit():
-        return {"ip": host.strip("[]"), "port": int(port)}
-    return {"ip": address} if address else {}
+    if not (sep and port.isdigit()):
+        host, port = address, ""
+    host = host.strip("[]")
+    out: dict[str, Any] = {"ip" if _is_ip(host) else "hostname": host} if host else {}
+    if port:
+        out["port"] = int(port)
+    return out
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_ocsf(record: Record) -> dict[str, Any]:
@@ -104,10 +118,10 @@ def to_ocsf(record: Record) -> dict[str, Any]:
     if record.session_id:
         event.setdefault("actor", {})["session"] = {"uid": record.session_id}
     if record.target:
-        destination = {"name": record.target}
+        destination: dict[str, Any] = {"name": record.target}
         upstream = payload.get("upstream")
         if isinstance(upstream, str) and upstream:
-            destination.update({k: str(v) for k, v in _endpoint(upstream).items()})
+            destination.update(_endpoint(upstream))
         event["dst_endpoint"] = destination
     if class_uid == NETWORK[1]:
         protocol = payload.get("protocol")

@@ -191,7 +191,7 @@ def test_ocsf_maps_sessions_to_network_activity_and_the_rest_to_api_activity(
     start, up, down, _, end = events[:5]
     assert start["actor"]["user"]["email_addr"] == "alice@example.com"
     assert start["actor"]["app_name"] == "claude" and start["src_endpoint"]["port"] == 50000
-    assert start["dst_endpoint"] == {"name": "pg-prod", "ip": "10.0.0.5", "port": "5432"}
+    assert start["dst_endpoint"] == {"name": "pg-prod", "ip": "10.0.0.5", "port": 5432}
     assert (
         start["metadata"]["correlation_uid"] == "corr-1"
         and start["time"] == records[0].time_us // 1000
