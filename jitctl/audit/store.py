@@ -115,6 +115,11 @@ class AuditStore(abc.ABC):
         value = self._rows("SELECT min(seq) FROM audit_records")[0][0]
         return None if value is None else int(value)
 
+    def last_seq(self) -> int | None:
+        """The highest seq stored (normally the head's; above it only if rows were slipped in)."""
+        value = self._rows("SELECT max(seq) FROM audit_records")[0][0]
+        return None if value is None else int(value)
+
     def first_seq_since(self, time_us: int) -> int | None:
         """The lowest seq whose time is at or after `time_us`: every record below is older."""
         value = self._rows("SELECT min(seq) FROM audit_records WHERE time_us >= ?", [time_us])

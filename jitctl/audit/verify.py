@@ -243,10 +243,13 @@ def verify_trail(
     store: AuditStore, trusted_keys: TrustedKeys, checkpoint_file: str | Path | None = None
 ) -> VerifyReport:
     """Check the whole trail in `store`; see the module docstring for what is checked."""
+    # Order matters against a live broker: the checkpoint file is written after its commit and
+    # the head moves in the same transaction as its records, so file <= head <= what is stored.
     try:
         checkpoint = read_checkpoint_file(checkpoint_file) if checkpoint_file else None
     except ValueError as exc:
         return ChainVerifier(trusted_keys).report(Break(0, str(exc)))
+    head = store.head()
     first = store.first_seq() or 1
     anchors = store.iter_records(from_seq=first, kinds=[PRUNED]) if first > 1 else ()
     start_prev, found = start_of(first, anchors, trusted_keys)
@@ -255,5 +258,13 @@ def verify_trail(
     )
     if found is not None:
         return verifier.report(found)
-    brk = run(verifier, store.iter_stored(from_seq=first)) or verifier.finish(store.head())
+    stored = store.iter_stored(from_seq=first, to_seq=head[0])
+    brk = run(verifier, stored) or verifier.finish(head)
+    if brk is None:
+        # Records appended since the snapshot moved the head with them; rows above the head
+        # *now* were slipped in behind the writer's back (max(seq) is read first on purpose).
+        top = store.last_seq() or 0
+        now = store.head()[0]
+        if top > now:
+            brk = Break(now + 1, "record beyond the store's head (appended outside the writer)")
     return verifier.report(brk)

@@ -183,10 +183,10 @@ class AuditWriter:
     def _write(self, batch: list[_Entry], *, final: bool) -> bool:
         items = [item for item, _ in batch if item is not None]
         pending = self._since_checkpoint + len(items)
-        wanted = final or any(item is None for item, _ in batch)
-        due = pending >= self.checkpoint_every or (pending and self._interval_due())
-        # Nothing new since the last checkpoint: a requested one is that one.
-        sign = (wanted or due) and (pending > 0 or self.last_checkpoint is None)
+        asked = any(item is None for item, _ in batch)
+        due = pending >= self.checkpoint_every or self._interval_due() or final or asked
+        # Nothing new since the last checkpoint: a requested one is that one (if there is one).
+        sign = (pending > 0 and due) or (asked and self.last_checkpoint is None)
         try:
             records = self.store.append_prepared(items, self.key if sign else None)
             if sign:

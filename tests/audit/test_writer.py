@@ -205,3 +205,33 @@ def test_postgres_writer_fails_closed_when_its_connection_dies(
 
     with open_store(pg_url) as store:
         _fail_closed(store, key, tmp_path, kill_backends)
+
+
+def test_verify_while_the_writer_appends_sees_no_false_break(
+    backend: Any, key: SigningKey, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "cp.json"
+
+    async def body() -> list[bool]:
+        with open_store(backend.url) as store, open_store(backend.url) as reader:
+            writer = AuditWriter(store, key, checkpoint, checkpoint_every=50)
+            await writer.start()
+            stop = asyncio.Event()
+
+            async def keep_appending() -> None:
+                n = 0
+                while not stop.is_set():
+                    await asyncio.gather(*(writer.append_nowait(chunk(n + i)) for i in range(10)))
+                    n += 10
+
+            appender = asyncio.create_task(keep_appending())
+            results = []
+            for _ in range(5):
+                report = await asyncio.to_thread(verify_trail, reader, key.trusted(), checkpoint)
+                results.append(report.ok or str(report.first_break))
+            stop.set()
+            await appender
+            await writer.close()
+            return results
+
+    assert run(body) == [True] * 5
