@@ -136,6 +136,9 @@ class AuditWriter:
         assert self._loop is not None
         future: asyncio.Future[Record] = self._loop.create_future()
         with self._cond:
+            # Checked again under the lock: the writer may have failed or closed since the
+            # caller's first check, and then nobody would ever resolve this future.
+            self._refuse_if_unhealthy()
             self._queue.append((item, future))
             if len(self._queue) == 1:  # the writer only ever waits on an empty queue
                 self._cond.notify()
