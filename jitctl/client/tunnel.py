@@ -156,6 +156,8 @@ class LocalListener:
         self._tasks.add(task)
         try:
             await self._relay(local_reader, local_writer)
+        except asyncio.CancelledError:
+            pass  # close() cancelled us: the tunnel is being shut down on purpose
         finally:
             self._tasks.discard(task)
             local_writer.close()
