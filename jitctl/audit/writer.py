@@ -11,6 +11,10 @@ Rules:
   the last one reaches `checkpoint_every`, every `checkpoint_interval` seconds while records
   arrive, on `checkpoint()` (the gateway calls it at each session end) and on `close()`.
   Each one is also written to the checkpoint file outside the store.
+- Lazy appends (`append_nowait(record, lazy=True)`: records nobody waits for, such as
+  upstream->client bytes) do not trigger a commit of their own: the writer holds them up to
+  `lazy_delay` seconds for an urgent record to share its fsync. A request/reply round trip then
+  pays one fsync instead of two.
 - Fail closed: the first store (or checkpoint file) failure is kept in `failed`; every pending
   and later append raises `AuditUnavailable`, `healthy` turns False and `on_failure` is called.
   The writer never retries behind the operator's back: a restart re-checks the store.
@@ -32,7 +36,8 @@ from jitctl.audit.errors import AuditUnavailable
 from jitctl.audit.records import NewRecord, Record
 from jitctl.audit.store import AuditStore
 
-_Entry = tuple[Prepared | None, "asyncio.Future[Record]"]  # None: a checkpoint request
+# (item, future, urgent); item None: a checkpoint request
+_Entry = tuple[Prepared | None, "asyncio.Future[Record]", bool]
 
 
 class AuditWriter:
@@ -45,6 +50,7 @@ class AuditWriter:
         checkpoint_interval: float = 10.0,
         *,
         max_batch: int = 8192,
+        lazy_delay: float = 0.005,
         on_failure: Callable[[AuditUnavailable], None] | None = None,
     ) -> None:
         self.store = store
@@ -53,6 +59,8 @@ class AuditWriter:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self.max_batch = max_batch
+        self.lazy_delay = lazy_delay
+        self._urgent = 0  # queued entries somebody waits for
         self.on_failure = on_failure
         self.failed: AuditUnavailable | None = None
         self.last_checkpoint: Record | None = None
@@ -103,12 +111,12 @@ class AuditWriter:
 
     # -- the loop's side ------------------------------------------------------------------------
 
-    def append_nowait(self, record: NewRecord) -> asyncio.Future[Record]:
+    def append_nowait(self, record: NewRecord, *, lazy: bool = False) -> asyncio.Future[Record]:
         """Queue `record`; the future resolves once it is durable. Raises AuditUnavailable at
         once when the writer has failed or is closed, ValueError/TypeError for a bad payload."""
         self._refuse_if_unhealthy()
         item = prepare(record)
-        return self._enqueue(item)
+        return self._enqueue(item, urgent=not lazy)
 
     async def append(self, record: NewRecord) -> Record:
         return await self.append_nowait(record)
@@ -132,15 +140,19 @@ class AuditWriter:
         if self._closing or self._thread is None:
             raise AuditUnavailable("the audit writer is not running")
 
-    def _enqueue(self, item: Prepared | None) -> asyncio.Future[Record]:
+    def _enqueue(self, item: Prepared | None, urgent: bool = True) -> asyncio.Future[Record]:
         assert self._loop is not None
         future: asyncio.Future[Record] = self._loop.create_future()
         with self._cond:
             # Checked again under the lock: the writer may have failed or closed since the
             # caller's first check, and then nobody would ever resolve this future.
             self._refuse_if_unhealthy()
-            self._queue.append((item, future))
-            if len(self._queue) == 1:  # the writer only ever waits on an empty queue
+            self._queue.append((item, future, urgent))
+            if urgent:
+                self._urgent += 1
+                if self._urgent == 1:  # the writer may be holding lazy records for us
+                    self._cond.notify()
+            elif len(self._queue) == 1:  # the writer waits on an empty queue
                 self._cond.notify()
         return future
 
@@ -148,7 +160,7 @@ class AuditWriter:
         """On the loop: resolve futures with their records, or fail them all."""
         checkpoint = records[-1] if records and records[-1].kind == CHECKPOINT else None
         it = iter(records or ())
-        for item, future in entries:
+        for item, future, _ in entries:
             if future.done():
                 continue  # the caller gave up waiting; the record was still written
             if records is None:
@@ -167,9 +179,20 @@ class AuditWriter:
             with self._cond:
                 while not self._queue and not self._closing and not self._interval_due():
                     self._cond.wait(timeout=self._wait_time())
+                # Only lazy records queued: give an urgent one a moment to share the commit.
+                hold_until = time.monotonic() + self.lazy_delay
+                while (
+                    self._queue
+                    and not self._urgent
+                    and not self._closing
+                    and len(self._queue) < self.max_batch
+                    and (remaining := hold_until - time.monotonic()) > 0
+                ):
+                    self._cond.wait(timeout=remaining)
                 batch = [
                     self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
                 ]
+                self._urgent = sum(1 for entry in self._queue if entry[2])
                 last = self._closing and not self._queue
             if not self._write(batch, final=last) or last:
                 return
@@ -184,9 +207,9 @@ class AuditWriter:
         return max(0.0, self._checkpoint_at + self.checkpoint_interval - time.monotonic())
 
     def _write(self, batch: list[_Entry], *, final: bool) -> bool:
-        items = [item for item, _ in batch if item is not None]
+        items = [item for item, _, _ in batch if item is not None]
         pending = self._since_checkpoint + len(items)
-        asked = any(item is None for item, _ in batch)
+        asked = any(item is None for item, _, _ in batch)
         due = pending >= self.checkpoint_every or self._interval_due() or final or asked
         # Nothing new since the last checkpoint: a requested one is that one (if there is one).
         sign = (pending > 0 and due) or (asked and self.last_checkpoint is None)
@@ -219,6 +242,7 @@ class AuditWriter:
             self.failed = error
             entries = batch + list(self._queue)
             self._queue.clear()
+            self._urgent = 0
         self._call(self._settle, entries, None)
         if self.on_failure is not None:
             self._call(self.on_failure, error)

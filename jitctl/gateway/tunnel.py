@@ -98,6 +98,25 @@ def resolve_credential(target: Any) -> dict[str, str]:
     return {"user": cred.user, "password": password, "database": cred.database}
 
 
+async def upstream_credential(
+    runtime: Any, target: Any, identity: Identity, session_id: str = ""
+) -> dict[str, str]:
+    """`resolve_credential`, or for `credential.gcp` a fresh Cloud SQL IAM login minted (and
+    recorded) for this caller (docs/gcp.md). A failed mint refuses the session."""
+    if not getattr(target.credential, "gcp", ""):
+        return resolve_credential(target)
+    from jitctl.broker.gcp import GcpError, gcp_database_credential
+
+    try:
+        return await gcp_database_credential(runtime, target, identity, session_id=session_id)
+    except GcpError as exc:
+        raise Refused(
+            "denied" if exc.status == 403 else "upstream",
+            f"cannot get a GCP IAM login for {target.name}: {exc.reason}",
+            "the broker's audit trail (gcp.credential.error) has the details",
+        ) from None
+
+
 class TunnelGateway:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
@@ -260,6 +279,25 @@ class _Session:
                 frames.encode_line({"ok": False, "code": refusal.code, "error": refusal.error})
             )
             return
+        try:
+            credential = await upstream_credential(
+                self.gateway.runtime, self.target, self.identity, self.session_id
+            )
+        except Refused as refusal:
+            await self.gateway._record_refusal(
+                refusal, self.identity, {"target": self.target.name}, self.actor.client_addr
+            )
+            self.client_writer.write(
+                frames.encode_line(
+                    {
+                        "ok": False,
+                        "code": refusal.code,
+                        "error": refusal.error,
+                        "hint": refusal.hint,
+                    }
+                )
+            )
+            return
         host, _, port = self.target.address.rpartition(":")
         try:
             up_reader, up_writer = await asyncio.wait_for(
@@ -312,7 +350,7 @@ class _Session:
                 groups=self.identity.groups,
                 chunk_size=self.gateway.runtime.config.audit.chunk_size,
                 settings={
-                    "credential": resolve_credential(self.target),
+                    "credential": credential,
                     "cancel_registry": self.gateway.cancel_registry,
                     "broker_id": self.gateway.runtime.broker_id,
                 },
@@ -387,7 +425,8 @@ class _Session:
         for command in commands:
             if isinstance(command, Record):
                 future = self.audit.append_nowait(
-                    self._new(command.kind, dict(command.payload), command.data)
+                    self._new(command.kind, dict(command.payload), command.data),
+                    lazy=not command.durable,
                 )
                 if command.durable:
                     barrier = future

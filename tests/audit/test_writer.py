@@ -235,3 +235,37 @@ def test_verify_while_the_writer_appends_sees_no_false_break(
             return results
 
     assert run(body) == [True] * 5
+
+
+def test_a_lazy_record_shares_the_commit_of_the_urgent_one_that_follows(
+    store: AuditStore, key: SigningKey, tmp_path: Path
+) -> None:
+    """A reply's record (lazy) and the next request's record (urgent) cost one fsync."""
+
+    async def body() -> tuple[AuditWriter, list[Record]]:
+        writer = AuditWriter(store, key, None, checkpoint_every=10**6, lazy_delay=0.5)
+        await writer.start()
+        lazy = writer.append_nowait(chunk(0), lazy=True)
+        await asyncio.sleep(0.05)  # well inside lazy_delay: nothing committed yet
+        assert not lazy.done()
+        urgent = writer.append_nowait(chunk(1))
+        records = await asyncio.gather(lazy, urgent)
+        await writer.close()
+        return writer, records
+
+    writer, records = run(body)
+    assert [r.seq for r in records] == [1, 2]
+    assert writer.commits == 2  # the shared commit, then close()'s final checkpoint
+
+
+def test_lazy_records_alone_are_committed_after_the_delay(
+    store: AuditStore, key: SigningKey, tmp_path: Path
+) -> None:
+    async def body() -> Record:
+        writer = AuditWriter(store, key, None, lazy_delay=0.05)
+        await writer.start()
+        record = await asyncio.wait_for(writer.append_nowait(chunk(0), lazy=True), 5)
+        await writer.close()
+        return record
+
+    assert run(body).seq == 1
