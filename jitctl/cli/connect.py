@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.errors import NotAvailableError
-
 
 def register(app: typer.Typer) -> None:
     app.command("connect", context_settings={"allow_extra_args": True})(connect)
@@ -48,8 +46,34 @@ def exec_(
     reason: str = typer.Option("", "--reason", help="Why; recorded on every session."),
     agent: str = typer.Option("", "--agent", help="Agent label recorded beside the identity."),
     json_out: bool = typer.Option(
-        False, "--json", help="Print the tunnels as JSON before running."
+        False, "--json", help="Print the tunnels as one JSON line before running."
+    ),
+    token_file: str | None = typer.Option(
+        None, "--token-file", help="Use the workload token in this file (re-read per session)."
+    ),
+    token_env: str | None = typer.Option(
+        None, "--token-env", help="Use the workload token in this environment variable."
+    ),
+    audience: str | None = typer.Option(
+        None, "--audience", help="Audience for the ambient GitHub Actions OIDC token."
     ),
 ) -> None:
-    """Run a command with tunnels open and its environment pointing at them."""
-    raise NotAvailableError("exec", "issue 7 (jitctl exec)")
+    """Run a command with tunnels open and its environment pointing at them:
+    jitctl exec -t pg-prod --agent triage-bot -- python agent.py"""
+    import asyncio
+
+    from jitctl.client.execute import run_exec
+
+    code = asyncio.run(
+        run_exec(
+            list(ctx.args),
+            targets=target,
+            reason=reason,
+            agent=agent,
+            json_out=json_out,
+            token_file=token_file,
+            token_env=token_env,
+            audience=audience,
+        )
+    )
+    raise typer.Exit(code)

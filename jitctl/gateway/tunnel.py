@@ -164,7 +164,10 @@ class TunnelGateway:
             )
             return
         if preamble.get("op") == "check":
-            writer.write(frames.encode_line({"ok": True, "protocol": target.protocol}))
+            reply: dict[str, Any] = {"ok": True, "protocol": target.protocol}
+            if target.protocol == "postgres":  # names, not secrets: what a client should ask for
+                reply.update(user=target.credential.user, database=target.credential.database)
+            writer.write(frames.encode_line(reply))
             return
         session = _Session(self, identity, target, preamble, peer, reader, writer)
         await session.run()

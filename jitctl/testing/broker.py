@@ -152,10 +152,12 @@ class BrokerProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        """Environment for CLI subprocesses: a private JITCTL_HOME pointed at this broker."""
+        """Environment for CLI subprocesses: a private JITCTL_HOME pointed at this broker.
+
+        The broker's own extra environment (upstream secrets) is deliberately not in it.
+        """
         return {
             **os.environ,
-            **self.extra_env,
             "JITCTL_HOME": str(self.home),
             "JITCTL_BROKER": self.url,
             "JITCTL_CA_FILE": self.ca_file,

@@ -1,0 +1,226 @@
+"""`jitctl exec`: run a command (usually an agent) with recorded tunnels and no upstream secrets.
+
+Rules:
+- Identity without a human: `--token-file`/`--token-env` for this run (nothing stored), the
+  ambient GitHub Actions OIDC token when `ACTIONS_ID_TOKEN_REQUEST_URL` is set and an audience
+  is configured (`--audience` or `JITCTL_OIDC_AUDIENCE`), else the stored login.
+- One tunnel per target; the child's environment points at them (DATABASE_URL and PG* for
+  Postgres, <NAME>_URL for HTTP, <NAME>_HOST/_PORT for anything). Nothing in that environment is
+  an upstream credential: the broker authenticates upstream itself.
+- Every session opened for this run carries the agent label, the command line, the reason and
+  one correlation id.
+- Signals to jitctl are passed to the child; the tunnels close after it exits; jitctl exits
+  with the child's status (128+N when a signal killed it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
+from jitctl.errors import AuthError, UsageError
+
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def env_name(target: str) -> str:
+    """pg-prod -> PG_PROD"""
+    return re.sub(r"[^A-Za-z0-9]", "_", target).upper()
+
+
+def github_actions_token(audience: str) -> str:
+    """The workload token GitHub Actions hands a job with `permissions: id-token: write`."""
+    import httpx
+
+    url = os.environ["ACTIONS_ID_TOKEN_REQUEST_URL"]
+    bearer = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "")
+    separator = "&" if "?" in url else "?"
+    try:
+        response = httpx.get(
+            f"{url}{separator}audience={audience}",
+            headers={"Authorization": f"Bearer {bearer}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        token = response.json()["value"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise AuthError(
+            f"cannot get the GitHub Actions OIDC token: {exc}",
+            "give the job `permissions: id-token: write`",
+        ) from None
+    return str(token)
+
+
+def token_source(
+    broker_url: str,
+    ca_file: str | None,
+    token_file: str | None,
+    token_env: str | None,
+    audience: str | None,
+) -> Callable[[], str]:
+    if token_file:
+        path = Path(token_file)
+
+        def from_file() -> str:
+            try:
+                return path.read_text().strip()
+            except OSError as exc:
+                raise AuthError(f"cannot read the token file {path}: {exc.strerror}") from None
+
+        return from_file
+    if token_env:
+
+        def from_env() -> str:
+            value = os.environ.get(token_env, "").strip()
+            if not value:
+                raise AuthError(f"environment variable {token_env} holds no token")
+            return value
+
+        return from_env
+    audience = audience or os.environ.get("JITCTL_OIDC_AUDIENCE")
+    if audience and os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
+        return lambda: github_actions_token(audience)
+    from jitctl.client.tokens import current_token
+
+    return lambda: current_token(broker_url, ca_file)
+
+
+def child_environment(
+    base: dict[str, str], tunnels: list[dict[str, Any]], correlation_id: str
+) -> dict[str, str]:
+    env = dict(base)
+    env["JITCTL_CORRELATION_ID"] = correlation_id
+    postgres_seen = False
+    for tunnel in tunnels:
+        name, host, port = env_name(tunnel["target"]), "127.0.0.1", tunnel["port"]
+        env[f"{name}_HOST"], env[f"{name}_PORT"] = host, str(port)
+        protocol = tunnel["protocol"]
+        if protocol == "postgres":
+            user = tunnel.get("user") or "jitctl"
+            database = tunnel.get("database") or user
+            url = f"postgresql://{user}@{host}:{port}/{database}?sslmode=disable"
+            env[f"{name}_URL"] = url
+            if not postgres_seen:  # the first Postgres target is the default one
+                postgres_seen = True
+                env.update(
+                    {
+                        "DATABASE_URL": url,
+                        "PGHOST": host,
+                        "PGPORT": str(port),
+                        "PGUSER": user,
+                        "PGDATABASE": database,
+                        "PGSSLMODE": "disable",
+                    }
+                )
+                env.pop("PGPASSWORD", None)  # never let a stray password reach the upstream leg
+        elif protocol == "http":
+            env[f"{name}_URL"] = f"http://{host}:{port}"
+        else:
+            env[f"{name}_ADDR"] = f"{host}:{port}"
+    return env
+
+
+async def run_exec(
+    command: list[str],
+    *,
+    targets: list[str],
+    reason: str,
+    agent: str,
+    json_out: bool,
+    token_file: str | None = None,
+    token_env: str | None = None,
+    audience: str | None = None,
+) -> int:
+    if not command:
+        raise UsageError(
+            "no command to run", "write it after --: jitctl exec -t pg -- python agent.py"
+        )
+    from jitctl.client.settings import resolve
+
+    settings = resolve()
+    token = token_source(settings.url, settings.ca_file, token_file, token_env, audience)
+    correlation_id = uuid.uuid4().hex
+    command_line = shlex.join(command)
+    listeners: list[LocalListener] = []
+    tunnels: list[dict[str, Any]] = []
+    try:
+        for target in targets:
+            spec = TunnelSpec(
+                broker_url=settings.url,
+                ca_file=settings.ca_file,
+                target=target,
+                token=token,
+                reason=reason,
+                agent=agent,
+                command=command_line,
+                correlation_id=correlation_id,
+            )
+            reply = await check_target(spec)
+            listener = LocalListener(spec, on_event=_quiet)
+            port = await listener.start()
+            listeners.append(listener)
+            tunnels.append(
+                {
+                    "target": target,
+                    "protocol": reply.get("protocol", "tcp"),
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "user": reply.get("user", ""),
+                    "database": reply.get("database", ""),
+                }
+            )
+        env = child_environment(dict(os.environ), tunnels, correlation_id)
+        if json_out:
+            sys.stdout.write(
+                json.dumps({"correlation_id": correlation_id, "tunnels": tunnels}) + "\n"
+            )
+            sys.stdout.flush()
+        return await _run_child(command, env)
+    finally:
+        for listener in listeners:
+            await listener.close()
+
+
+def _quiet(message: str) -> None:
+    if message.startswith("error:") or "closed by the broker" in message or "lost" in message:
+        sys.stderr.write(f"jitctl: {message}\n")
+
+
+async def _run_child(command: list[str], env: dict[str, str]) -> int:
+    try:
+        process = await asyncio.create_subprocess_exec(*command, env=env)
+    except FileNotFoundError:
+        raise UsageError(f"command not found: {command[0]}") from None
+    except PermissionError:
+        raise UsageError(f"permission denied running {command[0]}") from None
+    loop = asyncio.get_running_loop()
+    for sig in FORWARDED_SIGNALS:
+        loop.add_signal_handler(sig, _forward, process, sig)
+    try:
+        status = await process.wait()
+    finally:
+        for sig in FORWARDED_SIGNALS:
+            loop.remove_signal_handler(sig)
+    return 128 - status if status < 0 else status
+
+
+def _forward(process: asyncio.subprocess.Process, sig: int) -> None:
+    if process.returncode is None:
+        process.send_signal(sig)
