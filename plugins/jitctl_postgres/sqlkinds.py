@@ -1,0 +1,173 @@
+"""The classifier's vocabulary: the result types, statement kinds, classes and flags, and what
+each libpg_query parse-tree node means for them (notes/postgres-wire.md §9, §10).
+
+Kinds are lower-case statement keywords ("select", "delete", "drop", …, "unknown"); DESIGN §4's
+rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudit's `pgaudit.log`
+(READ, WRITE, FUNCTION, ROLE, DDL, MISC, MISC_SET). Flags name risks:
+
+- copy_program, copy_file, copy_to, copy_from, copy_binary: COPY's direction and endpoint;
+- dynamic_sql: code the text does not show (EXECUTE, DO or function bodies in other languages);
+- explain_analyze (the statement runs), select_into, writable_cte, no_where, row_lock;
+- set_role, session_authorization: the session's identity changes (DISCARD ALL included);
+- lexing_change: how the server lexes text changes (standard_conforming_strings,
+  client_encoding other than UTF8, escape_string_warning, backslash_quote, pg_settings writes);
+- search_path, replication_role: hints for settings that change what names and triggers mean;
+- dangerous_function: a call to one of DANGEROUS_FUNCTIONS / DANGEROUS_PATTERN;
+- unparseable: the text (or a body inside it) could not be parsed;
+- fastpath_function_call: the legacy FunctionCall message.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+LEXING_SETTINGS = frozenset(
+    {"standard_conforming_strings", "client_encoding", "escape_string_warning", "backslash_quote"}
+)
+DANGEROUS_FUNCTIONS = frozenset(
+    {
+        # backend control
+        *("pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile"),
+        *("pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_drop_replication_slot"),
+        *("pg_create_logical_replication_slot", "pg_logical_emit_message"),
+        # large objects
+        *("lo_import", "lo_export", "lo_from_bytea", "lo_put", "lo_unlink", "lo_truncate"),
+        # server files
+        *("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_ls_logdir", "pg_ls_waldir"),
+        "pg_stat_file",
+        # config, remote, string-as-query
+        *("set_config", "dblink", "dblink_exec", "dblink_connect", "cursor_to_xml"),
+        *("table_to_xml", "pg_notify"),
+        # disguised writes
+        *("nextval", "setval"),
+    }
+)
+# query_to_xml*, pg_advisory_*lock*, pg_sleep* (notes §9). generate_series is left out: psql's
+# own `\d` uses it, and only a huge one is a problem, which the text cannot tell.
+DANGEROUS_PATTERN = re.compile(r"query_to_xml.*|pg_advisory_.*lock.*|pg_sleep.*")
+# Functions that run SQL given as a string argument (here, or on a dblink connection).
+QUERY_FUNCTIONS = frozenset(
+    {"dblink", "dblink_exec", "dblink_open", "dblink_send_query", "query_to_xml"}
+    | {"query_to_xmlschema", "query_to_xml_and_xmlschema"}
+)
+
+NODE_KINDS = {
+    "SelectStmt": "select", "InsertStmt": "insert", "UpdateStmt": "update",
+    "DeleteStmt": "delete", "MergeStmt": "merge", "TruncateStmt": "truncate",
+    "CopyStmt": "copy", "DoStmt": "do", "CallStmt": "call", "PrepareStmt": "prepare",
+    "ExecuteStmt": "execute", "DeallocateStmt": "deallocate", "ExplainStmt": "explain",
+    "VariableShowStmt": "show", "ConstraintsSetStmt": "set", "ListenStmt": "listen",
+    "UnlistenStmt": "unlisten", "NotifyStmt": "notify", "DiscardStmt": "discard",
+    "LockStmt": "lock", "DeclareCursorStmt": "declare", "ClosePortalStmt": "close",
+    "CheckPointStmt": "checkpoint", "LoadStmt": "load", "ClusterStmt": "cluster",
+    "ReindexStmt": "reindex", "RefreshMatViewStmt": "refresh", "CommentStmt": "comment",
+    "SecLabelStmt": "security_label", "DefineStmt": "create", "CompositeTypeStmt": "create",
+    "ImportForeignSchemaStmt": "create", "IndexStmt": "create", "RuleStmt": "create",
+    "ViewStmt": "create", "CreatedbStmt": "create", "DropdbStmt": "drop",
+    "RenameStmt": "alter", "ReassignOwnedStmt": "alter", "ReplicaIdentityStmt": "alter",
+}  # fmt: skip
+TRANSACTION_KINDS = {
+    "TRANS_STMT_BEGIN": "begin", "TRANS_STMT_START": "begin", "TRANS_STMT_COMMIT": "commit",
+    "TRANS_STMT_ROLLBACK": "rollback", "TRANS_STMT_SAVEPOINT": "savepoint",
+    "TRANS_STMT_RELEASE": "release", "TRANS_STMT_ROLLBACK_TO": "rollback",
+    "TRANS_STMT_PREPARE": "prepare_transaction", "TRANS_STMT_COMMIT_PREPARED": "commit",
+    "TRANS_STMT_ROLLBACK_PREPARED": "rollback",
+}  # fmt: skip
+_OTHER_KINDS = {"set", "reset", "grant", "revoke", "move", "analyze", "vacuum"}
+STATEMENT_KINDS = frozenset(
+    {*NODE_KINDS.values(), *TRANSACTION_KINDS.values(), *_OTHER_KINDS}
+    | {"create", "alter", "drop", "unknown", "function_call"}
+)
+ROLE_NODES = {
+    "GrantStmt", "GrantRoleStmt", "CreateRoleStmt", "AlterRoleStmt", "AlterRoleSetStmt",
+    "DropRoleStmt", "ReassignOwnedStmt", "AlterDefaultPrivilegesStmt",
+}  # fmt: skip
+KIND_CLASSES = {
+    "select": "READ", "insert": "WRITE", "update": "WRITE", "delete": "WRITE", "merge": "WRITE",
+    "truncate": "WRITE", "do": "FUNCTION", "call": "FUNCTION", "grant": "ROLE", "revoke": "ROLE",
+    "create": "DDL", "alter": "DDL", "drop": "DDL", "comment": "DDL", "security_label": "DDL",
+    "refresh": "DDL", "set": "MISC_SET", "reset": "MISC_SET", "copy": "",  # COPY: by direction
+    "unknown": "",
+}  # fmt: skip
+TABLE_OBJECTS = {
+    "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_SEQUENCE",
+    "OBJECT_INDEX",
+}  # fmt: skip
+# Statements whose `relation` (or named field) is the object they change.
+WRITE_FIELDS = {
+    "CreateStmt": "relation", "AlterTableStmt": "relation", "IndexStmt": "relation",
+    "RuleStmt": "relation", "CreateTrigStmt": "relation", "RefreshMatViewStmt": "relation",
+    "RenameStmt": "relation", "AlterObjectSchemaStmt": "relation", "ClusterStmt": "relation",
+    "ReindexStmt": "relation", "ViewStmt": "view", "CreateSeqStmt": "sequence",
+    "AlterSeqStmt": "sequence", "CreatePolicyStmt": "table", "AlterPolicyStmt": "table",
+}  # fmt: skip
+LEAF_NODES = {"A_Const", "ColumnRef", "ParamRef", "String", "Integer", "Float", "A_Star", "Boolean"}
+UTF8_NAMES = {"utf8", "unicode"}
+_CONSTANT_FIELDS = (
+    ("sval", "sval"), ("String", "sval"), ("ival", "ival"), ("Integer", "ival"),
+    ("fval", "fval"), ("Float", "fval"), ("boolval", "boolval"), ("Boolean", "boolval"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInfo:
+    text: str
+    kind: str
+    kinds: frozenset[str]
+    tables_read: frozenset[str] = frozenset()
+    tables_written: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    classes: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return self.tables_read | self.tables_written
+
+
+@dataclass(frozen=True)
+class Classification:
+    statements: tuple[StatementInfo, ...]
+    error: str | None = None
+
+    @functools.cached_property
+    def kinds(self) -> frozenset[str]:
+        return _union(s.kinds for s in self.statements)
+
+    @functools.cached_property
+    def tables(self) -> frozenset[str]:
+        return _union(s.tables for s in self.statements)
+
+    @functools.cached_property
+    def functions(self) -> frozenset[str]:
+        return _union(s.functions for s in self.statements)
+
+    @functools.cached_property
+    def flags(self) -> frozenset[str]:
+        return _union(s.flags for s in self.statements)
+
+
+def _union(sets: Iterable[frozenset[str]]) -> frozenset[str]:
+    return frozenset().union(*sets)
+
+
+def constant(node: Any) -> str | None:
+    """The text of a constant node (`{"A_Const": {"sval": {"sval": "x"}}}`, `{"String": …}`,
+    integers, floats, booleans), or None when `node` is not a constant."""
+    if not isinstance(node, dict):
+        return None
+    node = node.get("A_Const", node)
+    for wrapper, key in _CONSTANT_FIELDS:
+        inner = node.get(wrapper)
+        if isinstance(inner, dict):
+            value = inner.get(key)  # libpg_query's JSON omits empty and zero values
+            if key == "boolval":
+                return "true" if value else "false"
+            if value is None:
+                return "" if key == "sval" else "0"
+            return str(value)
+    return None
