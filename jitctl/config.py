@@ -179,6 +179,7 @@ class Target(_Model):
     default_action: Literal["allow", "deny", "approve"] = "allow"
     rules: list[Rule] = []
     masks: list[Mask] = []
+    record_rows: int = Field(default=0, ge=0, le=1000)  # postgres: first N masked rows per result
 
     _durations = field_validator("max_session", mode="before")(_duration)
 

@@ -1,0 +1,348 @@
+"""Client -> server once the session is ready: classify, decide, record, and block by making
+the server fail the statement.
+
+Rules (notes §4, §5, §7):
+- Query: every statement of the string is classified; one denied statement blocks the message.
+  Parse: one statement, its name and decision remembered. Bind/Describe/Execute/Close: tracked
+  by name. Every message the server answers queues a `Pending` (statements.py).
+- Allowed: `pg.statement` is recorded *durably* before the bytes go upstream (Query at once;
+  extended protocol at Execute, with the text of the bound statement and the Bind parameters).
+- Blocked: `pg.blocked` is recorded durably and the message is rewritten so the *server* fails
+  it: a Query's text, or a Parse's text, becomes `FAIL_TEXT`, which fails at raw parse (42601,
+  no catalog access, nothing can make it succeed). The backend half rewrites the resulting
+  error into 42501 and passes the server's ReadyForQuery through, so transaction state
+  (`E` inside BEGIN), discard-until-Sync and the implicit rollback of a pipeline segment stay
+  exactly Postgres's own.
+- FunctionCall (`F`, protocol-flow #PROTOCOL-FLOW-FUNCTION-CALL) is blocked by rewriting its
+  function OID to 0 (InvalidOid: never a function), so the server answers the *same message
+  type* with ErrorResponse + ReadyForQuery (42883 "function with OID 0 does not exist", or
+  25P02 in a failed transaction). Replacing it with a failing Query would give the same two
+  messages today, but then the server would log and account a simple Query the client never
+  sent, and Query-specific handling (implicit transaction blocks around multi-statement text,
+  log_statement) would apply to a message that is not one; keeping `F` keeps the server's
+  fast-path rules and logs those of the message the client sent.
+- An `approve` decision goes through `require_approval` (the seam where holding will plug in);
+  today it is refused like a denial, with a message saying approval is required.
+- CopyData/CopyDone/CopyFail from the client are counted and passed through unparsed (notes §7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jitctl.plugin import RemoteProtocolError
+
+from . import copyspec
+from .messages import (
+    MAX_MESSAGE,
+    Reader,
+    bind,
+    build_parse,
+    decode,
+    execute,
+    message,
+    parse,
+    query,
+    target,
+)
+from .state import (
+    TEXT_CAP,
+    SessionState,
+    classification_fields,
+    decision_fields,
+    param_values,
+    text_fields,
+)
+from .statements import Expect, Pending, Portal, Prepared
+
+FAIL_TEXT = "JITCTL_DENIED_BY_POLICY"
+INSPECT = frozenset(b"QPBDECF")
+PASS = frozenset(b"SHXdcf")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDecision:
+    """A decision the core makes itself (masking limits, a name blocked earlier)."""
+
+    action: str
+    rule: str | None
+    reason: str
+    statement: str = ""
+
+
+def denial_fields(decision: Any) -> dict[str, str]:
+    """The error the client sees instead of the server's (notes §5: 42501, ERROR)."""
+    reason = str(getattr(decision, "reason", "") or "policy")
+    if getattr(decision, "action", "deny") == "approve":
+        text = f"jitctl: approval required: {reason} (approvals arrive with the approvals issue)"
+    else:
+        text = f"jitctl: statement denied by policy: {reason}"
+    rule = decision_fields(decision)["rule"]
+    return {"C": "42501", "M": text, "D": f"jitctl rule: {rule or 'default action'}"}
+
+
+class Frontend:
+    """framing.Sink for the client's messages."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+        self.book = state.book
+
+    # -- Sink ---------------------------------------------------------------------------------
+
+    def inspect(self, kind: int) -> bool:
+        return kind in INSPECT
+
+    def limit(self, kind: int) -> int:
+        return MAX_MESSAGE
+
+    def stream_start(self, kind: int, length: int) -> bool:
+        if kind != 0x64:  # only CopyData streams
+            return False
+        self.book.copy_in_bytes += length - 4
+        self.book.copy_in_messages += 1
+        return True
+
+    def message(self, kind: int, body: bytes | None, length: int) -> bytes | None:
+        if body is None:
+            return self._plain(kind, length)
+        handler = _HANDLERS[kind]
+        result: bytes | None = handler(self, body)
+        return result
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def _decide(self, classification: Any, text: str | None) -> Any:
+        decision = self.state.services.policy.decide(classification, self.state.groups)
+        if getattr(decision, "action", "deny") == "allow" and text and self.state.masks is not None:
+            why = copyspec.refusal(text)
+            if why:
+                return LocalDecision("deny", "masking", f"{why} on a masked target")
+        return decision
+
+    def _block(
+        self,
+        pending: Pending,
+        decision: Any,
+        payload: dict[str, Any],
+        rewrite: bytes,
+        data: bytes = b"",
+    ) -> bytes:
+        pending.blocked = decision
+        pending.started = self.state.clock()
+        self.state.record(
+            "pg.blocked",
+            {
+                "seq": pending.seq,
+                **payload,
+                **decision_fields(decision),
+                "decided_by": str(getattr(decision, "statement", "") or "")[:TEXT_CAP],
+            },
+            durable=True,
+            data=data,
+        )
+        self.book.push(pending)
+        if getattr(decision, "action", "deny") == "approve":
+            return self.require_approval(pending, decision, rewrite)
+        return rewrite
+
+    def require_approval(self, pending: Pending, decision: Any, rewrite: bytes) -> bytes:
+        """The approvals seam. Holding will stop the framer at this message (nothing behind
+        it is forwarded, notes §6) and resume with the original bytes or this rewrite; until
+        then an `approve` decision is refused like a denial (its message says so)."""
+        return rewrite
+
+    def _allowed(self, pending: Pending, payload: dict[str, Any], data: bytes = b"") -> None:
+        self.state.record("pg.statement", {"seq": pending.seq, **payload}, durable=True, data=data)
+        pending.started = self.state.clock()
+        if self.book.push(pending):
+            self.state.inflight(pending.seq)
+        else:
+            self.state.record("pg.result", {"statement": pending.seq, "skipped": True})
+
+    # -- message handlers ---------------------------------------------------------------------
+
+    def _query(self, body: bytes) -> bytes | None:
+        reader = Reader(body)
+        text = decode(reader.cstring())
+        if not reader.at_end():
+            raise RemoteProtocolError("bytes after the Query string")
+        classification = self.state.services.classify(text)
+        decision = self._decide(classification, text)
+        pending = Pending(Expect.QUERY, seq=self.book.next_seq(), text=text)
+        if self.state.masks is not None and "copy" in text.lower():
+            pending.copy_specs = copyspec.copy_specs(text)
+        shown, data = text_fields(text)
+        payload = {
+            "protocol": "simple",
+            **shown,
+            **classification_fields(classification),
+            **decision_fields(decision),
+        }
+        if decision.action == "allow":
+            self._allowed(pending, payload, data)
+            return None
+        return self._block(pending, decision, payload, query(FAIL_TEXT), data)
+
+    def _parse(self, body: bytes) -> bytes | None:
+        name, text, tail = parse(body)
+        earlier = self.book.blocked.get(name) if name else None
+        classification = self.state.services.classify(text)
+        if earlier is not None:
+            decision: Any = LocalDecision(
+                "deny",
+                decision_fields(earlier)["rule"],
+                f"statement name {name!r} was blocked earlier ({getattr(earlier, 'reason', '')})",
+            )
+        else:
+            decision = self._decide(classification, text)
+        seq = self.book.next_seq()
+        pending = Pending(Expect.PARSE, seq=seq, name=name, previous=self.book.statements.get(name))
+        if decision.action == "allow":
+            self.book.statements[name] = Prepared(name, text, classification, decision, seq)
+            if not name:
+                self.book.blocked.pop("", None)
+            self.book.push(pending)
+            return None
+        if not name or name not in self.book.statements:
+            # A name that exists server-side keeps its (allowed) statement: the failed Parse
+            # does not replace it. Otherwise the name is blocked for good (notes §5).
+            self.book.statements.pop(name, None)
+            self.book.blocked[name] = decision
+        shown, data = text_fields(text)
+        payload = {
+            "protocol": "extended",
+            "stage": "parse",
+            "statement": name,
+            **shown,
+            **classification_fields(classification),
+        }
+        return self._block(pending, decision, payload, build_parse(name, FAIL_TEXT, tail), data)
+
+    def _bind(self, body: bytes) -> bytes | None:
+        msg = bind(body)
+        blocked = self.book.blocked.get(msg.statement)
+        prepared = None if blocked is not None else self.book.statements.get(msg.statement)
+        params = param_values(msg.params, msg.param_formats)
+        self.book.portals[msg.portal] = Portal(
+            msg.portal, msg.statement, prepared, params, msg.result_formats, blocked=blocked
+        )
+        pending = Pending(Expect.BIND, name=msg.portal)
+        if blocked is None:
+            self.book.push(pending)
+            return None
+        pending.seq = self.book.next_seq()
+        payload = {
+            "protocol": "extended",
+            "stage": "bind",
+            "statement": msg.statement,
+            "portal": msg.portal,
+            "params": params,
+        }
+        self._block(pending, blocked, payload, b"")
+        return None
+
+    def _describe(self, body: bytes) -> bytes | None:
+        which, name = target(body)
+        # The object as of now: in a pipeline the name may be rebound before the answer comes.
+        described: Prepared | Portal | None
+        if which == "S":
+            blocked = self.book.blocked.get(name)
+            described = self.book.statements.get(name)
+        else:
+            described = self.book.portals.get(name)
+            blocked = described.blocked if described is not None else None
+        self.book.push(
+            Pending(Expect.DESCRIBE, name=name, which=which, blocked=blocked, described=described)
+        )
+        return None
+
+    def _execute(self, body: bytes) -> bytes | None:
+        name, max_rows = execute(body)
+        portal = self.book.portals.get(name)
+        pending = Pending(Expect.EXECUTE, seq=self.book.next_seq(), name=name, portal=portal)
+        payload: dict[str, Any] = {"protocol": "extended", "portal": name, "max_rows": max_rows}
+        if portal is not None:
+            payload.update(
+                statement=portal.statement,
+                params=portal.params,
+                result_formats=list(portal.result_formats),
+            )
+            if portal.blocked is not None:
+                pending.blocked = portal.blocked
+                self._block(pending, portal.blocked, {**payload, "stage": "execute"}, b"")
+                return None
+        prepared = portal.prepared if portal is not None else None
+        data = b""
+        if prepared is not None:
+            pending.text = prepared.text
+            shown, data = text_fields(prepared.text)
+            payload.update(shown)
+            payload.update(classification_fields(prepared.classification))
+            payload.update(decision_fields(prepared.decision))
+            if self.state.masks is not None and "copy" in prepared.text.lower():
+                pending.copy_specs = copyspec.copy_specs(prepared.text)
+        else:
+            payload.update(
+                text=None,
+                decision="allow",
+                rule=None,
+                note="statement not prepared through this session's Parse",
+            )
+        self._allowed(pending, payload, data)
+        return None
+
+    def _close(self, body: bytes) -> bytes | None:
+        which, name = target(body)
+        if which == "S":
+            self.book.statements.pop(name, None)
+        else:
+            self.book.portals.pop(name, None)
+        self.book.push(Pending(Expect.CLOSE, name=name, which=which))
+        return None
+
+    def _function_call(self, body: bytes) -> bytes | None:
+        reader = Reader(body)
+        oid = reader.uint32()
+        classification = self.state.services.classify_function_call(oid)
+        decision = self._decide(classification, None)
+        pending = Pending(Expect.FUNCTION, seq=self.book.next_seq(), text=f"FunctionCall {oid}")
+        payload = {
+            "protocol": "function",
+            "text": pending.text,
+            "function_oid": oid,
+            **classification_fields(classification),
+            **decision_fields(decision),
+        }
+        if decision.action == "allow":
+            self._allowed(pending, payload)
+            return None
+        return self._block(pending, decision, payload, message(b"F", b"\0\0\0\0" + body[4:]))
+
+    def _plain(self, kind: int, length: int) -> bytes | None:
+        if kind == 0x64:  # d CopyData
+            self.book.copy_in_bytes += length - 4
+            self.book.copy_in_messages += 1
+        elif kind in (0x63, 0x66):  # c CopyDone, f CopyFail
+            if self.book.copy_in_open:
+                self.book.copy_in_open = False
+            else:
+                self.book.push(Pending(Expect.COPY_END))
+        elif kind == 0x53:  # S Sync: ignored by the server during COPY IN
+            if not self.book.copy_in_open:
+                self.book.push(Pending(Expect.SYNC))
+        elif kind not in PASS:  # H Flush and X Terminate owe nothing
+            raise RemoteProtocolError(f"unexpected message type {chr(kind)!r} from the client")
+        return None
+
+
+_HANDLERS = {
+    ord("Q"): Frontend._query,
+    ord("P"): Frontend._parse,
+    ord("B"): Frontend._bind,
+    ord("D"): Frontend._describe,
+    ord("E"): Frontend._execute,
+    ord("C"): Frontend._close,
+    ord("F"): Frontend._function_call,
+}
