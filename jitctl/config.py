@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -143,6 +144,18 @@ class Credential(_Model):
     key_file: str = ""
     token_env: str = ""
     database: str = ""
+    gcp: str = ""  # a [[gcp.targets]] name: Cloud SQL IAM login (docs/gcp.md)
+
+    @model_validator(mode="after")
+    def _gcp_alone(self) -> Credential:
+        keys = ("user", "password_env", "password_file", "token_env")
+        mixed = [k for k in keys if getattr(self, k)]
+        if self.gcp and mixed:
+            raise ValueError(
+                f"gcp cannot be combined with {', '.join(mixed)} (the user name and password "
+                "come from the service account: Cloud SQL IAM login)"
+            )
+        return self
 
 
 class RuleMatch(_Model):
@@ -168,6 +181,42 @@ class Mask(_Model):
     detectors: list[str] = []
 
 
+class SshOptions(_Model):
+    """`[targets.ssh]`: what an ssh target allows besides its exec rules (docs/ssh.md)."""
+
+    host_keys: list[str] = []  # the host's public keys, "ssh-ed25519 AAAA..."
+    known_hosts: str = ""  # or an OpenSSH known_hosts file; neither: trust on first use
+    users: dict[str, str] = {}  # caller's group -> upstream user (else credential.user)
+    shell: bool = True
+    sftp: bool = True
+    upload: bool = True
+    download: bool = True
+    forward: list[str] = []  # "HOST:PORT" globs for ssh -L / -W / -D
+    remote_forward: list[str] = []  # "ADDRESS:PORT" globs for ssh -R
+
+    @field_validator("host_keys")
+    @classmethod
+    def _host_keys(cls, value: list[str]) -> list[str]:
+        for line in value:
+            parts = line.split()
+            if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")):
+                raise ValueError(
+                    f"expected a public key such as 'ssh-ed25519 AAAA...', got {line!r}"
+                )
+        return value
+
+    @field_validator("forward", "remote_forward")
+    @classmethod
+    def _destinations(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port:
+                raise ValueError(
+                    f"expected HOST:PORT (globs allowed, e.g. 10.0.0.*:5432), got {item!r}"
+                )
+        return value
+
+
 class Target(_Model):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
     protocol: str
@@ -180,6 +229,7 @@ class Target(_Model):
     rules: list[Rule] = []
     masks: list[Mask] = []
     record_rows: int = Field(default=0, ge=0, le=1000)  # postgres: first N masked rows per result
+    ssh: SshOptions = SshOptions()
 
     _durations = field_validator("max_session", mode="before")(_duration)
 
@@ -201,6 +251,153 @@ class Target(_Model):
         return value
 
 
+def _loopback_or_https(value: str) -> str:
+    if value.startswith("https://"):
+        return value.rstrip("/")
+    if value.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+        return value.rstrip("/")  # loopback emulators only
+    raise ValueError("must be an https:// URL (http:// is accepted only for loopback)")
+
+
+GCP_WORKLOAD_AUDIENCE = re.compile(
+    r"^//iam\.googleapis\.com/projects/(\d+)/locations/global/workloadIdentityPools/"
+    r"([a-z0-9-]+)/providers/([a-z0-9-]+)$"
+)
+GCP_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]*@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$")
+
+
+class GcpBoundaryRule(_Model):
+    """One Credential Access Boundary rule (google.auth.downscoped.AccessBoundaryRule)."""
+
+    resource: str
+    permissions: list[str]
+    condition: str = ""  # a CEL expression (availabilityCondition)
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        if not value.startswith("//"):
+            raise ValueError(
+                "expected a full resource name such as "
+                "//storage.googleapis.com/projects/_/buckets/BUCKET"
+            )
+        return value
+
+    @field_validator("permissions")
+    @classmethod
+    def _permissions(cls, value: list[str]) -> list[str]:
+        if not value or not all(p.startswith("inRole:") for p in value):
+            raise ValueError("expected one or more inRole:roles/... entries")
+        return value
+
+
+class GcpTarget(_Model):
+    """Something `jitctl creds gcp --target NAME` mints a credential for."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    description: str = ""
+    allow_groups: list[str] = []
+    audience: str
+    service_account: str = ""
+    scopes: list[str] = ["https://www.googleapis.com/auth/cloud-platform"]
+    lifetime: Duration = 900.0
+    boundary: list[GcpBoundaryRule] = []
+
+    _durations = field_validator("lifetime", mode="before")(_duration)
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str) -> str:
+        if not GCP_WORKLOAD_AUDIENCE.match(value):
+            raise ValueError(
+                "expected //iam.googleapis.com/projects/<PROJECT_NUMBER>/locations/global/"
+                "workloadIdentityPools/<POOL>/providers/<PROVIDER> (the project number, not its id)"
+            )
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str) -> str:
+        if value and not GCP_SERVICE_ACCOUNT.match(value):
+            raise ValueError(
+                "expected a service account email such as reader@my-project.iam.gserviceaccount.com"
+            )
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        if not value or not all(value):
+            raise ValueError("at least one scope is required")
+        return value
+
+    @field_validator("boundary")
+    @classmethod
+    def _boundary(cls, value: list[GcpBoundaryRule]) -> list[GcpBoundaryRule]:
+        if len(value) > 10:
+            raise ValueError("at most 10 rules (the limit of a Credential Access Boundary)")
+        return value
+
+
+class GcpSection(_Model):
+    sts_endpoint: str = "https://sts.googleapis.com/v1/token"
+    iam_endpoint: str = "https://iamcredentials.googleapis.com"
+    issuer: str = ""  # iss of the broker's subject tokens; empty: <public_url>/gcp
+    subject_token_lifetime: Duration = 300.0
+    max_lifetime: Duration = 3600.0
+    timeout: Duration = 15.0
+    targets: list[GcpTarget] = []
+
+    _durations = field_validator(
+        "subject_token_lifetime", "max_lifetime", "timeout", mode="before"
+    )(_duration)
+    _endpoints = field_validator("sts_endpoint", "iam_endpoint")(_loopback_or_https)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return _loopback_or_https(value) if value else value
+
+    @model_validator(mode="after")
+    def _limits(self) -> GcpSection:
+        from jitctl.durations import format_duration
+
+        if not 60 <= self.subject_token_lifetime <= 3600:
+            raise _KeyProblem("gcp.subject_token_lifetime", "must be between 1m and 1h")
+        if not 60 <= self.max_lifetime <= 43200:
+            raise _KeyProblem(
+                "gcp.max_lifetime",
+                "must be between 1m and 12h (beyond 1h, generateAccessToken needs the org policy "
+                "constraints/iam.allowServiceAccountCredentialLifetimeExtension)",
+            )
+        seen: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            key = f"gcp.targets[{index}]"
+            if target.name in seen:
+                raise _KeyProblem(
+                    f"{key}.name",
+                    f"duplicate gcp target name {target.name!r} (first used at "
+                    f"gcp.targets[{seen[target.name]}])",
+                )
+            seen[target.name] = index
+            if "lifetime" in target.model_fields_set and not target.service_account:
+                raise _KeyProblem(
+                    f"{key}.lifetime",
+                    "applies only with service_account (a federated token lives as long as STS "
+                    "says)",
+                )
+            if not 60 <= target.lifetime <= self.max_lifetime:
+                raise _KeyProblem(
+                    f"{key}.lifetime",
+                    f"{format_duration(target.lifetime)} is outside 1m..gcp.max_lifetime "
+                    f"({format_duration(self.max_lifetime)})",
+                )
+        return self
+
+    def target(self, name: str) -> GcpTarget | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+
 class AuditSection(_Model):
     checkpoint_every: int = Field(default=1000, ge=1)  # records between signed checkpoints
     checkpoint_interval: Duration = 10.0  # seconds between checkpoints while records arrive
@@ -215,6 +412,7 @@ class BrokerConfig(_Model):
     dev: DevSection = DevSection()
     audit: AuditSection = AuditSection()
     targets: list[Target] = []
+    gcp: GcpSection = GcpSection()
 
     @model_validator(mode="after")
     def _unique_targets(self) -> BrokerConfig:
@@ -233,6 +431,25 @@ class BrokerConfig(_Model):
                 "broker.login_issuer",
                 f"{self.broker.login_issuer!r} is not one of the [[identity.issuers]]",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _gcp_credentials(self) -> BrokerConfig:
+        for index, target in enumerate(self.targets):
+            name = target.credential.gcp
+            if not name:
+                continue
+            gcp = self.gcp.target(name)
+            if gcp is None:
+                raise _KeyProblem(
+                    f"targets[{index}].credential.gcp",
+                    f"{name!r} is not one of the [[gcp.targets]]",
+                )
+            if not gcp.service_account:
+                raise _KeyProblem(
+                    f"targets[{index}].credential.gcp",
+                    f"gcp target {name!r} has no service_account; Cloud SQL IAM login needs one",
+                )
         return self
 
     def target(self, name: str) -> Target | None:

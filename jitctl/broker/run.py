@@ -131,6 +131,9 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
             Issuer(issuer=runtime.dev_issuer.issuer_url, audience=runtime.dev_issuer.client_id),
             runtime.dev_issuer.jwks(),
         )
+    from jitctl.broker.gcp_api import install as install_gcp
+
+    runtime.app_extensions.append(install_gcp)  # GCP federation (docs/gcp.md)
     server.set_app(create_app(runtime))
 
     stop = asyncio.Event()

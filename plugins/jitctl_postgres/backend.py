@@ -56,16 +56,12 @@ class Backend:
         self.internal = internal  # the core's handler for its own catalog query's messages
         self.held_ready: bytes = b""  # the first ReadyForQuery, released after the catalog query
         self.parameters = notices.Parameters(state)
+        # DataRows are copied out only to mask or sample them (the catalog query runs only on
+        # masked targets, so its rows are covered); CopyData only to mask it.
+        rows = {0x44} if state.masks is not None or state.record_rows > 0 else set()
+        self.inspected = ALWAYS | rows | ({0x64} if state.masks is not None else set())
 
     # -- Sink ---------------------------------------------------------------------------------
-
-    def inspect(self, kind: int) -> bool:
-        if kind == 0x44:  # D
-            # The catalog query runs only on masked targets, so its rows are inspected too.
-            return self.state.masks is not None or self.state.record_rows > 0
-        if kind == 0x64:  # d
-            return self.state.masks is not None
-        return kind in ALWAYS
 
     def limit(self, kind: int) -> int:
         return MASK_CAP if kind in (0x44, 0x64) and self.state.masks is not None else MAX_MESSAGE

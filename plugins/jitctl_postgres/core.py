@@ -280,8 +280,7 @@ class PostgresCore:
 
     # -- framing.Sink for the server's bytes ---------------------------------------------------
 
-    def inspect(self, kind: int) -> bool:
-        return self.backend.inspect(kind) if self.phase is Phase.READY else True
+    inspected = range(256)  # before READY every server message is read here
 
     def limit(self, kind: int) -> int:
         return self.backend.limit(kind) if self.phase is Phase.READY else MAX_MESSAGE

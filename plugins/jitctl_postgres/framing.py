@@ -1,22 +1,23 @@
 """Split one direction's byte stream into typed messages, and say what to forward.
 
 Rules (notes §8, §11):
-- One growable `bytearray` per direction; 5-byte headers (type + int32 length) are scanned in
-  place; a length below 4 or above 1 GB (the server's own limit) is a `RemoteProtocolError`.
+- 5-byte headers (type + int32 length) are scanned in place; a length below 4 or above 1 GB (the
+  server's own limit) is a `RemoteProtocolError`.
 - The sink sees each complete message once, in order, and answers `None` (forward the bytes as
-  they are) or replacement bytes (`b""` drops the message). Only the messages the sink asks to
-  inspect are copied out of the buffer; the rest are forwarded from the buffer without a copy
-  per message.
+  they are) or replacement bytes (`b""` drops the message). Only the kinds in the sink's
+  `inspected` set are copied out for it; the rest are forwarded without a copy per message.
 - All complete messages of a chunk go out in one piece (one `Forward`). A partial message stays
-  buffered, except a *streamable* one (a DataRow or CopyData the sink does not need to see)
-  larger than `STREAM_FROM`: its header and the bytes so far go out at once and the rest of its
-  body is passed through as it arrives, so a 1 GB row never sits in memory.
-- A partial message the sink must inspect and that is larger than the sink's limit raises
+  buffered (one growable `bytearray`, not copied again while it grows), except a *streamable*
+  one (a DataRow or CopyData the sink does not inspect) larger than `STREAM_FROM`: its header
+  and the bytes so far go out at once and the rest of its body passes through as it arrives, so
+  a 1 GB row never sits in memory.
+- A partial message the sink inspects and that is larger than the sink's `limit` raises
   `TooLarge` (fail closed: the core decides what the client is told).
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Protocol
 
 from jitctl.plugin import RemoteProtocolError
@@ -33,8 +34,9 @@ class TooLarge(Exception):
 
 
 class Sink(Protocol):
-    def inspect(self, kind: int) -> bool:
-        """Does `message` need this kind's body?"""
+    @property
+    def inspected(self) -> Container[int]:
+        """The message kinds whose bodies `message` needs."""
 
     def message(self, kind: int, body: bytes | None, length: int) -> bytes | None:
         """One complete message (`length`: its int32 length field); the return value
@@ -55,54 +57,76 @@ class Frames:
         self.buf = bytearray()
         self.remaining = 0  # body bytes of a streamed message still to pass through
 
+    def _partial(self, kind: int, length: int, have: int) -> bool:
+        """An incomplete message: True if it starts streaming (else it waits)."""
+        if length < 4 or length > MAX_MESSAGE:
+            raise RemoteProtocolError(f"message {chr(kind)!r} with impossible length {length}")
+        sink = self.sink
+        if kind in sink.inspected:
+            if length - 4 > sink.limit(kind):
+                raise TooLarge(kind, length)
+            return False
+        if length > STREAM_FROM and sink.stream_start(kind, length):
+            self.remaining = 1 + length - have
+            return True
+        return False
+
     def feed(self, data: bytes) -> bytes:
         """Take a chunk; return what to forward now."""
-        buf = self.buf
-        buf += data
-        size = len(buf)
-        pieces: list[bytes | tuple[int, int]] = []
-        pos = 0
-        run = 0  # start of the current unchanged run
-        changed = False
+        head = b""
         if self.remaining:
-            pos = min(self.remaining, size)
-            self.remaining -= pos
-        from_bytes = int.from_bytes
-        while not self.remaining and size - pos >= 5:
+            take = min(self.remaining, len(data))
+            self.remaining -= take
+            head, data = data[:take], data[take:]
+            if self.remaining or not data:
+                return head
+        if self.buf:
+            buf = self.buf
+            buf += data
+            if len(buf) >= 5:
+                length = int.from_bytes(buf[1:5], "big")
+                if len(buf) < 1 + length:
+                    if self._partial(buf[0], length, len(buf)):
+                        out = head + bytes(buf)
+                        buf.clear()
+                        return out
+                    return head
+            data = bytes(buf)
+            buf.clear()
+        return head + self._scan(data)
+
+    def _scan(self, data: bytes) -> bytes:
+        size = len(data)
+        pieces: list[bytes | memoryview] = []
+        pos = run = 0  # run: start of the current unchanged stretch
+        changed = False
+        view = memoryview(data)  # over immutable bytes: slices never pin a resizable buffer
+        while size - pos >= 5:
             sink = self.sink  # may change between messages (the core switches phases)
-            kind = buf[pos]
-            length = from_bytes(buf[pos + 1 : pos + 5], "big")
-            if length < 4 or length > MAX_MESSAGE:
-                raise RemoteProtocolError(f"message {chr(kind)!r} with impossible length {length}")
+            kind = data[pos]
+            length = int.from_bytes(data[pos + 1 : pos + 5], "big")
             end = pos + 1 + length
-            inspect = sink.inspect(kind)
-            if end > size:
-                if inspect:
-                    if length - 4 > sink.limit(kind):
-                        raise TooLarge(kind, length)
-                elif length > STREAM_FROM and sink.stream_start(kind, length):
-                    self.remaining = end - size
+            if end > size or length < 4:
+                if self._partial(kind, length, size - pos):
                     pos = size
                 break
-            replacement = sink.message(kind, bytes(buf[pos + 5 : end]) if inspect else None, length)
+            body = data[pos + 5 : end] if kind in sink.inspected else None
+            replacement = sink.message(kind, body, length)
             if replacement is not None:
                 changed = True
                 if pos > run:
-                    pieces.append((run, pos))
+                    pieces.append(view[run:pos])
                 if replacement:
                     pieces.append(replacement)
                 run = end
             pos = end
-        if not changed and pos == size:
-            out = bytes(buf)
-            buf.clear()
-            return out
+        if pos < size:
+            self.buf += view[pos:]
+        if not changed:
+            return data if pos == size else data[:pos]
         if pos > run:
-            pieces.append((run, pos))
-        with memoryview(buf) as view:
-            out = b"".join(p if isinstance(p, bytes) else view[p[0] : p[1]] for p in pieces)
-        del buf[:pos]
-        return out
+            pieces.append(view[run:pos])
+        return b"".join(pieces)
 
     @property
     def pending(self) -> int:

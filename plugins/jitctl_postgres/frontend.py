@@ -91,8 +91,7 @@ class Frontend:
 
     # -- Sink ---------------------------------------------------------------------------------
 
-    def inspect(self, kind: int) -> bool:
-        return kind in INSPECT
+    inspected = INSPECT
 
     def limit(self, kind: int) -> int:
         return MAX_MESSAGE

@@ -13,8 +13,9 @@ Rules (protocol-message-formats, https://www.postgresql.org/docs/current/protoco
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from jitctl.plugin import RemoteProtocolError
 
@@ -24,6 +25,8 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 PROTOCOL_3_0 = 196608  # 3 << 16
 MAX_STARTUP_PACKET = 10000  # the server's own MAX_STARTUP_PACKET_LENGTH
+
+T = TypeVar("T")
 
 # The server accepts messages up to PQ_LARGE_MESSAGE_LIMIT (1 GB - 1); so do we.
 MAX_MESSAGE = 0x3FFFFFFF
@@ -204,23 +207,68 @@ class Column:
     format: int
 
 
-def row_description(body: bytes | memoryview) -> list[Column]:
-    reader = Reader(body)
+_FIELD = struct.Struct("!IhIhih")  # RowDescription: table, attnum, type, typlen, typmod, format
+
+
+def _guarded(parser: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """Hot-path parsers index and unpack directly; a short body surfaces as struct.error or a
+    negative count, both turned into RemoteProtocolError here."""
+
+    def guarded(body: bytes) -> T:
+        try:
+            return parser(body)
+        except (struct.error, IndexError, OverflowError) as exc:
+            raise RemoteProtocolError(f"malformed message body ({exc})") from None
+
+    guarded.__doc__ = parser.__doc__
+    return guarded
+
+
+def _nul(body: bytes, pos: int) -> int:
+    end = body.find(b"\0", pos)
+    if end < 0:
+        raise RemoteProtocolError("string without its NUL terminator")
+    return end
+
+
+def _count(body: bytes, pos: int) -> int:
+    n: int = _INT16.unpack_from(body, pos)[0]
+    if n < 0:
+        raise RemoteProtocolError("negative element count")
+    return n
+
+
+_INT16 = struct.Struct("!h")
+_INT32 = struct.Struct("!i")
+
+
+@_guarded
+def row_description(body: bytes) -> list[Column]:
     columns = []
-    for _ in range(reader.count()):
-        name = reader.cstring().decode("utf-8", "replace")
-        table_oid, attnum, type_oid = reader.uint32(), reader.int16(), reader.uint32()
-        typlen, typmod, fmt = reader.int16(), reader.int32(), reader.int16()
-        columns.append(Column(name, table_oid, attnum, type_oid, typlen, typmod, fmt))
+    pos = 2
+    for _ in range(_count(body, 0)):
+        end = _nul(body, pos)
+        name = body[pos:end].decode("utf-8", "replace")
+        columns.append(Column(name, *_FIELD.unpack_from(body, end + 1)))
+        pos = end + 19
     return columns
 
 
-def data_row(body: bytes | memoryview) -> list[bytes | None]:
-    reader = Reader(body)
+@_guarded
+def data_row(body: bytes) -> list[bytes | None]:
     values: list[bytes | None] = []
-    for _ in range(reader.count()):
-        size = reader.int32()
-        values.append(None if size == -1 else reader.raw(size))
+    pos = 2
+    unpack = _INT32.unpack_from
+    for _ in range(_count(body, 0)):
+        size = unpack(body, pos)[0]
+        pos += 4
+        if size == -1:
+            values.append(None)
+            continue
+        if size < 0 or pos + size > len(body):
+            raise RemoteProtocolError("DataRow value longer than the message")
+        values.append(body[pos : pos + size])
+        pos += size
     return values
 
 
@@ -243,46 +291,65 @@ class Bind:
     result_formats: tuple[int, ...]
 
 
-def bind(body: bytes | memoryview) -> Bind:
-    reader = Reader(body)
-    portal, statement = reader.text(), reader.text()
-    param_formats = tuple(reader.int16() for _ in range(reader.count()))
+@_guarded
+def bind(body: bytes) -> Bind:
+    end = _nul(body, 0)
+    portal = decode(body[:end])
+    pos = _nul(body, end + 1)
+    statement = decode(body[end + 1 : pos])
+    pos += 1
+    n = _count(body, pos)
+    param_formats = struct.unpack_from(f"!{n}h", body, pos + 2)
+    pos += 2 + 2 * n
     params: list[bytes | None] = []
-    for _ in range(reader.count()):
-        size = reader.int32()
-        params.append(None if size == -1 else reader.raw(size))
-    result_formats = tuple(reader.int16() for _ in range(reader.count()))
+    count = _count(body, pos)
+    pos += 2
+    for _ in range(count):
+        size = _INT32.unpack_from(body, pos)[0]
+        pos += 4
+        if size == -1:
+            params.append(None)
+            continue
+        if size < 0 or pos + size > len(body):
+            raise RemoteProtocolError("Bind parameter longer than the message")
+        params.append(body[pos : pos + size])
+        pos += size
+    n = _count(body, pos)
+    result_formats = struct.unpack_from(f"!{n}h", body, pos + 2)
     return Bind(portal, statement, param_formats, tuple(params), result_formats)
 
 
-def parse(body: bytes | memoryview) -> tuple[str, str, bytes]:
+@_guarded
+def parse(body: bytes) -> tuple[str, str, bytes]:
     """Parse: (statement name, query text, the raw parameter-type tail)."""
-    reader = Reader(body)
-    name = reader.text()
-    raw_query = reader.cstring()
-    if b"\0" in raw_query:  # cannot happen (cstring), kept for the rule's sake: no NUL in text
-        raise RemoteProtocolError("NUL inside a query")
-    tail = reader.rest()
-    Reader(tail).count()  # the parameter-type count must at least be there
-    return name, decode(raw_query), tail
+    end = _nul(body, 0)
+    name = decode(body[:end])
+    stop = _nul(body, end + 1)
+    tail = body[stop + 1 :]
+    n = _count(tail, 0)  # the parameter-type count must be there, with its OIDs
+    if len(tail) < 2 + 4 * n:
+        raise RemoteProtocolError("Parse shorter than its parameter types")
+    return name, decode(body[end + 1 : stop]), tail
 
 
 def build_parse(name: str, text: str, tail: bytes) -> bytes:
     return message(b"P", cstr(name) + cstr(text) + tail)
 
 
-def target(body: bytes | memoryview) -> tuple[str, str]:
+def target(body: bytes) -> tuple[str, str]:
     """Describe / Close: ('S' or 'P', name)."""
-    reader = Reader(body)
-    which = chr(reader.byte())
-    if which not in "SP":
+    which = body[:1]
+    if which not in (b"S", b"P") or not which:
         raise RemoteProtocolError(f"Describe/Close of unknown kind {which!r}")
-    return which, reader.text()
+    end = _nul(body, 1)
+    return which.decode(), decode(body[1:end])
 
 
-def execute(body: bytes | memoryview) -> tuple[str, int]:
-    reader = Reader(body)
-    return reader.text(), reader.int32()
+def execute(body: bytes) -> tuple[str, int]:
+    end = _nul(body, 0)
+    if len(body) < end + 5:
+        raise RemoteProtocolError("Execute without its row limit")
+    return decode(body[:end]), int.from_bytes(body[end + 1 : end + 5], "big", signed=True)
 
 
 def parameter_status(body: bytes | memoryview) -> tuple[str, str]:
@@ -306,15 +373,12 @@ def copy_response(body: bytes | memoryview) -> tuple[int, tuple[int, ...]]:
     return overall, tuple(reader.int16() for _ in range(reader.count()))
 
 
-def command_tag(body: bytes | memoryview) -> tuple[str, int | None]:
+def command_tag(body: bytes) -> tuple[str, int | None]:
     """CommandComplete: the tag and its row count, when it has one ("SELECT 3", "INSERT 0 3")."""
-    tag = Reader(body).cstring().decode("utf-8", "replace")
+    tag = body[: _nul(body, 0)].decode("utf-8", "replace")
     last = tag.rsplit(" ", 1)[-1]
     return tag, int(last) if last.isdigit() and " " in tag else None
 
 
 def function_call_oid(body: bytes | memoryview) -> int:
     return Reader(body).uint32()
-
-
-INT32 = struct.Struct("!i")
