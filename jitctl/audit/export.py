@@ -10,12 +10,15 @@ Rules:
   checkpoints inside the range vouch for it: `VerifyReport.first_seq` and `signed_seq` say how
   much was covered. `require_start=True` refuses such ranges.
 - OCSF is a lossy view for SIEMs (see `jitctl.audit.ocsf`).
+- asciicast v2 is a player's view of one terminal session (docs/replay.md maps the kinds).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,7 +30,14 @@ from jitctl.audit.ocsf import export_ocsf
 from jitctl.audit.records import Actor, Record
 from jitctl.audit.verify import Break, ChainVerifier, VerifyReport, run, start_of
 
-__all__ = ["export_jsonl", "export_ocsf", "record_from_json", "record_to_json", "verify_jsonl"]
+__all__ = [
+    "export_asciicast",
+    "export_jsonl",
+    "export_ocsf",
+    "record_from_json",
+    "record_to_json",
+    "verify_jsonl",
+]
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
@@ -116,3 +126,74 @@ def verify_jsonl(
     except _BadLine as exc:
         brk = Break(verifier.next_seq, str(exc))
     return verifier.report(brk)
+
+
+def _channel(record: Record) -> int:
+    try:
+        return int(record.payload.get("channel", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _marker(record: Record) -> str | None:
+    """The label of an asciicast marker for a policy decision, an approval or an exit."""
+    p = record.payload
+    decision = p.get("decision")
+    if decision not in (None, "", "allow"):
+        return f"{record.kind}: {decision} by {p.get('rule') or 'default action'}"
+    if "approv" in record.kind:
+        return f"{record.kind}" + (f" by {p['approver']}" if p.get("approver") else "")
+    if record.kind == "term.exit":
+        return f"exit status {p.get('status')}"
+    if record.kind == "session.end":
+        return f"session end ({p.get('status', 'closed')})"
+    return None
+
+
+def export_asciicast(records: Iterable[Record], out: IO[str], *, title: str = "") -> int:
+    """One terminal session as asciicast v2 (docs/replay.md): the first channel's
+    term.output/term.input/term.resize as "o"/"i"/"r", decisions, approvals and the exit as
+    "m" markers; time is seconds since the first record. Returns the events written."""
+    stream = iter(records)
+    held: list[Record] = []
+    width, height, term, channel = 80, 24, "", None
+    for record in stream:
+        held.append(record)
+        if record.kind.startswith("term.") and channel is None:
+            channel = _channel(record)
+        if record.kind == "term.resize" and _channel(record) == channel:
+            width = int(record.payload.get("cols") or width)
+            height = int(record.payload.get("rows") or height)
+            term = str(record.payload.get("term") or "")
+            break
+        if record.kind == "term.output":
+            break
+    if not held:
+        return 0
+    first = held[0]
+    header: dict[str, Any] = {"version": 2, "width": width, "height": height}
+    header["timestamp"] = first.time_us // 1_000_000
+    if term:
+        header["env"] = {"TERM": term}
+    header["title"] = title or f"{first.target} session {first.session_id}"
+    header["jitctl"] = {"session_id": first.session_id, "target": first.target}
+    out.write(json.dumps(header, ensure_ascii=False) + "\n")
+    decoders = {code: codecs.getincrementaldecoder("utf-8")("replace") for code in "oi"}
+    size, last, count = (width, height), 0.0, 0
+    for record in itertools.chain(held, stream):
+        at = max(last, round((record.time_us - first.time_us) / 1e6, 6))
+        event: tuple[str, str] | None = None
+        mine = record.kind.startswith("term.") and _channel(record) == channel
+        if mine and record.kind in ("term.output", "term.input"):
+            code = "o" if record.kind == "term.output" else "i"
+            event = (code, decoders[code].decode(record.data))
+        elif mine and record.kind == "term.resize":
+            new = (int(record.payload.get("cols") or 0), int(record.payload.get("rows") or 0))
+            if new != size and min(new) > 0:
+                size, event = new, ("r", f"{new[0]}x{new[1]}")
+        elif (label := _marker(record)) is not None:
+            event = ("m", label)
+        if event is not None and (event[1] or event[0] == "m"):
+            out.write(json.dumps([at, *event], ensure_ascii=False) + "\n")
+            last, count = at, count + 1
+    return count

@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from jitctl.cli._render import emit_json, say
-from jitctl.errors import NotAvailableError
 
 app = typer.Typer(help="Verify, export and prune the audit trail.", no_args_is_help=True)
 
@@ -65,12 +64,21 @@ def export(
     config: Path | None = _CONFIG,
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
-    """Export records: JSONL (lossless, verifiable offline) or OCSF (for a SIEM)."""
+    """Export records: JSONL (lossless, verifiable offline), OCSF (for a SIEM) or asciicast v2
+    (one terminal session, for players)."""
     from jitctl.cli._store import parse_when, resolve
     from jitctl.errors import UsageError
 
     if format_ == "asciicast":
-        raise NotAvailableError("audit export --format asciicast", "issue 8 (terminal replay)")
+        from jitctl.replay.exporting import export_session
+
+        if session is None:
+            raise UsageError("--format asciicast exports one session", "add --session ID")
+        with resolve(config, state_dir).open() as store:
+            count = export_session(store, session, "asciicast", output)
+        if output is not None:
+            say(f"wrote {count} asciicast events to {output}")
+        return
     if format_ not in ("jsonl", "ocsf"):
         raise UsageError(f"unknown export format {format_!r}", "use jsonl, ocsf or asciicast")
     from jitctl.audit.export import export_jsonl, export_ocsf
