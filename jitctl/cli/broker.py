@@ -34,12 +34,17 @@ def check_config(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Validate a broker config file without starting anything."""
+    from jitctl.broker.validate import validate_targets
     from jitctl.config import load_config
 
     cfg = load_config(path)
+    warnings = validate_targets(cfg, path)
+    for warning in warnings:
+        say(f"warning: {warning}")
     summary = {
         "file": path,
         "valid": True,
+        "warnings": warnings,
         "issuers": [i.issuer for i in cfg.identity.issuers],
         "targets": [{"name": t.name, "protocol": t.protocol} for t in cfg.targets],
     }

@@ -1,0 +1,46 @@
+"""Checks of a config that need the protocol plugins: run at start and by `check-config`.
+
+The config schema (jitctl.config) knows the keys; a plugin knows what its rules and masks
+mean (a statement word the Postgres classifier has never heard of, a detector that does not
+exist). A plugin may offer `validate_target(target)`, raising ConfigError; a target whose
+protocol has no plugin installed is reported, since every session to it would be refused.
+"""
+
+from __future__ import annotations
+
+from jitctl.config import BrokerConfig
+from jitctl.errors import ConfigError
+from jitctl.plugin import UnknownProtocol, load_plugin
+
+
+def validate_targets(config: BrokerConfig, source: str) -> list[str]:
+    """Raise ConfigError naming every bad target; return warnings (missing plugins)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for index, target in enumerate(config.targets):
+        try:
+            plugin = load_plugin(target.protocol)
+        except UnknownProtocol:
+            warnings.append(
+                f"targets[{index}] ({target.name}): no plugin for protocol "
+                f"{target.protocol!r} is installed; sessions to it will be refused"
+            )
+            continue
+        except Exception as exc:
+            warnings.append(f"targets[{index}] ({target.name}): plugin failed to load: {exc}")
+            continue
+        check = getattr(plugin, "validate_target", None)
+        if check is None:
+            continue
+        try:
+            check(target)
+        except ConfigError as exc:
+            problems.append(f"{source}: targets[{index}] ({target.name}): {exc.message}")
+        except (ValueError, LookupError) as exc:
+            problems.append(f"{source}: targets[{index}] ({target.name}): {exc}")
+    if problems:
+        raise ConfigError(
+            "invalid configuration\n  " + "\n  ".join(problems),
+            "fix the rules and masks above; docs/configuration.md documents them",
+        )
+    return warnings
