@@ -1,0 +1,221 @@
+"""Validators that turn a pattern's candidate into confirmed spans (or none).
+
+A detector's regular expression finds *candidates*; a validator decides which of them are real.
+Every validator here has the same shape, `confirm(data, start, end) -> list of (start, end)`:
+it sees the whole scanned buffer (so it can look at the neighbours of a candidate, and past its
+end) and returns the spans to mask, possibly several, possibly none.
+
+Rules:
+- Pure functions over bytes: no I/O, no state kept between calls.
+- A validator cuts false positives; it never widens a candidate except where it says why.
+- Numbers embedded in longer digit runs are not what they look like: a 20-digit id is not a card,
+  `1123-45-6789` is not an SSN. Validators check the neighbouring characters for that.
+- The scanner resumes after the candidate's end, so a validator that must find a real value
+  hiding inside a rejected candidate (a card followed by a year, an IBAN glued to other
+  capitals) searches inside the candidate itself. Each validator does bounded work per byte of
+  candidate, so scanning stays linear.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+
+Span = tuple[int, int]
+
+_DIGITS = frozenset(b"0123456789")
+_B64URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+# Luhn: the doubled digit's digit sum, as a bytes.translate table over ASCII digits.
+_LUHN_DOUBLE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+
+
+def luhn_ok(digits: bytes) -> bool:
+    """Luhn (mod 10) check over ASCII digits, rightmost digit undoubled."""
+    plain = digits[-1::-2]
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLE)
+    return (sum(plain) - 48 * len(plain) + sum(doubled)) % 10 == 0
+
+
+def _digit_at(data: bytes, index: int) -> bool:
+    return 0 <= index < len(data) and data[index] in _DIGITS
+
+
+# -- payment cards -----------------------------------------------------------------------------
+
+
+def card_spans(data: bytes, start: int, end: int) -> list[Span]:
+    """Cards inside a run of digit groups (groups joined by single spaces or dashes).
+
+    A window of whole consecutive groups is a card when it holds 13-19 digits, starts with an
+    issuer digit 2-6 (Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard/Maestro,
+    Discover/UnionPay) and passes Luhn. Windows let `4111 1111 1111 1111 2027` (a card and a
+    year) find the card; a single 20-digit group is never a card.
+    """
+    run = data[start:end]
+    digits = run.replace(b"-", b"").replace(b" ", b"")
+    if 13 <= len(digits) <= 19 and run[0] in b"23456" and luhn_ok(digits):
+        return [(start, end)]  # the whole run: every window inside it is covered anyway
+    if len(digits) == len(run):
+        return []  # one group, and not a card
+    groups = run.replace(b"-", b" ").split(b" ")
+    offsets = []
+    pos = start
+    for group in groups:
+        offsets.append(pos)
+        pos += len(group) + 1
+    spans: list[Span] = []
+    for i, first in enumerate(groups):
+        if first[:1] not in (b"2", b"3", b"4", b"5", b"6"):
+            continue
+        total = 0
+        for j in range(i, len(groups)):
+            total += len(groups[j])
+            if total > 19:
+                break
+            if total >= 13 and luhn_ok(b"".join(groups[i : j + 1])):
+                spans.append((offsets[i], offsets[j] + len(groups[j])))
+    return spans
+
+
+# -- US social security numbers ----------------------------------------------------------------
+
+_SAMPLE_SSNS = frozenset({b"078051120", b"219099999"})  # published sample numbers
+
+
+def ssn_spans(data: bytes, start: int, end: int) -> list[Span]:
+    """`AAA-GG-SSSS` (or spaces) not inside a longer digit run and not in an invalid range.
+
+    SSA never issues area 000, 666 or 900-999, group 00 or serial 0000; the Woolworth wallet
+    number 078-05-1120 and the 1960s ad number 219-09-9999 are samples, not people.
+    """
+    if _digit_at(data, start - 1) or _digit_at(data, end):
+        return []
+    digits = data[start:end].replace(b"-", b"").replace(b" ", b"")
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in (b"000", b"666") or area[:1] == b"9" or group == b"00" or serial == b"0000":
+        return []
+    return [] if digits in _SAMPLE_SSNS else [(start, end)]
+
+
+# -- phone numbers -----------------------------------------------------------------------------
+
+
+def phone_spans(data: bytes, start: int, end: int) -> list[Span]:
+    """International (`+` then 8-15 digits) or NANP numbers written with separators.
+
+    International: the longest prefix of whole digit groups holding at most 15 digits (E.164),
+    at least 8; a single `.` is a decimal point (`+1234567.89`), not a separator. NANP
+    (`(415) 555-0100`, `415.555.0100`, `1-415-555-0100`): must carry a separator or
+    parentheses, since a bare 10-digit string is as likely an id as a phone. Neither may be
+    glued to further digits.
+    """
+    if _digit_at(data, start - 1):
+        return []
+    text = data[start:end]
+    if text[:1] != b"+":
+        if _digit_at(data, end) or text.isdigit():
+            return []
+        return [(start, end)]
+    if text.count(b".") == 1:
+        return []
+    digits = 0
+    last_end = start
+    i = start
+    while i < end:
+        if data[i] in _DIGITS:
+            j = i
+            while j < end and data[j] in _DIGITS:
+                j += 1
+            if digits + (j - i) > 15:
+                break
+            digits += j - i
+            last_end = j
+            i = j
+        else:
+            i += 1
+    if digits < 8:
+        return []
+    if last_end == end and _digit_at(data, end):
+        return []
+    return [(start, last_end)]
+
+
+# -- IBAN --------------------------------------------------------------------------------------
+
+# SWIFT IBAN registry lengths, plus the countries that publish IBANs outside the registry.
+_IBAN_REGISTRY = (
+    "AD:24 AE:23 AL:28 AO:25 AT:20 AZ:28 BA:20 BE:16 BF:28 BG:22 BH:22 BI:27 BJ:28 "
+    "BR:29 BY:28 CF:27 CG:27 CH:21 CI:28 CM:27 CR:22 CV:25 CY:28 CZ:24 DE:22 DJ:27 "
+    "DK:18 DO:28 DZ:26 EE:20 EG:29 ES:24 FI:18 FK:18 FO:18 FR:27 GA:27 GB:22 GE:22 "
+    "GI:23 GL:18 GQ:27 GR:27 GT:28 GW:25 HN:28 HR:21 HU:28 IE:22 IL:23 IQ:23 IR:26 "
+    "IS:26 IT:27 JO:30 KM:27 KW:30 KZ:20 LB:28 LC:32 LI:21 LT:20 LU:20 LV:21 LY:25 "
+    "MA:28 MC:27 MD:24 ME:22 MG:27 MK:19 ML:28 MN:20 MR:27 MT:31 MU:30 MZ:25 NE:28 "
+    "NI:28 NL:18 NO:15 OM:23 PK:24 PL:28 PS:29 PT:25 QA:29 RO:24 RS:22 RU:33 SA:24 "
+    "SC:31 SD:18 SE:24 SI:19 SK:24 SM:27 SN:28 SO:23 ST:25 SV:28 TD:27 TG:28 TL:23 "
+    "TN:24 TR:26 UA:29 VA:22 VG:24 XK:20 YE:30"
+)
+IBAN_LENGTHS: dict[bytes, int] = {
+    item[:2].encode(): int(item[3:]) for item in _IBAN_REGISTRY.split()
+}
+
+
+_IBAN_LETTERS = {ord(ch): str(ord(ch) - 55) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
+def iban_ok(iban: bytes) -> bool:
+    """ISO 13616 mod-97: move the first four characters to the end, letters become 10..35."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = (iban[4:] + iban[:4]).decode("ascii").translate(_IBAN_LETTERS)
+    return int(rearranged) % 97 == 1
+
+
+# Where an IBAN may start: two capitals and two digits. Two such heads cannot overlap, so a
+# non-overlapping finditer sees every one. The standard library's `re` is fine for these
+# patterns: no nested repetition, so no backtracking blow-up.
+_IBAN_HEAD = re.compile(rb"[A-Z]{2}[0-9]{2}")
+# Per registered length: that many IBAN characters, single spaces allowed between them.
+_IBAN_BODY = {
+    length: re.compile(rb"[A-Z0-9](?: ?[A-Z0-9]){%d}" % (length - 1))
+    for length in set(IBAN_LENGTHS.values())
+}
+
+
+def iban_spans(data: bytes, start: int, end: int) -> list[Span]:
+    """IBANs starting anywhere in the candidate, printed (groups of four) or electronic.
+
+    The country's registered length says where the IBAN ends, so trailing capitals or digits
+    (`GB82WEST12345698765432 ABC1`) are not swallowed and a rejected prefix
+    (`GB12DE89...`) does not hide the real IBAN after it.
+    """
+    spans: list[Span] = []
+    after = start
+    for head in _IBAN_HEAD.finditer(data, start, end):
+        i = head.start()
+        length = IBAN_LENGTHS.get(data[i : i + 2])
+        if length is None or i < after:
+            continue
+        body = _IBAN_BODY[length].match(data, i)
+        if body is not None and iban_ok(body.group().replace(b" ", b"")):
+            spans.append(body.span())
+            after = body.end()
+    return spans
+
+
+# -- JSON Web Tokens ---------------------------------------------------------------------------
+
+
+def jwt_spans(data: bytes, start: int, end: int) -> list[Span]:
+    """Compact JWS/JWE whose first segment base64url-decodes to a JSON object with `alg`."""
+    header = data[start : data.index(b".", start, end)]
+    if len(header) % 4 == 1:
+        return []
+    try:
+        raw = binascii.a2b_base64(header.translate(_B64URL_TO_STD) + b"=" * (-len(header) % 4))
+        if b'"alg"' not in raw:  # cheap reject before parsing
+            return []
+        decoded = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+        return []
+    return [(start, end)] if isinstance(decoded, dict) and "alg" in decoded else []
