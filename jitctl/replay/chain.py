@@ -36,6 +36,16 @@ class ChainState:
     first_break: Break | None = None
 
     @property
+    def badge(self) -> str:
+        """A few characters for a header that may be cut short."""
+        return {
+            "verified": "chain ✓",
+            "unsigned": "chain ✓ (tail unsigned)",
+            "broken": f"chain ✗ BROKEN at seq {self.first_break.seq if self.first_break else '?'}",
+            "pending": "chain …",
+        }.get(self.status, "chain ?")
+
+    @property
     def ok(self) -> bool:
         return self.status in ("verified", "unsigned")
 

@@ -44,6 +44,16 @@ _TAGS = {
     TERM_RESIZE: ("SIZE", "meta"),
     TERM_EXIT: ("EXIT", "session"),
     "ssh.exec": ("EXEC", "command"),
+    "ssh.shell": ("SHELL", "meta"),
+    "ssh.subsystem": ("SUBSY", "meta"),
+    "ssh.sftp": ("SFTP", "command"),
+    "ssh.scp": ("SCP", "command"),
+    "ssh.data": ("DATA", "data"),
+    "ssh.exit": ("EXIT", "session"),
+    "ssh.eof": ("EOF", "meta"),
+    "ssh.forward": ("FWD", "meta"),
+    "ssh.connection": ("CONN", "meta"),
+    "ssh.host_key": ("HKEY", "meta"),
     "tcp.data": ("DATA", "data"),
     "gcp.credential": ("CRED", "credential"),
     "gcp.credential.error": ("CRED!", "error"),
@@ -54,7 +64,10 @@ _CONTROL_NAMES = {"\r": "⏎", "\n": "⏎", "\t": "⇥", "\x7f": "⌫", "\x08": 
 
 
 def tag_and_category(kind: str, payload: Mapping[str, Any] | None = None) -> tuple[str, str]:
-    """A short tag (≤ 5 characters) and a category (a style class) for a kind."""
+    """A short tag (≤ 5 characters) and a category (a style class) for a kind; any record
+    whose payload carries a decision other than allow is in the "blocked" category."""
+    if payload and str(payload.get("decision", "allow")) not in ("allow", "", "None"):
+        return _TAGS.get(kind, ("BLOCK", ""))[0], "blocked"
     if kind in _TAGS:
         return _TAGS[kind]
     if "approv" in kind:
@@ -67,8 +80,6 @@ def tag_and_category(kind: str, payload: Mapping[str, Any] | None = None) -> tup
         return "ERR", "error"
     if kind.startswith("http."):
         return "HTTP", "command"
-    if payload and str(payload.get("decision", "allow")) not in ("allow", "", "None"):
-        return "BLOCK", "blocked"
     head = kind.split(".", 1)[0].upper()
     return head[:5] or "?", "other"
 
@@ -202,6 +213,14 @@ def summary(record: Record) -> str:
         return f"exit status {p.get('status')}" + (
             f" signal {p['signal']}" if p.get("signal") else ""
         )
+    if kind in ("ssh.exec", "ssh.shell"):
+        decision = _decision(p)
+        what = str(p.get("command", "")) if kind == "ssh.exec" else "interactive shell"
+        return f"{decision}: {what}" if decision else one_line(what)
+    if kind == "ssh.data":
+        arrow = "→" if p.get("stream") == "stdin" else "←"
+        size = p.get("len", len(record.data))
+        return f"{arrow} {p.get('stream', '')} {size} B: {printable(record.data, 80)}"
     if kind == "tcp.data":
         arrow = "→" if p.get("dir") == "up" else "←"
         size = p.get("len", len(record.data))

@@ -78,7 +78,8 @@ class SessionScreen(Screen[None]):
         self.reader = SessionReader(store, session_id)
         counts = self.reader.summary.kind_counts if self.reader.summary else {}
         has_term = any(k in counts for k in TERM_KINDS) or self.reader.first_of(TERM_KINDS)
-        self.pane = "terminal" if has_term else ("stream" if "tcp.data" in counts else "")
+        streams = "tcp.data" in counts or "ssh.data" in counts
+        self.pane = "terminal" if has_term else ("stream" if streams else "")
         self.keyframes = Keyframes.empty()
         self.model = TerminalModel(self.reader, self.keyframes) if self.pane == "terminal" else None
         self.player = Player(self.reader.index.times)
@@ -146,11 +147,13 @@ class SessionScreen(Screen[None]):
 
     def _header_text(self) -> str:
         s = self.reader.summary
+        chain = f"{self.chain.badge} · "
         if s is None:
-            return f"{self.reader.session_id} · {self.chain.text}"
+            return f"{chain}{self.reader.session_id} · {self.chain.text}"
         who = (s.actor.email or s.actor.subject) if s.actor else "?"
         agent = f" ({s.actor.agent})" if s.actor and s.actor.agent else ""
-        return f"{s.id} · {s.target} · {who}{agent} · {s.protocol} · {s.status} · {self.chain.text}"
+        detail = self.chain.text.removeprefix("chain ✓ ").removeprefix("chain: ")
+        return f"{chain}{s.id} · {s.target} · {who}{agent} · {s.protocol} · {s.status} · {detail}"
 
     def _update_bar(self) -> None:
         reader = self.reader

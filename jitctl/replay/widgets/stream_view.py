@@ -1,4 +1,5 @@
-"""The byte-stream pane of a tcp session: the chunks up to the cursor, as text or hex.
+"""The byte-stream pane of a tcp session (or of SSH channels without a terminal, `ssh.data`):
+the chunks up to the cursor, as text or hex.
 
 Client→upstream chunks and upstream→client chunks are told apart by an arrow and a style; the
 chunk under the cursor is the last one shown. At most `CHUNKS` chunks are drawn.
@@ -22,13 +23,16 @@ def render_stream(reader: SessionReader, position: int, hex_view: bool) -> Group
     chunks = [
         (pos, record)
         for pos, record in reader.records(max(0, position - LOOK_BACK), position + 1)
-        if record.kind == "tcp.data"
+        if record.kind in ("tcp.data", "ssh.data")
     ][-CHUNKS:]
     parts: list[RenderableType] = []
     for pos, record in chunks:
-        up = record.payload.get("dir") == "up"
-        style = "bold green" if up else "bold cyan"
+        p = record.payload
+        up = p.get("dir") == "up" or p.get("stream") == "stdin"
+        style = "bold green" if up else ("bold red" if p.get("stream") == "stderr" else "bold cyan")
         arrow = "→ client to upstream" if up else "← upstream to client"
+        if p.get("stream"):
+            arrow += f" ({p['stream']})"
         mark = " ◀" if pos == position else ""
         parts.append(
             Text(

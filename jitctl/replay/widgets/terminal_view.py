@@ -12,7 +12,7 @@ import pyte
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -104,6 +104,11 @@ class TerminalView(ScrollView, can_focus=False):
         self.virtual_size = Size(cols, rows)
         exact = "" if model.exact else " · ≈ rebuilt from recent output"
         self.border_title = f"terminal {cols}x{rows}{exact}"
+        cursor = model.screen.cursor
+        # A recorded screen taller or wider than the pane scrolls to keep the cursor in view.
+        self.scroll_to_region(
+            Region(cursor.x, cursor.y, 1, 1), animate=False, immediate=True, force=True
+        )
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
