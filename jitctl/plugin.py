@@ -20,6 +20,16 @@ Third-party plugins register an entry point in the group `jitctl.plugins`:
     redis = "jitctl_redis:plugin"
 
 where `plugin` is an object with `name` and `new_core(context) -> Core`.
+
+A protocol that cannot be a byte-level core (SSH: the gateway must end the client's encryption
+and open its own connection upstream) may instead provide `async run_session(io: ShellIO)`, a
+custom shell: the gateway then skips dialing the upstream and the byte pump and hands the
+plugin the tunnel (`ShellIO` below); the plugin dials, calls `io.start()` once the upstream
+answered (or `io.refuse(...)`), relays, records through `io.record`, and returns when the
+session is over. The gateway still admits the tunnel, enforces `max_session` (by cancelling
+`run_session`) and writes `session.end`. Such a plugin keeps its decisions in pure cores too.
+A plugin may also provide `check_reply(target, state_dir) -> dict`, merged into the gateway's
+answer to a client's `check` (ssh: the gateway host key the client pins).
 """
 
 from __future__ import annotations
@@ -103,6 +113,32 @@ class Plugin(Protocol):
     name: str
 
     def new_core(self, context: SessionContext) -> Core: ...
+
+
+class ShellIO(Protocol):
+    """What the gateway gives a plugin's `run_session` (jitctl.gateway.shell_io implements it).
+
+    `record` may be called from the event loop only (threads: `loop.call_soon_threadsafe`);
+    it appends in call order and returns an asyncio future that is done once the record is
+    durable. A record that cannot be written ends the session (`ended` is set): the plugin
+    must then stop relaying (fail closed).
+    """
+
+    context: SessionContext
+    upstream: str  # the target's HOST:PORT
+    ended: Any  # asyncio.Event, set when the session must end (audit failure, max_session)
+
+    async def start(self) -> None: ...  # session.start (durable), then the tunnel's "ok"
+
+    async def refuse(self, code: str, error: str, hint: str = "") -> None: ...  # before start
+
+    async def read(self) -> bytes: ...  # the client's next bytes; b"" once it is gone
+
+    async def write(self, data: bytes) -> None: ...  # bytes to the client
+
+    def record(self, record: Record, time_us: int = 0) -> Any: ...  # asyncio.Future
+
+    def end(self, reason: str, error: bool = False) -> None: ...  # why, for session.end
 
 
 ENTRY_POINT_GROUP = "jitctl.plugins"

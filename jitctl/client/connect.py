@@ -56,6 +56,13 @@ async def run_connect(
         "port": bound,
         "correlation_id": spec.correlation_id,
     }
+    ssh_config = None
+    if protocol == "ssh" and reply.get("ssh_host_key"):
+        from jitctl.client.ssh import host_alias, pin_host_key, write_ssh_config
+
+        known_hosts = pin_host_key(target, str(reply["ssh_host_key"]))
+        ssh_config = write_ssh_config(target, bound, known_hosts)
+        address.update(ssh_config=str(ssh_config), ssh_host=host_alias(target))
     if json_out:
         sys.stdout.write(json.dumps(address) + "\n")
     else:
@@ -64,11 +71,17 @@ async def run_connect(
     try:
         if protocol == "postgres" and not no_client:
             return await _run_psql(bound, client_args or [])
+        if ssh_config is not None and not no_client:
+            return await _run_ssh(str(ssh_config), str(address["ssh_host"]), client_args or [])
+        if ssh_config is not None:
+            _say(f"ssh -F {ssh_config} {address['ssh_host']}  (scp and sftp: the same -F and host)")
         _say(f"tunnel to {target} ({protocol}) listening on 127.0.0.1:{bound}; Ctrl-C closes it")
         await _wait_for_signal()
         return 0
     finally:
         await listener.close()
+        if ssh_config is not None:
+            ssh_config.unlink(missing_ok=True)
 
 
 async def _wait_for_signal() -> None:
@@ -89,4 +102,18 @@ async def _run_psql(port: int, args: list[str]) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     process = await asyncio.create_subprocess_exec(psql, "-h", "127.0.0.1", "-p", str(port), *args)
+    return await process.wait()
+
+
+async def _run_ssh(config: str, host: str, args: list[str]) -> int:
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise UsageError(
+            "ssh is not installed (apt-get install openssh-client)",
+            f"use --no-client and run: ssh -F {config} {host}",
+        )
+    # ssh handles Ctrl-C itself (passed to the remote terminal); we must not die of it first.
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    process = await asyncio.create_subprocess_exec(ssh, "-F", config, host, *args)
     return await process.wait()

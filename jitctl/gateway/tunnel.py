@@ -167,6 +167,9 @@ class TunnelGateway:
             reply: dict[str, Any] = {"ok": True, "protocol": target.protocol}
             if target.protocol == "postgres":  # names, not secrets: what a client should ask for
                 reply.update(user=target.credential.user, database=target.credential.database)
+            from jitctl.gateway.shell_io import check_extras
+
+            reply = {**check_extras(self.runtime, target), **reply}  # plugin's (ssh: host key)
             writer.write(frames.encode_line(reply))
             return
         session = _Session(self, identity, target, preamble, peer, reader, writer)
@@ -300,6 +303,12 @@ class _Session:
                     }
                 )
             )
+            return
+        if getattr(plugin, "run_session", None) is not None:
+            # A custom shell (jitctl.plugin, ShellIO): the plugin dials and relays itself.
+            from jitctl.gateway.shell_io import run_plugin_shell
+
+            await run_plugin_shell(self, plugin, credential, started)
             return
         host, _, port = self.target.address.rpartition(":")
         try:

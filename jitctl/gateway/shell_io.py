@@ -1,0 +1,193 @@
+"""The gateway's side of a plugin that runs its own session shell (`Plugin.run_session`).
+
+tunnel.py admits the tunnel and resolves the credential as for any plugin, then hands over
+here instead of dialing the upstream and pumping bytes through a core. This module gives the
+plugin a `ShellIO` (jitctl.plugin) and keeps the gateway's guarantees:
+
+- `session.start` is durable before the client hears "ok"; a refusal is recorded as
+  `session.denied` and answered like any other;
+- the plugin's records go through the broker's audit writer in call order, stamped with the
+  time the plugin gives (when the event happened, not when the loop got to it); a record that
+  fails ends the session, and the plugin sees `io.ended` set (fail closed);
+- `max_session`, broker shutdown and a crashed plugin end the session as they do for cores;
+  `session.end` (with the tunnel's byte counts) and a checkpoint close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from jitctl.gateway import frames
+from jitctl.plugin import Record, SessionContext, UnknownProtocol, load_plugin
+
+
+def check_extras(runtime: Any, target: Any) -> dict[str, Any]:
+    """What the target's plugin adds to a `check` reply (`Plugin.check_reply`)."""
+    try:
+        plugin = load_plugin(target.protocol)
+    except UnknownProtocol:
+        return {}
+    extras = getattr(plugin, "check_reply", None)
+    if extras is None:
+        return {}
+    try:
+        return dict(extras(target, Path(runtime.state_dir)))
+    except Exception:  # a check must never fail on an extra
+        return {}
+
+
+class GatewayShellIO:
+    def __init__(self, session: Any, credential: dict[str, str]) -> None:
+        self.session = session
+        runtime = session.gateway.runtime
+        self.upstream: str = session.target.address
+        self.context = SessionContext(
+            session_id=session.session_id,
+            target=session.target,
+            subject=session.identity.subject,
+            groups=tuple(session.identity.groups),
+            chunk_size=runtime.config.audit.chunk_size,
+            settings={
+                "credential": credential,
+                "broker_id": runtime.broker_id,
+                "state_dir": str(runtime.state_dir),
+            },
+        )
+        self.ended: asyncio.Event = session.stats.ended
+        self.started = False
+        self.answered = False
+        self._decoder = frames.FrameDecoder()
+        self._ready: list[bytes] = []
+        self._client_gone = False
+
+    async def start(self) -> None:
+        from jitctl.audit import AuditUnavailable
+
+        s = self.session
+        try:
+            await s.audit.append(
+                s._new(
+                    "session.start",
+                    {
+                        "protocol": s.target.protocol,
+                        "upstream": s.target.address,
+                        "broker": s.gateway.runtime.broker_id,
+                    },
+                )
+            )
+        except AuditUnavailable as exc:
+            await self._answer({"ok": False, "code": "unavailable", "error": str(exc)})
+            raise
+        s.gateway.sessions[s.session_id] = asyncio.current_task()
+        self.started = True
+        await self._answer({"ok": True, "session_id": s.session_id})
+
+    async def refuse(self, code: str, error: str, hint: str = "") -> None:
+        from jitctl.gateway.tunnel import Refused
+
+        s = self.session
+        await s.gateway._record_refusal(
+            Refused(code, error, hint), s.identity, {"target": s.target.name}, s.actor.client_addr
+        )
+        await self._answer({"ok": False, "code": code, "error": error, "hint": hint})
+
+    async def _answer(self, reply: dict[str, Any]) -> None:
+        self.answered = True
+        self.session.client_writer.write(frames.encode_line(reply))
+        with contextlib.suppress(ConnectionError):
+            await self.session.client_writer.drain()
+
+    async def read(self) -> bytes:
+        while not self._ready:
+            if self._client_gone:
+                return b""
+            chunk = await self.session.client_reader.read(256 * 1024)
+            if not chunk:
+                self._client_gone = True
+                return b""
+            for event in self._decoder.feed(chunk):
+                if isinstance(event, frames.Data):
+                    self._ready.append(event.data)
+                elif isinstance(event, frames.Eof):
+                    self._client_gone = True
+                else:
+                    self._client_gone = True
+                    self.session._end(event.reason or "client closed the tunnel", False)
+        data = b"".join(self._ready)
+        self._ready.clear()
+        self.session.stats.up += len(data)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        self.session.stats.down += len(data)
+        self.session.client_writer.write(frames.data_frame(data))
+        await self.session.client_writer.drain()
+
+    def record(self, record: Record, time_us: int = 0) -> asyncio.Future[Any]:
+        s = self.session
+        new = s._new(record.kind, dict(record.payload), record.data)
+        if time_us:
+            new = dataclasses.replace(new, time_us=time_us)
+        try:
+            future: asyncio.Future[Any] = s.audit.append_nowait(new)
+        except Exception as exc:
+            s._end(f"audit store unavailable, forwarding stopped: {exc}", True)
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            failed.add_done_callback(lambda f: f.exception())  # retrieved: no warning
+            return failed
+        future.add_done_callback(s._watch)
+        return future
+
+    def end(self, reason: str, error: bool = False) -> None:
+        self.session._end(reason, error)
+
+
+async def run_plugin_shell(
+    session: Any, plugin: Any, credential: dict[str, str], started: float
+) -> None:
+    """Run `plugin.run_session` for an admitted tunnel, then close the session as tunnel.py
+    does for cores."""
+    io = GatewayShellIO(session, credential)
+    task = asyncio.ensure_future(plugin.run_session(io))
+    ended = asyncio.ensure_future(session.stats.ended.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {task, ended}, timeout=session.target.max_session, return_when="FIRST_COMPLETED"
+        )
+        if not done:
+            session._end(
+                f"session reached its maximum length ({int(session.target.max_session)}s)", False
+            )
+        elif task in done and task.exception() is not None:
+            exc = task.exception()
+            session._end(f"ssh relay failed: {exc}" if exc else "relay failed", True)
+        elif task in done:
+            session._end("the client closed the session", False)
+    except asyncio.CancelledError:
+        session._end("the broker is shutting down", True)
+    finally:
+        ended.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, ended, return_exceptions=True)
+        session.gateway.sessions.pop(session.session_id, None)
+        if io.started:
+            with contextlib.suppress(Exception):
+                session.client_writer.write(
+                    frames.close_frame(session.stats.reason, session.stats.error)
+                )
+                await asyncio.wait_for(session.client_writer.drain(), 2)
+            await session._finish(time.monotonic() - started)
+        elif not io.answered:
+            with contextlib.suppress(Exception):
+                session.client_writer.write(
+                    frames.encode_line(
+                        {"ok": False, "code": "upstream", "error": session.stats.reason}
+                    )
+                )

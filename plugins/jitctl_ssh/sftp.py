@@ -1,0 +1,533 @@
+"""The sftp relay core: every SFTP request checked and audited, file contents hashed.
+
+The gateway does not run an SFTP server of its own: it relays the client's SFTP packets to the
+host's sftp subsystem, packet by packet, after reading each one (draft-ietf-secsh-filexfer-02,
+version 3, what OpenSSH speaks). That keeps the host's exact semantics (and its speed) while
+the gateway sees every operation:
+
+- a request the policy refuses never reaches the host: the core answers it itself with
+  `SSH_FX_PERMISSION_DENIED` and the reason;
+- `open` for writing, and every change (remove, rename, mkdir, rmdir, setstat, symlink,
+  hardlink) is recorded durably before it is forwarded (write-ahead);
+- file contents are not recorded; they are hashed (SHA-256) as they pass, in offset order, and
+  the transfer is summarised when the handle is closed: operation (`upload` / `download`),
+  path, bytes and hash. An upload's summary is durable before the close reaches the host.
+- extensions are relayed only from an allow-list (below), and the server's `version` reply is
+  filtered to that list so clients do not try others; `copy-data` (a server-side copy the
+  gateway could not hash) is never relayed;
+- a packet that does not parse ends the channel (`RemoteProtocolError`): the host only ever
+  sees packets the gateway has read completely.
+
+Paths are recorded and checked absolute: a relative path is taken from `home` (the upstream
+user's home directory, when the shell knows it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jitctl.plugin import Direction, Forward, Record, RemoteProtocolError, Shutdown
+from jitctl_ssh.channel import ExitStatus, SendStderr, exit_commands
+from jitctl_ssh.policy import Decision, SshPolicy, normalise_path
+
+KIND = "ssh.sftp"
+MAX_PACKET = 1 << 20  # OpenSSH sends at most 256 KiB + headers
+MAX_REORDER = 64 << 20  # bytes held to hash out-of-order reads/writes
+
+INIT, VERSION, OPEN, CLOSE, READ, WRITE, LSTAT, FSTAT, SETSTAT, FSETSTAT = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+)
+OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, REALPATH, STAT, RENAME, READLINK, SYMLINK = range(11, 21)
+STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED, EXTENDED_REPLY = 101, 102, 103, 104, 105, 200, 201
+
+FXF_READ, FXF_WRITE, FXF_APPEND, FXF_CREAT, FXF_TRUNC, FXF_EXCL = 1, 2, 4, 8, 0x10, 0x20
+FX_OK, FX_EOF, FX_PERMISSION_DENIED, FX_FAILURE, FX_OP_UNSUPPORTED = 0, 1, 3, 4, 8
+STATUS_NAMES = {
+    0: "OK", 1: "EOF", 2: "NO_SUCH_FILE", 3: "PERMISSION_DENIED", 4: "FAILURE",
+    5: "BAD_MESSAGE", 6: "NO_CONNECTION", 7: "CONNECTION_LOST", 8: "OP_UNSUPPORTED",
+}  # fmt: skip
+
+# name -> (what its paths are checked as, how many path strings follow the request id)
+EXTENSIONS: dict[str, tuple[str, int]] = {
+    "posix-rename@openssh.com": ("write", 2),
+    "hardlink@openssh.com": ("write", 2),
+    "lsetstat@openssh.com": ("write", 1),
+    "statvfs@openssh.com": ("browse", 1),
+    "expand-path@openssh.com": ("browse", 1),
+    "fstatvfs@openssh.com": ("handle", 0),
+    "fsync@openssh.com": ("handle", 0),
+    "limits@openssh.com": ("none", 0),
+    "home-directory": ("browse", 1),
+    "users-groups-by-id@openssh.com": ("none", 0),
+}
+_PATH_OPS = {
+    LSTAT: ("lstat", "browse"), STAT: ("stat", "browse"), REALPATH: ("realpath", "browse"),
+    READLINK: ("readlink", "browse"), OPENDIR: ("list", "browse"), REMOVE: ("remove", "write"),
+    MKDIR: ("mkdir", "write"), RMDIR: ("rmdir", "write"), SETSTAT: ("setstat", "write"),
+}  # fmt: skip
+_QUIET = {"list"}  # recorded when the handle closes, with the number of entries
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: memoryview, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def u32(self) -> int:
+        if self.pos + 4 > len(self.data):
+            raise RemoteProtocolError("sftp packet too short")
+        (value,) = struct.unpack_from(">I", self.data, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def u64(self) -> int:
+        if self.pos + 8 > len(self.data):
+            raise RemoteProtocolError("sftp packet too short")
+        (value,) = struct.unpack_from(">Q", self.data, self.pos)
+        self.pos += 8
+        return int(value)
+
+    def string(self) -> memoryview:
+        size = self.u32()
+        if self.pos + size > len(self.data):
+            raise RemoteProtocolError("sftp string runs past its packet")
+        value = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return value
+
+    def text(self) -> str:
+        return bytes(self.string()).decode("utf-8", "surrogateescape")
+
+
+def _string(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def status_packet(request_id: int, code: int, message: str) -> bytes:
+    body = (
+        struct.pack(">BII", STATUS, request_id, code)
+        + _string(message.encode("utf-8", "replace"))
+        + _string(b"en")
+    )
+    return struct.pack(">I", len(body)) + body
+
+
+class Hasher:
+    """SHA-256 of a file's bytes in offset order, whatever order the pieces come in."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.next = 0
+        self.bytes = 0
+        self._held: dict[int, bytes] = {}
+        self._held_bytes = 0
+        self.broken = ""
+
+    def add(self, offset: int, data: bytes | memoryview) -> None:
+        size = len(data)
+        self.bytes += size
+        if self.broken or not size:
+            return
+        if offset == self.next:
+            self._sha.update(data)
+            self.next += size
+            while self.next in self._held:
+                piece = self._held.pop(self.next)
+                self._held_bytes -= len(piece)
+                self._sha.update(piece)
+                self.next += len(piece)
+        elif offset > self.next:
+            if offset in self._held or self._held_bytes + size > MAX_REORDER:
+                self._break("pieces too far out of order to hash")
+                return
+            self._held[offset] = bytes(data)
+            self._held_bytes += size
+        else:
+            self._break("a range was transferred twice")
+
+    def _break(self, why: str) -> None:
+        self.broken = why
+        self._held.clear()
+        self._held_bytes = 0
+
+    def summary(self) -> dict[str, Any]:
+        if self.broken:
+            return {"bytes": self.bytes, "sha256": None, "hash_note": self.broken}
+        if self._held:
+            return {"bytes": self.bytes, "sha256": None, "hash_note": "gaps in the transfer"}
+        return {"bytes": self.bytes, "size": self.next, "sha256": self._sha.hexdigest()}
+
+
+@dataclass
+class _Handle:
+    path: str
+    kind: str  # "file" or "dir"
+    read: bool = False
+    write: bool = False
+    reads: Hasher = field(default_factory=Hasher)
+    writes: Hasher = field(default_factory=Hasher)
+    entries: int = 0
+    errors: int = 0
+
+
+@dataclass
+class _Pending:
+    op: str
+    path: str = ""
+    handle: bytes = b""
+    offset: int = 0
+    opening: _Handle | None = None
+    recorded: bool = False
+
+
+Command = Record | Forward | Shutdown | ExitStatus | SendStderr
+
+
+class SftpRelay:
+    def __init__(
+        self,
+        channel: int,
+        policy: SshPolicy,
+        *,
+        home: str = "",
+        on_denied: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.policy = policy
+        self.home = home
+        self.on_denied = on_denied
+        self._up = bytearray()
+        self._down = bytearray()
+        self.handles: dict[bytes, _Handle] = {}
+        self.pending: dict[int, _Pending] = {}
+        self.version: int | None = None
+
+    # -- framing --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _packets(buffer: bytes | bytearray) -> tuple[list[tuple[int, int]], int]:
+        """(start, end) of each complete packet in `buffer`, and the bytes they take."""
+        spans, pos, size = [], 0, len(buffer)
+        while pos + 4 <= size:
+            (length,) = struct.unpack_from(">I", buffer, pos)
+            if length < 1 or length > MAX_PACKET:
+                raise RemoteProtocolError(f"sftp packet of {length} bytes")
+            if pos + 4 + length > size:
+                break
+            spans.append((pos, pos + 4 + length))
+            pos += 4 + length
+        return spans, pos
+
+    def _run(
+        self,
+        buffer: bytearray,
+        data: bytes,
+        handle: Callable[[memoryview, list[Command]], bool | bytes],
+    ) -> tuple[list[Command], list[bytes]]:
+        """Feed `data`; each complete packet is passed on as it is (True), dropped (False) or
+        replaced (bytes). Runs of passed packets are forwarded as one piece."""
+        if buffer:
+            buffer += data
+            source: bytes | bytearray = buffer
+        else:
+            source = data  # the usual case: no partial packet waiting, no copy
+        spans, used = self._packets(source)
+        commands: list[Command] = []
+        passed: list[bytes] = []
+        view = memoryview(source)
+        try:
+            run_start = -1
+            for start, end in spans:
+                verdict = handle(view[start:end], commands)
+                if verdict is True:
+                    if run_start < 0:
+                        run_start = start
+                    continue
+                if run_start >= 0:
+                    passed.append(bytes(view[run_start:start]))
+                    run_start = -1
+                if isinstance(verdict, bytes):
+                    passed.append(verdict)
+            if run_start >= 0:
+                passed.append(
+                    source
+                    if run_start == 0 and used == len(source) and isinstance(source, bytes)
+                    else bytes(view[run_start:used])
+                )
+        finally:
+            view.release()
+        if source is buffer:
+            del buffer[:used]
+        else:
+            buffer += memoryview(data)[used:]
+        return commands, passed
+
+    # -- client -> host -------------------------------------------------------------------------
+
+    def client_data(self, data: bytes) -> list[Command]:
+        commands, passed = self._run(self._up, data, self._request)
+        out: list[Command] = []
+        # Records and denials come in packet order; forwards wait behind durable records.
+        out += commands
+        if passed:
+            out.append(Forward(Direction.UP, b"".join(passed)))
+        return out
+
+    def _deny(
+        self, request_id: int, op: str, paths: list[str], decision: Decision, out: list[Command]
+    ) -> bool:
+        payload: dict[str, Any] = {"channel": self.channel, "op": op}
+        if paths:
+            payload["path"] = paths[0]
+        if len(paths) > 1:
+            payload["path2"] = paths[1]
+        payload.update(decision.payload())
+        out.append(Record(KIND, payload))
+        out.append(
+            Forward(
+                Direction.DOWN,
+                status_packet(request_id, FX_PERMISSION_DENIED, f"jitctl: {decision.reason}"),
+            )
+        )
+        if self.on_denied is not None:
+            self.on_denied(decision)
+        return False
+
+    def _record(
+        self, op: str, paths: list[str], out: list[Command], durable: bool, **extra: Any
+    ) -> None:
+        payload: dict[str, Any] = {"channel": self.channel, "op": op}
+        if paths:
+            payload["path"] = paths[0]
+        if len(paths) > 1:
+            payload["path2"] = paths[1]
+        payload.update(extra)
+        out.append(Record(KIND, payload, durable=durable))
+
+    def _abs(self, path: str) -> str:
+        return normalise_path(path, self.home) if (path.startswith("/") or self.home) else path
+
+    def _check(self, kind: str, paths: list[str]) -> Decision:
+        for path in paths:
+            decision = self.policy.check_file(kind, path)
+            if not decision.allowed:
+                return decision
+        return Decision("allow", "default")
+
+    def _request(self, packet: memoryview, out: list[Command]) -> bool | bytes:
+        """One client packet: True to forward it, False when answered here."""
+        ptype = packet[4]
+        if ptype == INIT:
+            return True
+        r = _Reader(packet, 5)
+        request_id = r.u32()
+        if ptype in (READ, WRITE, FSTAT, FSETSTAT, READDIR, CLOSE):
+            handle_id = bytes(r.string())
+            handle = self.handles.get(handle_id)
+            if handle is None:
+                out.append(
+                    Forward(
+                        Direction.DOWN,
+                        status_packet(request_id, FX_FAILURE, "jitctl: unknown handle"),
+                    )
+                )
+                return False
+            if ptype == READ:
+                offset = r.u64()
+                self.pending[request_id] = _Pending("read", handle=handle_id, offset=offset)
+            elif ptype == WRITE:
+                offset = r.u64()
+                handle.writes.add(offset, r.string())
+                self.pending[request_id] = _Pending("write", handle=handle_id)
+            elif ptype == FSETSTAT:
+                decision = self._check("write", [handle.path])
+                if not decision.allowed:
+                    return self._deny(request_id, "setstat", [handle.path], decision, out)
+                self._record("setstat", [handle.path], out, True)
+                self.pending[request_id] = _Pending("setstat", handle.path, recorded=True)
+            elif ptype == READDIR:
+                self.pending[request_id] = _Pending("readdir", handle=handle_id)
+            elif ptype == CLOSE:
+                self._closing(handle_id, handle, out)
+                self.pending[request_id] = _Pending("close", handle=handle_id)
+            else:
+                self.pending[request_id] = _Pending("fstat")
+            return True
+        if ptype == OPEN:
+            path = self._abs(r.text())
+            flags = r.u32()
+            reading = bool(flags & FXF_READ)
+            writing = bool(flags & (FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC))
+            mode = "read-write" if reading and writing else "write" if writing else "read"
+            for kind, wanted in (("read", reading), ("write", writing)):
+                if wanted:
+                    decision = self._check(kind, [path])
+                    if not decision.allowed:
+                        return self._deny(request_id, "open", [path], decision, out)
+            self._record("open", [path], out, writing, mode=mode, flags=_flag_names(flags))
+            handle = _Handle(path, "file", read=reading, write=writing)
+            self.pending[request_id] = _Pending("open", path, opening=handle, recorded=True)
+            return True
+        if ptype in _PATH_OPS:
+            op, kind = _PATH_OPS[ptype]
+            path = self._abs(r.text())
+            decision = self._check(kind, [path])
+            if not decision.allowed:
+                return self._deny(request_id, op, [path], decision, out)
+            opening = _Handle(path, "dir") if ptype == OPENDIR else None
+            recorded = op not in _QUIET
+            if recorded:
+                self._record(op, [path], out, kind == "write")
+            self.pending[request_id] = _Pending(op, path, opening=opening, recorded=recorded)
+            return True
+        if ptype in (RENAME, SYMLINK):
+            op = "rename" if ptype == RENAME else "symlink"
+            paths = [self._abs(r.text()), self._abs(r.text())]
+            decision = self._check("write", paths)
+            if not decision.allowed:
+                return self._deny(request_id, op, paths, decision, out)
+            self._record(op, paths, out, True)
+            self.pending[request_id] = _Pending(op, paths[0], recorded=True)
+            return True
+        if ptype == EXTENDED:
+            name = r.text()
+            spec = EXTENSIONS.get(name)
+            if spec is None:
+                why = "relayed" if name != "copy-data" else "relayed (the copy could not be hashed)"
+                return self._deny(
+                    request_id, "extension", [], Decision("deny", "sftp", f"{name} is not {why}"),
+                    out,
+                )  # fmt: skip
+            kind, count = spec
+            if kind == "handle":
+                if bytes(r.string()) not in self.handles:
+                    return self._deny(
+                        request_id, name, [], Decision("deny", "sftp", "unknown handle"), out
+                    )
+                self.pending[request_id] = _Pending(name)
+                return True
+            paths = [self._abs(r.text()) for _ in range(count)]
+            if kind != "none":
+                decision = self._check(kind, paths)
+                if not decision.allowed:
+                    return self._deny(request_id, name, paths, decision, out)
+            self._record(name, paths, out, kind == "write")
+            self.pending[request_id] = _Pending(name, paths[0] if paths else "", recorded=True)
+            return True
+        out.append(
+            Forward(
+                Direction.DOWN,
+                status_packet(request_id, FX_OP_UNSUPPORTED, f"jitctl: sftp request {ptype}"),
+            )
+        )
+        self._record("unsupported", [], out, False, type=ptype)
+        return False
+
+    def _closing(self, handle_id: bytes, handle: _Handle, out: list[Command]) -> None:
+        del self.handles[handle_id]
+        if handle.kind == "dir":
+            self._record("list", [handle.path], out, False, entries=handle.entries)
+            return
+        if handle.write and (handle.writes.bytes or not handle.read):
+            extra = handle.writes.summary()
+            if handle.errors:
+                extra["write_errors"] = handle.errors
+            self._record("upload", [handle.path], out, True, **extra)
+        if handle.read and handle.reads.bytes:
+            self._record("download", [handle.path], out, False, **handle.reads.summary())
+
+    def client_eof(self) -> list[Command]:
+        return [Shutdown(Direction.UP)]
+
+    # -- host -> client -------------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes, more: bool = False) -> list[Command]:
+        commands, passed = self._run(self._down, data, self._response)
+        if passed:
+            commands.append(Forward(Direction.DOWN, b"".join(passed)))
+        return commands
+
+    def _response(self, packet: memoryview, out: list[Command]) -> bool | bytes:
+        ptype = packet[4]
+        r = _Reader(packet, 5)
+        if ptype == VERSION:
+            self.version = r.u32()
+            kept: list[bytes] = []
+            while r.pos < len(packet):
+                name, value = r.string(), r.string()
+                if bytes(name).decode("utf-8", "replace") in EXTENSIONS:
+                    kept.append(_string(bytes(name)) + _string(bytes(value)))
+            body = struct.pack(">BI", VERSION, self.version) + b"".join(kept)
+            return struct.pack(">I", len(body)) + body
+        request_id = r.u32()
+        pending = self.pending.pop(request_id, None)
+        if pending is None:
+            return True
+        if ptype == DATA and pending.op == "read":
+            handle = self.handles.get(pending.handle)
+            if handle is not None:
+                handle.reads.add(pending.offset, r.string())
+        elif ptype == HANDLE and pending.opening is not None:
+            self.handles[bytes(r.string())] = pending.opening
+        elif ptype == NAME and pending.op == "readdir":
+            handle = self.handles.get(pending.handle)
+            if handle is not None:
+                handle.entries += r.u32()
+        elif ptype == STATUS:
+            code = r.u32()
+            if code not in (FX_OK, FX_EOF):
+                if pending.op == "write":
+                    handle = self.handles.get(pending.handle)
+                    if handle is not None:
+                        handle.errors += 1
+                elif pending.recorded or pending.opening is not None:
+                    message = r.text() if r.pos + 4 <= len(packet) else ""
+                    self._record(
+                        pending.op,
+                        [pending.path] if pending.path else [],
+                        out,
+                        False,
+                        result=STATUS_NAMES.get(code, str(code)),
+                        message=message[:200],
+                    )
+        return True
+
+    def upstream_eof(self) -> list[Command]:
+        out: list[Command] = []
+        for handle_id, handle in list(self.handles.items()):
+            self._closing(handle_id, handle, out)  # the host went away with files open
+        return [*out, Shutdown(Direction.DOWN)]
+
+    def upstream_stderr(self, data: bytes, more: bool = False) -> list[Command]:
+        """The host's stderr on this channel (diagnostics, not protocol): recorded, passed."""
+        return [
+            Record(
+                "ssh.data",
+                {"channel": self.channel, "stream": "stderr", "len": len(data)},
+                data=data,
+            ),
+            SendStderr(data),
+        ]
+
+    def exit(self, status: int | None, signal: str = "") -> list[Command]:
+        return list(exit_commands(self.channel, status, signal))
+
+
+def _flag_names(flags: int) -> list[str]:
+    names = [("read", FXF_READ), ("write", FXF_WRITE), ("append", FXF_APPEND),
+             ("create", FXF_CREAT), ("truncate", FXF_TRUNC), ("exclusive", FXF_EXCL)]  # fmt: skip
+    return [name for name, bit in names if flags & bit]
