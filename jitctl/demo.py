@@ -1,8 +1,14 @@
 """`jitctl demo`: the product on this machine, on embedded defaults, explained step by step.
 
-Everything happens in a temporary directory (JITCTL_HOME included, so the user's own login
-and state are never touched) and is removed afterwards, also on Ctrl-C. Each step runs the
-real `jitctl` command a user would type, as a subprocess, and shows its output.
+Everything happens in a temporary directory (JITCTL_HOME included, so the user's own login and
+state are never touched) and is removed afterwards, also on Ctrl-C. Each step runs the real
+`jitctl` command a user would type, as a subprocess, and shows its output.
+
+The story: a throwaway PostgreSQL with customer data (emails, card numbers, SSNs) sits behind a
+dev broker whose policy masks PII, denies DROP and holds ALTER for a DBA's approval. An "agent"
+runs through `jitctl exec`: its SELECT comes back masked, its DROP is blocked, its ALTER waits
+until bob (a DBA) approves it. Then the record: sessions, a verified trail, a transcript.
+Without PostgreSQL binaries the demo says so and shows a recorded tcp tunnel instead.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,30 +36,91 @@ from rich.syntax import Syntax
 
 from jitctl.errors import JitctlError
 
-console = Console(stderr=True, highlight=False)
+# Piped output (CI logs) gets a readable width instead of rich's 80 columns.
+console = Console(
+    stderr=True,
+    highlight=False,
+    width=None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", "110")),
+)
 
-DEMO_CONFIG = """
-# The demo broker's config: dev users, and one target reachable by the `agents` group.
+USERS = """
 [dev]
 users = [
-  {{ name = "alice", email = "alice@example.com", groups = ["eng", "agents"] }},
-  {{ name = "bob", email = "bob@example.com", groups = ["dba", "approvers"] }},
+  { name = "alice", email = "alice@example.com", groups = ["eng", "agents"] },
+  { name = "bob", email = "bob@example.com", groups = ["dba", "approvers"] },
 ]
+"""
 
+PG_TARGET = """
+[[targets]]
+name = "shop-db"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+description = "production-like customer database (a throwaway copy)"
+allow_groups = ["agents", "dba"]
+record_rows = 3
+credential = {{ user = "{user}", password_env = "DEMO_PG_PASSWORD", database = "shop" }}
+{access}
+[[targets.rules]]
+name = "no-destruction"
+match = {{ statement = ["drop", "truncate"] }}
+action = "deny"
+
+[[targets.rules]]
+name = "schema-changes-need-a-dba"
+match = {{ statement = ["alter", "create"] }}
+action = "approve"
+approvers = ["dba"]
+
+[[targets.masks]]
+columns = ["customers.email", "*.ssn", "customers.card_number"]
+detectors = ["EMAIL_ADDRESS", "CREDIT_CARD_NUMBER", "US_SOCIAL_SECURITY_NUMBER"]
+"""
+
+ACCESS = """
+[targets.access]
+approvers = ["dba"]
+approval_timeout = "45s"
+"""
+
+TCP_TARGET = """
 [[targets]]
 name = "echo"
 protocol = "tcp"
 address = "{echo}"
 description = "a TCP echo service standing in for an internal system"
 allow_groups = ["agents"]
-
-[[targets]]
-name = "billing-db"
-protocol = "tcp"
-address = "127.0.0.1:9"
-description = "only the dba group may reach this one"
-allow_groups = ["dba"]
 """
+
+CUSTOMERS = [
+    ("Ada Lovelace", "ada@example.com", "4111 1111 1111 1111", "123-45-6789"),
+    ("Grace Hopper", "grace@navy.example", "5555 5555 5555 4444", "234-56-7890"),
+    ("Alan Turing", "alan@bletchley.example", "4012 8888 8888 1881", "345-67-8901"),
+]
+
+AGENT = '''
+"""A tiny "AI agent": it only knows DATABASE_URL. It never sees a password."""
+import os
+import psycopg
+
+conn = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+print("agent> SELECT name, email, card_number, ssn FROM customers")
+for row in conn.execute("SELECT name, email, card_number, ssn FROM customers ORDER BY id"):
+    print("       ", row)
+print("agent> DROP TABLE customers")
+try:
+    conn.execute("DROP TABLE customers")
+    print("        dropped?!")
+except psycopg.Error as exc:
+    print("        blocked:", exc.diag.sqlstate, exc.diag.message_primary)
+print("agent> ALTER TABLE customers ADD COLUMN loyalty_tier text   (needs a DBA)")
+conn.add_notice_handler(lambda n: print("        notice:", n.message_primary))
+try:
+    conn.execute("ALTER TABLE customers ADD COLUMN loyalty_tier text")
+    print("        done: the ALTER ran after approval")
+except psycopg.Error as exc:
+    print("        refused:", exc.diag.sqlstate, exc.diag.message_primary)
+'''
 
 
 def _step(number: int, title: str, why: str) -> None:
@@ -69,67 +138,132 @@ def _show(command: list[str], result: subprocess.CompletedProcess[str]) -> None:
 
 class _Demo:
     def __init__(self, root: Path) -> None:
-        from jitctl.testing.servers import EchoServer
-
         self.root = root
-        self.home = root / "home"
+        self.home = root / "alice"
+        self.bob_home = root / "bob"
         self.home.mkdir()
-        self.echo = EchoServer()
+        self.bob_home.mkdir()
         self.broker: Any = None
+        self.pg: Any = None
+        self.echo: Any = None
         self.env = {
             **os.environ,
             "JITCTL_HOME": str(self.home),
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+            "COLUMNS": str(console.width),
         }
+        self.env.pop("PGPASSWORD", None)
         self.processes: list[subprocess.Popen[str]] = []
+        self.approvals_available = True
+
+    # -- running jitctl ---------------------------------------------------------------------
 
     def jitctl(
-        self, *args: str, show: bool = True, check: bool = True
+        self, *args: str, show: bool = True, check: bool = True, home: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if home is not None:
+            env["JITCTL_HOME"] = str(home)
         result = subprocess.run(
             [sys.executable, "-m", "jitctl", *args],
             capture_output=True,
             text=True,
-            env=self.env,
-            timeout=60,
+            env=env,
+            timeout=90,
         )
         if show:
             _show(list(args), result)
         if check and result.returncode != 0:
             raise JitctlError(
                 f"demo step `jitctl {' '.join(args)}` failed with exit {result.returncode}",
-                "run the demo with --keep and look at the broker log in the kept directory",
+                "run `jitctl demo --keep` and read broker/broker.log in the kept directory",
             )
         return result
 
-    def start_broker(self) -> None:
-        from jitctl.testing.broker import BrokerProcess
+    # -- the pieces -------------------------------------------------------------------------
 
-        config = DEMO_CONFIG.format(echo=self.echo.address)
-        self.broker = BrokerProcess(config, state_dir=self.root / "broker", dev=True)
-        self.broker.start()
+    def start_postgres(self) -> bool:
+        from jitctl.testing.postgres import PostgresServer, postgres_available
+
+        reason = postgres_available()
+        if reason is not None:
+            console.print(
+                f"[yellow]No PostgreSQL here ({reason}): the demo falls back to a tcp "
+                "target; install PostgreSQL to see masking, blocking and approvals.[/]"
+            )
+            return False
+        import psycopg
+
+        self.pg = PostgresServer().start()
+        with psycopg.connect(self.pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE shop")
+        with psycopg.connect(self.pg.dsn_for("shop"), autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE customers (id serial PRIMARY KEY, name text, email text, "
+                "card_number text, ssn text)"
+            )
+            for customer in CUSTOMERS:
+                conn.execute(
+                    "INSERT INTO customers (name, email, card_number, ssn) VALUES (%s, %s, %s, %s)",
+                    customer,
+                )
+        console.print(
+            f"PostgreSQL {self.pg.port}: database shop, table customers with "
+            f"{len(CUSTOMERS)} rows of emails, card numbers and SSNs"
+        )
+        return True
+
+    def start_broker(self, with_postgres: bool) -> None:
+        from jitctl.testing.broker import BrokerProcess
+        from jitctl.testing.servers import EchoServer
+
+        if with_postgres:
+            target = PG_TARGET.format(port=self.pg.port, user=self.pg.user, access=ACCESS)
+            env = {"DEMO_PG_PASSWORD": self.pg.password}
+        else:
+            self.echo = EchoServer()
+            target = TCP_TARGET.format(echo=self.echo.address)
+            env = {}
+        config = USERS + target
+        self.broker = BrokerProcess(config, state_dir=self.root / "broker", dev=True, env=env)
+        try:
+            self.broker.start()
+        except Exception:
+            if "access" in self.broker.log_text() and with_postgres:
+                # This build has no approvals yet: run without the [targets.access] table.
+                config = USERS + PG_TARGET.format(port=self.pg.port, user=self.pg.user, access="")
+                self.approvals_available = False
+                self.broker = BrokerProcess(
+                    config, state_dir=self.root / "broker2", dev=True, env=env
+                )
+                self.broker.start()
+            else:
+                raise
         self.env["JITCTL_BROKER"] = self.broker.url
         self.env["JITCTL_CA_FILE"] = self.broker.ca_file
         console.print(
-            f"[bold green]$[/] jitctl broker serve --dev --config broker.toml\n"
-            f"broker listening on {self.broker.url} (TLS, CA {self.broker.ca_file})\n"
+            "[bold green]$[/] jitctl broker serve --dev --config broker.toml\n"
+            f"broker listening on {self.broker.url} (TLS; CA {self.broker.ca_file});\n"
             "a development OIDC issuer runs inside it with users alice (eng, agents) "
-            "and bob (dba, approvers)"
+            "and bob (dba, approvers). The upstream password is in the broker's environment only."
         )
-        console.print(Syntax(config.strip(), "toml", theme="ansi_dark", background_color="default"))
+        shown = "\n".join(line for line in config.strip().splitlines() if "password" not in line)
+        console.print(Syntax(shown, "toml", theme="ansi_dark", background_color="default"))
 
-    def login_with_device_grant(self) -> None:
+    def device_login(self, user: str, home: Path, show: bool = True) -> None:
         import httpx
 
         from jitctl.broker.tlsfiles import client_context
 
-        console.print("[bold green]$[/] jitctl login --device")
+        env = {**self.env, "JITCTL_HOME": str(home)}
+        if show:
+            console.print("[bold green]$[/] jitctl login --device")
         process = subprocess.Popen(
             [sys.executable, "-m", "jitctl", "login", "--device"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=self.env,
+            env=env,
         )
         self.processes.append(process)
         assert process.stderr is not None
@@ -141,31 +275,96 @@ class _Demo:
             if not line:
                 break
             seen.append(line)
-            console.print(line.rstrip(), markup=False)
+            if show:
+                console.print(line.rstrip(), markup=False)
             match = re.search(r"\b([A-Z0-9]{4}-[A-Z0-9]{4})\b", line)
             if match:
                 code = match.group(1)
         if code is None:
             process.kill()
             raise JitctlError("the device login did not print a user code:\n" + "".join(seen))
-        console.print(
-            f"[yellow]… the demo now plays alice in her browser: it opens the verification page "
-            f"and approves code {code}[/]"
-        )
+        if show:
+            console.print(
+                f"[yellow]… the demo plays {user} in a browser: it opens the "
+                f"verification page and approves code {code}[/]"
+            )
         response = httpx.post(
             f"{self.broker.url}/dev/oidc/device",
-            data={"user_code": code, "user": "alice", "action": "approve"},
+            data={"user_code": code, "user": user, "action": "approve"},
             verify=client_context(self.broker.ca_file),
             timeout=10,
         )
         response.raise_for_status()
         out, err = process.communicate(timeout=30)
-        console.print((out + err).rstrip(), markup=False)
+        if show:
+            console.print((out + err).rstrip(), markup=False)
         if process.returncode != 0:
             raise JitctlError(f"jitctl login --device failed with exit {process.returncode}")
 
+    def approver(self, stop: threading.Event, approved: list[str]) -> None:
+        """Bob watches for pending requests and approves what the agent asked for."""
+        while not stop.is_set():
+            result = self.jitctl(
+                "request", "ls", "--pending", "--json", show=False, check=False, home=self.bob_home
+            )
+            if result.returncode == 0:
+                try:
+                    document = json.loads(result.stdout)
+                except ValueError:
+                    document = {}
+                items = (
+                    document.get("requests", document) if isinstance(document, dict) else document
+                )
+                for item in items if isinstance(items, list) else []:
+                    request_id = str(item.get("id", ""))
+                    if request_id and request_id not in approved:
+                        decision = self.jitctl(
+                            "request",
+                            "approve",
+                            request_id,
+                            "--reason",
+                            "reviewed: additive column, safe",
+                            show=False,
+                            check=False,
+                            home=self.bob_home,
+                        )
+                        if decision.returncode == 0:
+                            approved.append(request_id)
+                            text = item.get("statement") or item.get("text") or ""
+                            console.print(
+                                f"[magenta]bob (dba) approved {request_id}: {text}[/]", markup=True
+                            )
+            stop.wait(0.5)
+
+    def run_agent(self) -> str:
+        script = self.root / "agent.py"
+        script.write_text(textwrap.dedent(AGENT))
+        stop = threading.Event()
+        approved: list[str] = []
+        watcher = threading.Thread(target=self.approver, args=(stop, approved), daemon=True)
+        if self.approvals_available:
+            watcher.start()
+        try:
+            self.jitctl(
+                "exec",
+                "-t",
+                "shop-db",
+                "--agent",
+                "demo-agent",
+                "--reason",
+                "DEMO-1: tidy up the customers table",
+                "--",
+                sys.executable,
+                str(script),
+            )
+        finally:
+            stop.set()
+            if watcher.is_alive():
+                watcher.join(5)
+        return self.latest_session("shop-db")
+
     def tunnel(self) -> str:
-        console.print("[bold green]$[/] jitctl connect echo --no-client --json --reason 'demo'")
+        console.print("[bold green]$[/] jitctl connect echo --no-client --json --reason demo")
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -187,27 +386,41 @@ class _Demo:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
-            raise JitctlError(
-                "jitctl connect failed: " + (process.stderr.read() if process.stderr else "")
-            )
+            stderr = process.stderr.read() if process.stderr else ""
+            raise JitctlError("jitctl connect failed: " + stderr)
         console.print(line.rstrip(), markup=False)
         port = json.loads(line)["port"]
-        message = b"SELECT secret FROM vault; -- every byte of this is recorded before it is sent\n"
+        message = b"SELECT secret FROM vault; -- recorded before it is sent\n"
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(message)
             sock.shutdown(socket.SHUT_WR)
             reply = b""
             while chunk := sock.recv(4096):
                 reply += chunk
-        console.print(
-            f"sent {len(message)} bytes through the tunnel; the echo service answered: "
-            f"{reply.decode().strip()!r}"
-        )
+        console.print(f"the echo service answered: {reply.decode().strip()!r}")
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
-        console.print(err.rstrip(), markup=False)
-        match = re.search(r"session ([0-9a-f]{32})", err)
-        return match.group(1) if match else ""
+        process.communicate(timeout=10)
+        return self.latest_session("echo")
+
+    def latest_session(self, target: str) -> str:
+        result = self.jitctl(
+            "sessions",
+            "ls",
+            "--json",
+            "--target",
+            target,
+            "--state-dir",
+            str(self.broker.state_dir),
+            show=False,
+            check=False,
+        )
+        try:
+            document = json.loads(result.stdout)
+        except ValueError:
+            return ""
+        sessions = document.get("sessions", []) if isinstance(document, dict) else document
+        opened = [s for s in sessions if s.get("status") != "denied"]
+        return str(opened[0]["id"]) if opened else ""
 
     def close(self) -> None:
         for process in self.processes:
@@ -216,7 +429,10 @@ class _Demo:
                 process.wait()
         if self.broker is not None:
             self.broker.stop()
-        self.echo.close()
+        if self.pg is not None:
+            self.pg.stop()
+        if self.echo is not None:
+            self.echo.close()
 
 
 @contextmanager
@@ -236,12 +452,14 @@ def _interruptible() -> Iterator[None]:
 def run_demo(keep: bool = False) -> None:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="jitctl-demo-"))
+    if os.geteuid() == 0:
+        root.chmod(0o755)  # the throwaway PostgreSQL runs as the postgres user
     demo = _Demo(root)
     console.print(
         Panel(
-            "jitctl verifies who you are, decides what you may reach, and records every byte "
-            "you send — before it is forwarded — in a hash-chained, signed trail.\n"
-            f"Everything below runs in {root} and is removed at the end.",
+            "jitctl verifies who you are, decides what you may do by parsing it, masks what you "
+            "must not see, and records every statement — before it runs — in a hash-chained, "
+            f"signed trail.\nEverything below runs in {root} and is removed at the end.",
             title="jitctl demo",
         )
     )
@@ -249,58 +467,81 @@ def run_demo(keep: bool = False) -> None:
         with _interruptible():
             _step(
                 1,
-                "Start a development broker",
-                "One process: the TLS API, the tunnel gateway and, with --dev, an OIDC issuer.",
+                "A database with customer PII",
+                "A throwaway PostgreSQL from this machine's binaries.",
             )
-            demo.start_broker()
+            with_postgres = demo.start_postgres()
             _step(
                 2,
+                "Start a development broker",
+                "One process: the TLS API, the tunnel gateway and, with --dev, an OIDC issuer. "
+                "Its policy masks PII, denies DROP and holds ALTER for a DBA.",
+            )
+            demo.start_broker(with_postgres)
+            _step(
+                3,
                 "Log in with the device grant",
-                "The way a person on a headless box (or an agent acting for them) logs in.",
+                "How a person on a headless box — or an agent acting for them — logs in.",
             )
-            demo.login_with_device_grant()
-            _step(3, "Who am I?", "The broker verified the token against the issuer's keys.")
+            demo.device_login("alice", demo.home)
             demo.jitctl("whoami")
-            _step(
-                4,
-                "What may I reach?",
-                "Only targets whose allow_groups meet your groups are listed.",
-            )
             demo.jitctl("targets")
-            demo.jitctl("connect", "billing-db", "--no-client", check=False)
-            console.print(
-                "[dim](refused: alice is not in the dba group — and the refusal is recorded)[/]"
-            )
-            _step(
-                5,
-                "A recorded tunnel",
-                "Each connection to the local port rides TLS to the broker, which records "
-                "the bytes durably and only then forwards them.",
-            )
-            session_id = demo.tunnel()
-            _step(6, "The record", "Who, which target, when, how long, bytes each way.")
-            demo.jitctl("sessions", "ls", "--state-dir", str(demo.broker.state_dir))
-            if session_id:
-                demo.jitctl(
-                    "sessions", "show", session_id, "--state-dir", str(demo.broker.state_dir)
+            if with_postgres:
+                demo.device_login("bob", demo.bob_home, show=False)
+                _step(
+                    4,
+                    "An agent runs through `jitctl exec`",
+                    "It gets DATABASE_URL pointing at a recorded tunnel — no password. Its "
+                    "SELECT is masked inline, its DROP is blocked by parsing, its ALTER waits "
+                    "for bob's approval.",
                 )
+                console.print(
+                    Syntax(
+                        textwrap.dedent(AGENT).strip(),
+                        "python",
+                        theme="ansi_dark",
+                        background_color="default",
+                    )
+                )
+                if not demo.approvals_available:
+                    console.print(
+                        "[yellow](this build has no approvals yet: the ALTER is "
+                        "refused with 'approval required')[/]"
+                    )
+                session_id = demo.run_agent()
+            else:
+                _step(
+                    4,
+                    "A recorded tunnel",
+                    "Each connection rides TLS to the broker, which records the bytes "
+                    "durably and only then forwards them.",
+                )
+                session_id = demo.tunnel()
+            _step(5, "The record", "Who, which target, when, how long, what happened.")
+            state = ["--state-dir", str(demo.broker.state_dir)]
+            demo.jitctl("sessions", "ls", *state)
+            if session_id:
+                demo.jitctl("replay", "--print", session_id, *state, check=False)
             _step(
-                7,
+                6,
                 "Prove the trail is whole",
                 "Every hash link and every signed checkpoint is checked; any edit, insertion, "
                 "deletion, reordering or truncation is named.",
             )
-            demo.jitctl("audit", "verify", "--state-dir", str(demo.broker.state_dir))
+            demo.jitctl("audit", "verify", *state)
         elapsed = time.monotonic() - started
+        where = f"--state-dir {demo.broker.state_dir}" if keep else "--state-dir <dir>"
         console.print()
         console.print(
             Panel(
-                f"Done in {elapsed:.1f}s. Try it yourself:\n"
+                f"Done in {elapsed:.1f}s.\n"
+                f"Replay a session in the terminal UI: jitctl replay {session_id or '<id>'} "
+                f"{where}\n"
+                "(run `jitctl demo --keep` to keep the state dir and do that now)\n"
+                "Try it yourself:\n"
                 "  jitctl broker serve --dev          # terminal 1\n"
                 "  jitctl login --device              # terminal 2\n"
-                "  jitctl audit export --format jsonl # hand the trail to a SIEM\n"
-                "The Postgres gateway (parsing policy, inline masking), approvals, "
-                "`jitctl exec` and `jitctl replay` are on the roadmap in the README.",
+                "  jitctl audit export --format jsonl # hand the trail to a SIEM",
                 title="what next",
             )
         )
