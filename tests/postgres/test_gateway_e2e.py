@@ -221,12 +221,22 @@ def test_ctrl_c_in_psql_cancels_pg_sleep(port: int, broker: BrokerProcess) -> No
     assert any(r.payload.get("found") for r in trail(broker, "pg.cancel"))
 
 
-def test_psycopg_cancel_interrupts_a_running_statement(port: int) -> None:
+def test_psycopg_cancel_interrupts_a_running_statement(port: int, broker: BrokerProcess) -> None:
+    def cancel_once_running(conn: Any) -> None:
+        wait_for(
+            lambda: any(
+                "pg_sleep(29)" in str(r.payload.get("text")) for r in trail(broker, "pg.statement")
+            )
+        )
+        time.sleep(0.2)
+        conn.cancel()
+
     with psycopg.connect(dsn(port)) as conn:
-        timer = threading.Timer(1.0, conn.cancel)
-        timer.start()
+        canceller = threading.Thread(target=cancel_once_running, args=(conn,))
+        canceller.start()
         with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("SELECT pg_sleep(30)")
+            conn.execute("SELECT pg_sleep(29)")
+        canceller.join()
         conn.rollback()
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
@@ -292,6 +302,15 @@ def test_blocked_statements_through_the_extended_protocol_and_prepare(
             conn.execute("EXECUTE wipe")  # its PREPARE was blocked: the name never existed
         assert conn.execute("SELECT count(*) FROM victims").fetchone() == (10,)
     assert pg.execute("SELECT count(*) FROM victims", dbname="app") == [(10,)]
+
+
+def test_large_object_fast_path_calls_are_refused(port: int, tmp_path: Path) -> None:
+    """psql's \\lo_import uses the FunctionCall message: no SQL text, so it is refused."""
+    source = tmp_path / "blob.txt"
+    source.write_text("exfiltration vehicle")
+    result = psql(port, f"\\lo_import {source}", "SELECT 1 AS alive")
+    assert "denied by policy" in result.stderr and "FunctionCall" in result.stderr
+    assert "alive" in result.stdout
 
 
 def test_startup_options_that_change_lexing_or_roles_are_refused(port: int) -> None:
