@@ -45,11 +45,23 @@ def services_for(target: Any) -> Services:
     return services
 
 
+def _unusable(*_: Any) -> Any:
+    raise AssertionError("a broken target's services are never called")
+
+
+_REFUSE = Services(classify=_unusable, classify_function_call=_unusable, policy=None)
+
+
 class PostgresPlugin:
     name = "postgres"
 
     def new_core(self, context: SessionContext) -> PostgresCore:
-        return PostgresCore(context, services_for(context.target))
+        try:
+            services = services_for(context.target)
+        except Exception as exc:  # a target whose rules or masks do not load
+            # Fail closed, and say why: the client's startup gets a FATAL naming the problem.
+            return PostgresCore(context, _REFUSE, broken=f"{type(exc).__name__}: {exc}")
+        return PostgresCore(context, services)
 
 
 plugin = PostgresPlugin()

@@ -117,8 +117,8 @@ def copy_specs(text: str) -> list[CopySpec | None]:
 
     try:
         tree = json.loads(parser.parse_sql_json(text))
-    except Exception:
-        return []
+    except Exception:  # the classifier denies unparseable text; should it run, no spec means
+        return []  # every COPY field is masked
     out: list[CopySpec | None] = []
     for raw in tree.get("stmts", []):
         node = raw.get("stmt", {}).get("CopyStmt")

@@ -79,6 +79,7 @@ class PostgresCore:
         services: Services,
         *,
         clock: Callable[[], float] = time.monotonic,
+        broken: str = "",
     ) -> None:
         settings = context.settings
         self.credential: dict[str, str] = dict(settings.get("credential") or {})
@@ -103,6 +104,7 @@ class PostgresCore:
         self.negotiated: set[int] = set()
         self.auth: UpstreamAuth | None = None
         self.proxy_key: bytes | None = None
+        self.broken = broken  # why the target's policy or masks could not be loaded
 
     # -- the Core interface -------------------------------------------------------------------
 
@@ -226,6 +228,9 @@ class PostgresCore:
         return out
 
     def _start(self, packet: st.Startup) -> list[Command]:
+        if self.broken:
+            self.state.record("pg.refused", {"sqlstate": "F0000", "reason": self.broken})
+            raise Kill("F0000", f"jitctl: this target's policy cannot be loaded ({self.broken})")
         rebuilt = st.rebuild(packet, self.credential)
         out: list[Command] = []
         if packet.minor > 0 or rebuilt.unknown_pq:

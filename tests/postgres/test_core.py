@@ -634,3 +634,19 @@ def test_terminate_and_eof_are_passed_on() -> None:
     h._run(h.core.client_eof())
     h._run(h.core.upstream_eof())
     assert h.shutdowns == ["up", "down"]
+
+
+def test_a_target_whose_policy_does_not_load_refuses_sessions_and_says_why() -> None:
+    from types import SimpleNamespace
+
+    from jitctl.plugin import SessionContext
+    from jitctl_postgres import plugin
+
+    target = SimpleNamespace(name="pg", rules=[object()], default_action="nonsense", masks=[])
+    core = plugin.new_core(SessionContext(session_id="s", target=target))
+    out = list(core.client_data(w.startup(user="a")))
+    fatal = next(c for c in out if isinstance(c, Forward)).data
+    assert (
+        w.error_fields(fatal)["S"] == "FATAL" and "cannot be loaded" in w.error_fields(fatal)["M"]
+    )
+    assert any(type(c).__name__ == "Close" for c in out)
