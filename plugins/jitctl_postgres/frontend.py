@@ -16,11 +16,11 @@ Rules (notes §4, §5, §7):
 - FunctionCall (`F`, protocol-flow #PROTOCOL-FLOW-FUNCTION-CALL) is blocked by rewriting its
   function OID to 0 (InvalidOid: never a function), so the server answers the *same message
   type* with ErrorResponse + ReadyForQuery (42883 "function with OID 0 does not exist", or
-  25P02 in a failed transaction). Replacing it with a failing Query would give the same two
-  messages today, but then the server would log and account a simple Query the client never
-  sent, and Query-specific handling (implicit transaction blocks around multi-statement text,
-  log_statement) would apply to a message that is not one; keeping `F` keeps the server's
-  fast-path rules and logs those of the message the client sent.
+  25P02 in a failed transaction). A failing simple Query in its place gives the same reply
+  flow only because its text fails at raw parse (an empty or comment-only one would answer
+  EmptyQueryResponse, which a FunctionCall never gets); and the server would log and count a
+  Query the client never sent. Keeping `F` keeps the server's own fast-path checks, replies and
+  logs for the message the client did send, rewritten in place (same length).
 - An `approve` decision goes through `require_approval` (the seam where holding will plug in);
   today it is refused like a denial, with a message saying approval is required.
 - CopyData/CopyDone/CopyFail from the client are counted and passed through unparsed (notes §7).
