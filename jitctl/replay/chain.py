@@ -72,12 +72,14 @@ def verify_session(
     *,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    between: Callable[[], None] | None = None,
 ) -> ChainState:
-    """Verify seqs around first_seq..last_seq (see the module docstring)."""
+    """Verify seqs around first_seq..last_seq (see the module docstring); `between` is called
+    every 500 records."""
     if not trusted:
         return ChainState("unknown", "chain: not verified (no trusted audit key)")
     try:
-        return _verify(store, dict(trusted), first_seq, last_seq, progress, stop)
+        return _verify(store, dict(trusted), first_seq, last_seq, progress, stop, between)
     except AuditUnavailable as exc:
         return ChainState("unknown", f"chain: not verified ({exc})")
 
@@ -89,6 +91,7 @@ def _verify(
     last_seq: int,
     progress: Callable[[int, int], None] | None,
     stop: Callable[[], bool],
+    between: Callable[[], None] | None,
 ) -> ChainState:
     rows = store._rows(
         f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? AND seq < ? ORDER BY seq DESC LIMIT 1",
@@ -112,8 +115,11 @@ def _verify(
         brk = verifier.feed(record, stored_sha)
         if brk is not None:
             return _broken(start, end, brk)
-        if progress is not None and verifier.records % 5000 == 0:
-            progress(record.seq - start, end - start)
+        if verifier.records % 500 == 0:
+            if between is not None:
+                between()
+            if progress is not None:
+                progress(record.seq - start, end - start)
     if verifier.next_seq <= end:
         return _broken(start, end, Break(verifier.next_seq, "record missing (deleted)"))
     span = f"seq {start}-{end}"

@@ -184,18 +184,26 @@ def build_keyframes(
     stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int], None] | None = None,
     pause: float = 0.001,
+    between: Callable[[], None] | None = None,
 ) -> None:
-    """Replay the whole terminal once, leaving a keyframe every KEYFRAME_BYTES (a worker)."""
-    reader.build(stop)
+    """Replay the whole terminal once, leaving a keyframe every KEYFRAME_BYTES (a worker).
+    `between` is called between steps of about 16 KiB of output (a few ms of pyte)."""
+    reader.build(stop, between)
     model = TerminalModel(reader.fork(), keyframes)
-    step = 2_000
-    position = 0
+    out = reader.index.out_bytes
+    position, told = 0, time.monotonic()
     while position < reader.count and not stop():
-        end = min(position + step, reader.count)
+        if between is not None:
+            between()
+        limit = min(position + 2_000, reader.count)
+        goal = (out[position - 1] if position else 0) + 16 * 1024
+        end = max(position + 1, bisect.bisect_left(out, goal, position, limit))
         model._feed(position, end, True)
         position = end
         with keyframes.lock:
             keyframes.done_through = position - 1
-        if progress is not None:
+        if progress is not None and (time.monotonic() - told > 0.25 or position == reader.count):
+            told = time.monotonic()
             progress(position)
-        time.sleep(pause)  # let the UI thread have the interpreter
+        if pause:
+            time.sleep(pause)  # let the UI thread have the interpreter

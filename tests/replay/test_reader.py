@@ -34,7 +34,7 @@ def test_reader_indexes_in_chunks_and_reads_pages(
     trail: Trail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reader_module, "CHUNK", 7)
-    reader = SessionReader(trail.store, "ssh-demo", page=10, cache_pages=2, first_chunk=5)
+    reader = SessionReader(trail.store, "ssh-demo", page=10, cache_pages=2, up_front=5)
     assert reader.count == 5 and not reader.index.complete
     reader.build()
     expected = trail.records["terminal"]

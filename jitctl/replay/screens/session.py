@@ -24,6 +24,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from jitctl.replay.chain import PENDING, ChainState, verify_session
+from jitctl.replay.gate import Gate
 from jitctl.replay.kinds import TERM_KINDS
 from jitctl.replay.player import Player
 from jitctl.replay.reader import SessionReader
@@ -92,8 +93,10 @@ class SessionScreen(Screen[None]):
         self._jumped = False
         self.exported: Path | None = None
         self._quit = threading.Event()
+        self._gate = Gate()
         self._last_tick = 0.0
         self.first_paint = threading.Event()  # set once the first screen is drawn (benchmarks)
+        self.painted_at = 0.0  # perf_counter() when the last move was drawn
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -120,7 +123,6 @@ class SessionScreen(Screen[None]):
             self.set_interval(1.0, self._follow)
         self.query_one(Timeline).focus()
         self.go(0)
-        self.call_after_refresh(self.first_paint.set)
 
     def on_unmount(self) -> None:
         self._quit.set()
@@ -131,6 +133,9 @@ class SessionScreen(Screen[None]):
         """Move everything to `position` (clamped to the indexed records)."""
         position = max(0, min(position, self.reader.count - 1))
         self.position = position
+        # Workers stand still until this move is drawn (see jitctl.replay.gate).
+        self._gate.close()
+        self.call_after_refresh(self._painted)
         if not playing:
             self.player.seek(position)
         timeline = self.query_one(Timeline)
@@ -144,6 +149,11 @@ class SessionScreen(Screen[None]):
         elif self.pane == "stream":
             self.query_one(StreamView).show(self.reader, position, self.hex_view)
         self._update_bar()
+
+    def _painted(self) -> None:
+        self._gate.open()
+        self.painted_at = time.perf_counter()
+        self.first_paint.set()
 
     def _header_text(self) -> str:
         s = self.reader.summary
@@ -179,7 +189,8 @@ class SessionScreen(Screen[None]):
         self.player.pause()
         self._play_timer.pause()
         if message.position < 0:
-            self.reader.build()
+            with self._gate.lifted():
+                self.reader.build()
             self.go(self.reader.count - 1)
         else:
             self.go(message.position)
@@ -216,7 +227,8 @@ class SessionScreen(Screen[None]):
         self._update_bar()
 
     def action_command(self, step: int) -> None:
-        found = self.reader.next_command(self.position, step)
+        with self._gate.lifted():
+            found = self.reader.next_command(self.position, step)
         if found is None:
             self.notify("no more commands that way", timeout=2)
             return
@@ -237,7 +249,8 @@ class SessionScreen(Screen[None]):
         if text.startswith("#") and text[1:].replace(",", "").isdigit():
             number = int(text[1:].replace(",", ""))
             if number > self.reader.count:
-                self.reader.build()
+                with self._gate.lifted():
+                    self.reader.build()
             self.go(number - 1)
             return
         try:
@@ -246,7 +259,8 @@ class SessionScreen(Screen[None]):
             self.notify(str(exc), severity="error")
             return
         if not self.reader.index.complete and when > self.reader.index.mono[self.reader.count - 1]:
-            self.reader.build()
+            with self._gate.lifted():
+                self.reader.build()
         self.go(self.reader.position_at(when))
 
     # -- search -----------------------------------------------------------------------------------
@@ -272,7 +286,12 @@ class SessionScreen(Screen[None]):
 
         found: list[Match] = []
         last = time.monotonic()
-        for match in search(self.reader.stream(), text, stop):
+
+        def stop_or_wait() -> bool:
+            self._gate.wait()
+            return stop()
+
+        for match in search(self.reader.stream(), text, stop_or_wait):
             found.append(match)
             if len(found) == 1 or time.monotonic() - last > 0.2:
                 last = time.monotonic()
@@ -360,7 +379,7 @@ class SessionScreen(Screen[None]):
 
     @work(thread=True, group="index")
     def _index(self) -> None:
-        self.reader.build(self._quit.is_set)
+        self.reader.build(self._quit.is_set, self._gate.wait)
         if self._quit.is_set():
             return
         self.app.call_from_thread(self._indexed)
@@ -371,6 +390,7 @@ class SessionScreen(Screen[None]):
             index.seqs[0],
             index.seqs[index.count - 1],
             stop=self._quit.is_set,
+            between=self._gate.wait,
         )
         if not self._quit.is_set():
             self.app.call_from_thread(self._verified, state)
@@ -392,7 +412,9 @@ class SessionScreen(Screen[None]):
             if not self._quit.is_set():
                 self.app.call_from_thread(self._refine)
 
-        build_keyframes(self.reader, self.keyframes, self._quit.is_set, progress)
+        build_keyframes(
+            self.reader, self.keyframes, self._quit.is_set, progress, between=self._gate.wait
+        )
 
     def _refine(self) -> None:
         if self.model is not None and self.model.refine():
