@@ -105,17 +105,30 @@ def classification_fields(classification: Any) -> dict[str, Any]:
 
 
 def _classification_fields(classification: Any) -> dict[str, Any]:
+    """One pass over the statements (the Classification's own union properties are cached
+    properties, slow to touch once per new object: most texts with inlined literals are new)."""
     statements: Sequence[Any] = getattr(classification, "statements", ()) or ()
     if len(statements) == 1:
         kind = str(getattr(statements[0], "kind", ""))
     else:
         kind = "multi" if statements else "empty"
+    kinds: set[str] = set()
+    tables: set[str] = set()
+    functions: set[str] = set()
+    flags: set[str] = set()
+    for info in statements:
+        kinds.update(getattr(info, "kinds", ()))
+        read = getattr(info, "tables_read", None)
+        tables.update(getattr(info, "tables", ()) if read is None else read)
+        tables.update(getattr(info, "tables_written", ()))
+        functions.update(getattr(info, "functions", ()))
+        flags.update(getattr(info, "flags", ()))
     fields = {
         "kind": kind,
-        "kinds": _names(getattr(classification, "kinds", ())),
-        "tables": _names(getattr(classification, "tables", ())),
-        "functions": _names(getattr(classification, "functions", ())),
-        "flags": _names(getattr(classification, "flags", ())),
+        "kinds": _names(kinds),
+        "tables": _names(tables),
+        "functions": _names(functions),
+        "flags": _names(flags),
         "statements": len(statements),
     }
     error = getattr(classification, "error", None)
