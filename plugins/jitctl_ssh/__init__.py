@@ -35,6 +35,13 @@ class SshPlugin:
 
         await run_session(io)
 
+    def validate_target(self, target: Any) -> None:
+        """At broker start and in check-config: the target's masks must compile."""
+        if any(mask.detectors for mask in target.masks):
+            from jitctl.masking import MaskPolicy
+
+            MaskPolicy.from_config(target.masks)
+
     def check_reply(self, target: Any, state_dir: Any) -> dict[str, Any]:
         """Added to the gateway's answer to `jitctl connect`'s check: the host key the client
         pins in the known_hosts file it writes."""

@@ -43,6 +43,7 @@ _KEYWORDS = {
     "{",
     "}",
     "coproc",
+    "esac",
 }
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish", "csh", "tcsh"}
 _WRAPPERS = {
@@ -208,7 +209,7 @@ class _Reader:
             j = i + 2
             while j < len(s) and s[j] != "'":
                 j += 2 if s[j] == "\\" else 1
-            buf.append(s[i + 2 : j].encode().decode("unicode_escape", "replace"))
+            buf.append(_ansi_c(s[i + 2 : j]))
             self.i = j + 1
             return False
         buf.append("$")
@@ -342,9 +343,10 @@ class _Reader:
                 op = next((r for r in _REDIRECTS if s.startswith(r, self.i)), None)
                 if op is not None:
                     self.i += len(op)
-                    out.append("redir:" + op)
                     if op in ("<<", "<<-"):
-                        self._heredoc_word(op)
+                        self._heredoc_word(op)  # the delimiter word is taken here
+                    else:
+                        out.append("redir:" + op)
                     continue
             if c == "(":
                 out.append("op:(")
@@ -410,6 +412,46 @@ class _Reader:
         self.heredocs = []
 
 
+_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b",
+              "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
+
+
+def _ansi_c(text: str) -> str:
+    """The text of bash's `$'...'` quoting: C escapes, \\xHH and octal \\NNN."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\" or i + 1 >= len(text):
+            out.append(c)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "x":
+            hexdigits = ""
+            for d in text[i + 2 : i + 4]:
+                if d not in "0123456789abcdefABCDEF":
+                    break
+                hexdigits += d
+            if hexdigits:
+                out.append(chr(int(hexdigits, 16)))
+                i += 2 + len(hexdigits)
+                continue
+        elif nxt in "01234567":
+            j = i + 1
+            while j < min(i + 4, len(text)) and text[j] in "01234567":
+                j += 1
+            out.append(chr(int(text[i + 1 : j], 8) & 0xFF))
+            i = j
+            continue
+        elif nxt in _C_ESCAPES:
+            out.append(_C_ESCAPES[nxt])
+            i += 2
+            continue
+        out.append(c + nxt)  # an unknown escape stays as written
+        i += 2
+    return "".join(out)
+
+
 def _unescape_backtick(text: str) -> str:
     return text.replace("\\`", "`").replace("\\$", "$").replace("\\\\", "\\")
 
@@ -433,6 +475,7 @@ def _analyse_into(line: str, out: Analysis, depth: int) -> None:
             if token.startswith("redir:"):
                 redirect_next = True
                 continue
+            redirect_next = False  # `ls > ; rm x` is a syntax error, but never hide `rm`
             _simple(argv, out, depth, piped_in)
             piped_in = token in ("op:|", "op:|&")
             argv = []

@@ -118,15 +118,16 @@ class ScpRelay:
             return posixpath.join(self.dirs[-1], name)
         base = self._base()
         if self.upload:
-            return posixpath.join(base, name) if self.command.target_is_dir else base
+            into = self.command.target_is_dir or self.command.recursive  # TARGET exists (a guess)
+            return posixpath.join(base, name) if into else base
         return base if len(self.command.paths) == 1 else name
 
     def _paths_to_check(self, name: str) -> list[str]:
-        path = self._path(name)
         if self.upload and not self.dirs and not self.command.target_is_dir:
-            # TARGET may be a directory on the host: the file lands at TARGET/name then.
-            return [path, posixpath.join(path, name)]
-        return [path]
+            # Whether TARGET is a directory on the host decides where this lands: check both.
+            base = self._base()
+            return [base, posixpath.join(base, name)]
+        return [self._path(name)]
 
     # -- the source's stream ----------------------------------------------------------------------
 

@@ -60,18 +60,19 @@ STATUS_NAMES = {
     5: "BAD_MESSAGE", 6: "NO_CONNECTION", 7: "CONNECTION_LOST", 8: "OP_UNSUPPORTED",
 }  # fmt: skip
 
-# name -> (what its paths are checked as, how many path strings follow the request id)
-EXTENSIONS: dict[str, tuple[str, int]] = {
-    "posix-rename@openssh.com": ("write", 2),
-    "hardlink@openssh.com": ("write", 2),
-    "lsetstat@openssh.com": ("write", 1),
-    "statvfs@openssh.com": ("browse", 1),
-    "expand-path@openssh.com": ("browse", 1),
-    "fstatvfs@openssh.com": ("handle", 0),
-    "fsync@openssh.com": ("handle", 0),
-    "limits@openssh.com": ("none", 0),
-    "home-directory": ("browse", 1),
-    "users-groups-by-id@openssh.com": ("none", 0),
+# name -> (the op it is recorded as, what its paths are checked as, how many path strings
+# follow the request id)
+EXTENSIONS: dict[str, tuple[str, str, int]] = {
+    "posix-rename@openssh.com": ("rename", "write", 2),
+    "hardlink@openssh.com": ("hardlink", "write", 2),
+    "lsetstat@openssh.com": ("setstat", "write", 1),
+    "statvfs@openssh.com": ("statvfs", "browse", 1),
+    "expand-path@openssh.com": ("realpath", "browse", 1),
+    "fstatvfs@openssh.com": ("statvfs", "handle", 0),
+    "fsync@openssh.com": ("fsync", "handle", 0),
+    "limits@openssh.com": ("limits", "none", 0),
+    "home-directory": ("home-directory", "browse", 1),
+    "users-groups-by-id@openssh.com": ("users-groups", "none", 0),
 }
 _PATH_OPS = {
     LSTAT: ("lstat", "browse"), STAT: ("stat", "browse"), REALPATH: ("realpath", "browse"),
@@ -412,21 +413,24 @@ class SftpRelay:
                     request_id, "extension", [], Decision("deny", "sftp", f"{name} is not {why}"),
                     out,
                 )  # fmt: skip
-            kind, count = spec
+            op, kind, count = spec
             if kind == "handle":
                 if bytes(r.string()) not in self.handles:
                     return self._deny(
-                        request_id, name, [], Decision("deny", "sftp", "unknown handle"), out
+                        request_id, op, [], Decision("deny", "sftp", "unknown handle"), out
                     )
-                self.pending[request_id] = _Pending(name)
+                self.pending[request_id] = _Pending(op)
+                return True
+            if op in ("limits", "users-groups"):
+                self.pending[request_id] = _Pending(op)  # nothing about files: not recorded
                 return True
             paths = [self._abs(r.text()) for _ in range(count)]
             if kind != "none":
                 decision = self._check(kind, paths)
                 if not decision.allowed:
-                    return self._deny(request_id, name, paths, decision, out)
-            self._record(name, paths, out, kind == "write")
-            self.pending[request_id] = _Pending(name, paths[0] if paths else "", recorded=True)
+                    return self._deny(request_id, op, paths, decision, out)
+            self._record(op, paths, out, kind == "write", extension=name)
+            self.pending[request_id] = _Pending(op, paths[0] if paths else "", recorded=True)
             return True
         out.append(
             Forward(

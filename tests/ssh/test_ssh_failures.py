@@ -1,0 +1,102 @@
+"""When something breaks the ssh gateway fails closed: a lost audit store stops the keystrokes,
+a host whose key changed is refused, many sessions at once keep working."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.issuer import TokenIssuer
+from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl.testing.sshd import SshdServer
+
+from .conftest import Trail, Tunnel
+
+needs_postgres = pytest.mark.skipif(
+    postgres_available() is not None, reason=f"no PostgreSQL here: {postgres_available()}"
+)
+
+
+def _config(issuer: TokenIssuer, sshd: SshdServer, store: str = "") -> str:
+    broker = f'[broker]\nstore = "{store}"\n' if store else ""
+    return (
+        f'{broker}[[identity.issuers]]\nissuer = "{issuer.url}"\n'
+        f'[[targets]]\nname = "web"\nprotocol = "ssh"\naddress = "{sshd.address}"\n'
+        'allow_groups = ["agents"]\n'
+        f'credential = {{ user = "{sshd.user}", key_file = "{sshd.client_key}" }}\n'
+    )
+
+
+@needs_postgres
+def test_a_lost_audit_store_stops_keystrokes_before_they_reach_the_host(
+    token_issuer: TokenIssuer, sshd: SshdServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "typed-after-the-store-died"
+    with PostgresServer() as store_pg:
+        config = _config(token_issuer, sshd, store=store_pg.create_database())
+        with BrokerProcess(config, state_dir=tmp_path / "broker") as broker:
+            broker.login_with_token(token_issuer.mint(groups=["agents"], lifetime=3600))
+            child = pexpect.spawn(
+                sys.executable,
+                ["-m", "jitctl", "connect", "web", "--", "-tt"],
+                env=broker.env,
+                timeout=20,
+                encoding="utf-8",
+            )
+            seen = io.StringIO()
+            child.logfile_read = seen
+            try:
+                child.expect(r"[#$] ")
+                child.sendline("echo still-$((1+1))")
+                child.expect("still-2")
+                store_pg.stop()
+                child.sendline(f"touch {marker}")
+                child.expect(pexpect.EOF, timeout=20)  # the session is ended, not relayed
+            finally:
+                child.close(force=True)
+    assert "audit store unavailable" in seen.getvalue()  # the actor is told why
+    time.sleep(0.5)
+    assert not marker.exists()
+    assert sshd.ssh(f"test -e {marker} && echo present || echo absent").stdout.strip() == "absent"
+
+
+def test_a_host_key_that_changed_after_first_use_is_refused(
+    broker: BrokerProcess, tunnels: dict[str, Tunnel], trail: Trail
+) -> None:
+    assert tunnels["web"].ssh("true").returncode == 0  # learned (or trusted) by now
+    known = broker.state_dir / "ssh_known_hosts"
+    original = known.read_text()
+    name, _, _ = original.splitlines()[0].split()
+    try:
+        other = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+        known.write_text(f"{name} ssh-ed25519 {other}\n")
+        result = tunnels["web"].ssh("true")
+        assert result.returncode == 255
+    finally:
+        known.write_text(original)
+    denied = [r for r in trail.records(kinds=["session.denied"]) if "differs" in str(r.payload)]
+    assert denied, "the refusal is in the trail"
+    assert tunnels["web"].ssh("true").returncode == 0
+
+
+def test_many_sessions_at_once_all_work_and_are_all_recorded(
+    tunnels: dict[str, Tunnel], trail: Trail
+) -> None:
+    run = uuid.uuid4().hex[:8]
+
+    def one(n: int) -> str:
+        return tunnels["web"].ssh(f"echo {run}-{n}", timeout=60).stdout
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        outputs = list(pool.map(one, range(12)))
+    assert outputs == [f"{run}-{n}\n" for n in range(12)]
+    for n in range(12):
+        trail.session_of("ssh.exec", lambda p, n=n: p["command"] == f"echo {run}-{n}")
