@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from jitctl.audit.store import AuditStore
+    from jitctl.cli._store import AuditSource
 
 _CONFIG = typer.Option(None, "--config", help="Broker config (TOML) naming the store.")
 _STATE_DIR = typer.Option(None, "--state-dir", help="Broker state dir (SQLite store, keys).")
@@ -92,41 +97,40 @@ def _filters(
     return " ".join(parts)
 
 
-def _trusted(source: object, key: list[Path] | None) -> dict[str, bytes] | None:
+def _trusted(source: AuditSource, key: list[Path] | None) -> dict[str, bytes] | None:
     from jitctl.audit.errors import AuditUnavailable
 
     try:
-        return source.trusted_keys(key)  # type: ignore[attr-defined, no-any-return]
+        return source.trusted_keys(key)
     except AuditUnavailable:
         return None  # shown as "chain: not verified (no trusted audit key)"
 
 
-def _print(source: object, session_id: str, json_out: bool, key: list[Path] | None) -> None:
+def _print(source: AuditSource, session_id: str, json_out: bool, key: list[Path] | None) -> None:
     from jitctl.errors import UsageError
     from jitctl.replay.transcript import print_json, print_text
 
     trusted = _trusted(source, key) if json_out else None
-    with source.open() as store:  # type: ignore[attr-defined]
+    with source.open() as store:
         summary = store.session(session_id)
         if summary is None:
             raise UsageError(f"no session {session_id!r} in the trail", "see `jitctl sessions ls`")
-        records = store.iter_records(session_id=session_id)
+        records: Any = store.iter_records(session_id=session_id)
         if summary.status == "denied" and session_id.startswith("denied-"):
-            records = iter([store.get(int(session_id.split("-", 1)[1]))])
+            records = [store.get(int(session_id.split("-", 1)[1]))]
         if json_out:
-            extra = {"chain": _chain(store, trusted, summary.id, session_id)}
+            extra = {"chain": _chain(store, trusted, session_id)}
             print_json(records, sys.stdout, summary, extra)
         else:
             print_text(records, sys.stdout, summary)
     sys.stdout.flush()
 
 
-def _chain(store: object, trusted: dict[str, bytes] | None, _id: str, session_id: str) -> object:
+def _chain(store: AuditStore, trusted: dict[str, bytes] | None, session_id: str) -> Any:
     from jitctl.replay.chain import verify_session
     from jitctl.replay.reader import SessionReader
 
-    reader = SessionReader(store, session_id)  # type: ignore[arg-type]
+    reader = SessionReader(store, session_id)
     reader.build()
-    index = reader.index
-    state = verify_session(store, trusted, index.seqs[0], index.seqs[index.count - 1])  # type: ignore[arg-type]
-    return state.to_dict()
+    seqs = reader.index.seqs
+    return verify_session(store, trusted, seqs[0], seqs[reader.count - 1]).to_dict()

@@ -36,7 +36,9 @@ class _Session:
         self.records: list[NewRecord] = []
         self.offsets: dict[tuple[str, int], int] = {}
 
-    def add(self, kind: str, payload: dict[str, Any], data: bytes = b"", after_ms: float = 0):
+    def add(
+        self, kind: str, payload: dict[str, Any], data: bytes = b"", after_ms: float = 0
+    ) -> None:
         self.now += int(after_ms * 1000)
         self.records.append(
             NewRecord(kind, self.session_id, self.target, self.actor, payload, data, self.now)

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from jitctl.replay.catalog import Row, find_sessions, parse_filter
+from jitctl.replay.catalog import Filter, Row, find_sessions, parse_filter
 from jitctl.replay.timefmt import wall
 
 if TYPE_CHECKING:
@@ -86,8 +86,8 @@ class PickerScreen(Screen[None]):
         self._load(wanted)
 
     @work(thread=True, exclusive=True, group="sessions")
-    def _load(self, wanted: object) -> None:
-        rows = find_sessions(self.store, wanted)  # type: ignore[arg-type]
+    def _load(self, wanted: Filter) -> None:
+        rows = find_sessions(self.store, wanted)
         self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list[Row]) -> None:
