@@ -186,3 +186,35 @@ def test_server_messages_cut_anywhere_behave_as_when_whole(
             (None if ended else bytes(h.down), None if error else records, h.closed, error)
         )
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["client", "server"]),
+    st.lists(st.one_of(CLIENT_MESSAGES, SERVER_MESSAGES), min_size=1, max_size=5),
+    st.booleans(),
+)
+def test_every_cut_point_behaves_as_the_whole_stream(
+    side: str, msgs: list[bytes], masked: bool
+) -> None:
+    """Each single cut point of one side's stream gives the same bytes, records and ending."""
+
+    def outcome(pieces: list[bytes]) -> tuple[object, ...]:
+        h = _fresh(masked, True)
+        if side == "server":
+            h.client(w.q("select 1"))
+            h.take_up()
+        error = None
+        try:
+            _feed(h, side, pieces)
+        except RemoteProtocolError as exc:
+            error = str(exc)
+        ended = error is not None or h.closed is not None
+        records = [(r.kind, dict(r.payload)) for r in h.records]
+        forwarded = bytes(h.up) + b"|" + bytes(h.down)
+        return (None if ended else forwarded, None if error else records, h.closed, error)
+
+    data = b"".join(msgs)
+    whole = outcome([data])
+    for cut in range(1, len(data)):
+        assert outcome([data[:cut], data[cut:]]) == whole
