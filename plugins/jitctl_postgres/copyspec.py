@@ -120,9 +120,12 @@ def copy_specs(text: str) -> list[CopySpec | None]:
     except Exception:  # the classifier denies unparseable text; should it run, no spec means
         return []  # every COPY field is masked
     out: list[CopySpec | None] = []
-    for raw in tree.get("stmts", []):
-        node = raw.get("stmt", {}).get("CopyStmt")
-        out.append(_spec(node) if node is not None else None)
+    try:
+        for raw in tree.get("stmts", []):
+            node = raw.get("stmt", {}).get("CopyStmt")
+            out.append(_spec(node) if node is not None else None)
+    except (AttributeError, TypeError, KeyError, ValueError):  # a tree shape not foreseen:
+        return []  # no spec: every field masked; a binary COPY OUT ends the session at start
     return out
 
 
