@@ -236,3 +236,18 @@ def test_tcp_session_shows_the_byte_stream_as_text_and_hex(trail: Trail) -> None
         assert "2b 50 4f 4e 47" in text  # "+PONG" in hex
 
     run_app(app_for(trail, "tcp-demo"), scenario)
+
+
+def test_keys_panel_and_view_switch_at_80x24(trail: Trail) -> None:
+    async def scenario(pilot: Any) -> None:
+        screen = session(pilot)
+        assert screen.has_class("-view-pane")
+        await pilot.press("v")
+        assert screen.has_class("-view-detail")
+        assert screen.query_one(DetailView).display
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert "Next cmd" in screen_text(pilot.app) or "next" in screen_text(pilot.app).lower()
+        assert pilot.app.screen.query("HelpPanel")
+
+    run_app(app_for(trail, "ssh-demo"), scenario)
