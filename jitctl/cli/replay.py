@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 def replay(
     session_id: str | None = typer.Argument(None, help="A session id; none: pick one."),
     print_: bool = typer.Option(False, "--print", help="Print a transcript instead of the TUI."),
-    json_out: bool = typer.Option(False, "--json", help="With --print: one JSON document."),
+    json_out: bool = typer.Option(
+        False, "--json", help="A transcript as one JSON document (implies --print)."
+    ),
     user: str | None = typer.Option(None, "--user", help="Picker: subject, email or agent."),
     target: str | None = typer.Option(None, "--target", help="Picker: only this target."),
     agent: str | None = typer.Option(None, "--agent", help="Picker: only this agent label."),
