@@ -27,11 +27,13 @@ from typing import Any
 from jitctl.broker.app import may_reach
 from jitctl.broker.identity import Identity, TokenRejected
 from jitctl.gateway import frames
+from jitctl.gateway.approvals import SessionApprovals, admit_grant
 from jitctl.plugin import (
     Close,
     Core,
     Direction,
     Forward,
+    Hold,
     Record,
     RemoteProtocolError,
     SessionContext,
@@ -150,6 +152,7 @@ class TunnelGateway:
         try:
             identity = await self._identity(preamble)
             target = self._admit(identity, preamble)
+            grant = await admit_grant(self.runtime, identity, target)  # docs/approvals.md
         except Refused as refusal:
             await self._record_refusal(refusal, identity, preamble, peer)
             writer.write(
@@ -173,7 +176,11 @@ class TunnelGateway:
             writer.write(frames.encode_line(reply))
             return
         session = _Session(self, identity, target, preamble, peer, reader, writer)
-        await session.run()
+        session.holds = SessionApprovals(session, grant)
+        try:
+            await session.run()
+        finally:
+            session.holds.close()
 
     async def _identity(self, preamble: dict[str, Any]) -> Identity:
         token = preamble.get("token")
@@ -238,6 +245,9 @@ class TunnelGateway:
 
 
 class _Session:
+    holds: Any = None  # SessionApprovals: the grant it rides, its held statements
+    core: Any = None
+
     def __init__(
         self,
         gateway: TunnelGateway,
@@ -335,6 +345,7 @@ class _Session:
                         "protocol": self.target.protocol,
                         "upstream": self.target.address,
                         "broker": self.gateway.runtime.broker_id,
+                        **({"grant": self.holds.grant.id} if self.holds.grant else {}),
                     },
                 )
             )
@@ -365,9 +376,11 @@ class _Session:
                     "credential": credential,
                     "cancel_registry": self.gateway.cancel_registry,
                     "broker_id": self.gateway.runtime.broker_id,
+                    **self.holds.settings(),
                 },
             )
         )
+        self.core = core
         self.gateway.sessions[self.session_id] = asyncio.current_task()  # type: ignore[assignment]
         tasks = [
             asyncio.ensure_future(self._client_to_core(core)),
@@ -459,7 +472,10 @@ class _Session:
                     self._eof_down = True
                     self._maybe_done()
             elif isinstance(command, Close):
-                self._end(command.reason, command.error)
+                # Behind any queued upstream bytes (a cancel request, say): they go out first.
+                await self.queue.put((barrier, command))
+            elif isinstance(command, Hold):
+                await self.holds.hold(self.core, command)  # filed before the batch goes on
 
     def _watch(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -502,6 +518,10 @@ class _Session:
                     await barrier  # write-ahead: the record is durable before the bytes leave
                 if data is _CLIENT_GONE:
                     self._end("client disconnected", False)
+                    return
+                if isinstance(data, Close):
+                    await up_writer.drain()
+                    self._end(data.reason, data.error)
                     return
                 if data is None:
                     if up_writer.can_write_eof():
