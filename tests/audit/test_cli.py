@@ -122,9 +122,10 @@ def test_export_ocsf_of_one_session_to_stdout(state_dir: Path) -> None:
     assert len(since.stdout.splitlines()) == 23
 
 
-def test_export_asciicast_is_not_available_yet(state_dir: Path) -> None:
+def test_export_asciicast_needs_a_session(state_dir: Path) -> None:
+    """asciicast is one terminal session, not a whole trail: without --session it says so."""
     result = jitctl("audit", "export", "--format", "asciicast", "--state-dir", str(state_dir))
-    assert result.returncode == 9 and "not available" in result.stderr
+    assert result.returncode == 2 and "--session" in result.stderr
 
 
 def test_prune_refuses_a_trail_that_does_not_verify(state_dir: Path) -> None:
