@@ -140,3 +140,24 @@ def test_check_config_accepts_a_good_file_with_json(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[[targets.rules]]\nmatch = { statement = ["dorp"] }\naction = "deny"\n', "dorp"),
+        ('[[targets.masks]]\ndetectors = ["NOPE"]\n', "unknown detector 'NOPE'"),
+    ],
+)
+def test_postgres_rules_and_masks_are_checked_before_the_broker_starts(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    path = tmp_path / "broker.toml"
+    path.write_text('[[targets]]\nname = "p"\nprotocol = "postgres"\naddress = "h:1"\n' + extra)
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == ExitCode.CONFIG
+    assert "targets[0] (p):" in result.stderr and message in result.stderr

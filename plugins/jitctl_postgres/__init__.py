@@ -55,6 +55,11 @@ _REFUSE = Services(classify=_unusable, classify_function_call=_unusable, policy=
 class PostgresPlugin:
     name = "postgres"
 
+    def validate_target(self, target: Any) -> None:
+        """Build the target's policy and masks once at broker start, so a rule with an unknown
+        statement word or a mask with an unknown detector stops the broker, not a session."""
+        services_for(target)
+
     def new_core(self, context: SessionContext) -> PostgresCore:
         try:
             services = services_for(context.target)
