@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from jitctl.gateway import frames
 from jitctl.plugin import Record, SessionContext, UnknownProtocol, load_plugin
+
+log = logging.getLogger("jitctl.gateway")
 
 
 def check_extras(runtime: Any, target: Any) -> dict[str, Any]:
@@ -59,6 +62,7 @@ class GatewayShellIO:
             },
         )
         self.ended: asyncio.Event = session.stats.ended
+        self._session_task = asyncio.current_task()  # run_plugin_shell's: what shutdown cancels
         self.started = False
         self.answered = False
         self._decoder = frames.FrameDecoder()
@@ -83,7 +87,7 @@ class GatewayShellIO:
         except AuditUnavailable as exc:
             await self._answer({"ok": False, "code": "unavailable", "error": str(exc)})
             raise
-        s.gateway.sessions[s.session_id] = asyncio.current_task()
+        s.gateway.sessions[s.session_id] = self._session_task
         self.started = True
         await self._answer({"ok": True, "session_id": s.session_id})
 
@@ -164,9 +168,14 @@ async def run_plugin_shell(
             session._end(
                 f"session reached its maximum length ({int(session.target.max_session)}s)", False
             )
-        elif task in done and task.exception() is not None:
+        elif task in done and not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            session._end(f"ssh relay failed: {exc}" if exc else "relay failed", True)
+            log.error(
+                "plugin session shell failed",
+                exc_info=exc,
+                extra={"event": "session.error", "session_id": session.session_id},
+            )
+            session._end(f"{session.target.protocol} relay failed: {exc}", True)
         elif task in done:
             session._end("the client closed the session", False)
     except asyncio.CancelledError:

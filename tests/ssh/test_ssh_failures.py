@@ -62,7 +62,7 @@ def test_a_lost_audit_store_stops_keystrokes_before_they_reach_the_host(
                 child.expect(pexpect.EOF, timeout=20)  # the session is ended, not relayed
             finally:
                 child.close(force=True)
-    assert "audit store unavailable" in seen.getvalue()  # the actor is told why
+    assert "audit store unavailable" in seen.getvalue(), seen.getvalue()  # the actor is told why
     time.sleep(0.5)
     assert not marker.exists()
     assert sshd.ssh(f"test -e {marker} && echo present || echo absent").stdout.strip() == "absent"

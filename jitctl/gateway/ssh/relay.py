@@ -32,6 +32,9 @@ log = logging.getLogger("jitctl.gateway.ssh")
 
 READ_SIZE = 256 * 1024
 DURABLE_TIMEOUT = 60.0
+STOPPED_MESSAGE = (
+    b"\r\njitctl: audit store unavailable: this session is stopped, nothing more is relayed\r\n"
+)
 
 
 class RecordingFailed(Exception):
@@ -148,6 +151,9 @@ class ChannelRelay:
             self.abort()
         except RecordingFailed as exc:
             log.warning("recording failed, channel closed", extra={"error": str(exc)})
+            with contextlib.suppress(Exception), self.down_lock:  # say why, in the session itself
+                self.client.settimeout(2.0)
+                self.client.sendall_stderr(STOPPED_MESSAGE)
             self.abort()
         except (OSError, EOFError) as exc:  # a channel went away under us
             log.debug("channel send failed", extra={"error": str(exc)})
