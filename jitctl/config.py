@@ -173,6 +173,7 @@ class Rule(_Model):
     match: RuleMatch = RuleMatch()
     action: Literal["allow", "deny", "approve"]
     approvers: list[str] = []
+    min_approvals: int = Field(default=1, ge=1, le=10)  # approve rules (docs/approvals.md)
     message: str = ""
 
 
@@ -217,6 +218,44 @@ class SshOptions(_Model):
         return value
 
 
+def _webhook(value: str) -> str:
+    return _loopback_or_https(value) if value else value
+
+
+class AccessRules(_Model):
+    """`[targets.access]`: access requests and held statements (docs/approvals.md)."""
+
+    require_request: bool = False  # sessions need an approved `jitctl request create`
+    approvers: list[str] = []  # groups that may approve requests (and approve rules without own)
+    min_approvals: int = Field(default=1, ge=1, le=10)  # distinct approvers per access request
+    max_duration: Duration = 14400.0  # longest grant a request may ask for
+    auto_approve_groups: list[str] = []  # requests from these groups are granted at once
+    approval_timeout: Duration = 120.0  # a held statement not approved by then fails
+    webhook: str = ""  # Slack-compatible incoming webhook for this target's requests
+
+    _durations = field_validator("max_duration", "approval_timeout", mode="before")(_duration)
+    _webhooks = field_validator("webhook")(_webhook)
+
+    @model_validator(mode="after")
+    def _limits(self) -> AccessRules:
+        if not 60 <= self.max_duration <= 30 * 86400:
+            raise _KeyProblem("max_duration", "must be between 1m and 30d", relative=True)
+        if not 1 <= self.approval_timeout <= 3600:
+            raise _KeyProblem(
+                "approval_timeout",
+                "must be between 1s and 1h (and below the server's statement and "
+                "idle-in-transaction timeouts)",
+                relative=True,
+            )
+        if self.require_request and not (self.approvers or self.auto_approve_groups):
+            raise _KeyProblem(
+                "require_request",
+                "nobody could grant a request: set approvers or auto_approve_groups",
+                relative=True,
+            )
+        return self
+
+
 class Target(_Model):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
     protocol: str
@@ -230,8 +269,33 @@ class Target(_Model):
     masks: list[Mask] = []
     record_rows: int = Field(default=0, ge=0, le=1000)  # postgres: first N masked rows per result
     ssh: SshOptions = SshOptions()
+    access: AccessRules = AccessRules()
 
     _durations = field_validator("max_session", mode="before")(_duration)
+
+    @model_validator(mode="after")
+    def _approvers(self) -> Target:
+        """Whatever waits for approval must have somebody who may give it (docs/approvals.md)."""
+        for index, rule in enumerate(self.rules):
+            if rule.action == "approve" and not (rule.approvers or self.access.approvers):
+                raise _KeyProblem(
+                    f"rules[{index}].approvers",
+                    "an approve rule needs approvers (here, or in [targets.access] approvers)",
+                    relative=True,
+                )
+        if self.default_action == "approve" and not self.access.approvers:
+            raise _KeyProblem(
+                "access.approvers",
+                'default_action = "approve" needs approvers in [targets.access]',
+                relative=True,
+            )
+        if self.access.approval_timeout >= self.max_session:
+            raise _KeyProblem(
+                "access.approval_timeout",
+                "must be shorter than max_session (a held statement would outlive its session)",
+                relative=True,
+            )
+        return self
 
     @field_validator("protocol")
     @classmethod
@@ -406,6 +470,31 @@ class AuditSection(_Model):
     _durations = field_validator("checkpoint_interval", mode="before")(_duration)
 
 
+class ApprovalsSection(_Model):
+    """`[approvals]`: settings shared by every target's requests (docs/approvals.md)."""
+
+    webhook: str = ""  # Slack-compatible incoming webhook for targets without their own
+    webhook_retries: int = Field(default=5, ge=0, le=20)  # after the first attempt
+    webhook_timeout: Duration = 5.0
+    poll_interval: Duration = 1.0  # how often brokers re-read decisions (SQLite; safety net)
+    request_ttl: Duration = 86400.0  # an access request nobody decides expires after this
+
+    _durations = field_validator("webhook_timeout", "poll_interval", "request_ttl", mode="before")(
+        _duration
+    )
+    _webhooks = field_validator("webhook")(_webhook)
+
+    @model_validator(mode="after")
+    def _limits(self) -> ApprovalsSection:
+        if not 0.05 <= self.poll_interval <= 60:
+            raise _KeyProblem("approvals.poll_interval", "must be between 50ms and 60s")
+        if not 60 <= self.request_ttl <= 30 * 86400:
+            raise _KeyProblem("approvals.request_ttl", "must be between 1m and 30d")
+        if not 0.1 <= self.webhook_timeout <= 60:
+            raise _KeyProblem("approvals.webhook_timeout", "must be between 100ms and 60s")
+        return self
+
+
 class BrokerConfig(_Model):
     broker: BrokerSection = BrokerSection()
     identity: IdentitySection = IdentitySection()
@@ -413,6 +502,7 @@ class BrokerConfig(_Model):
     audit: AuditSection = AuditSection()
     targets: list[Target] = []
     gcp: GcpSection = GcpSection()
+    approvals: ApprovalsSection = ApprovalsSection()
 
     @model_validator(mode="after")
     def _unique_targets(self) -> BrokerConfig:
@@ -457,12 +547,14 @@ class BrokerConfig(_Model):
 
 
 class _KeyProblem(ValueError):
-    """A cross-field problem that still belongs to one key."""
+    """A cross-field problem that still belongs to one key (`relative`: a key inside the
+    table being validated, e.g. a target's `access.max_duration`)."""
 
-    def __init__(self, key: str, problem: str) -> None:
+    def __init__(self, key: str, problem: str, relative: bool = False) -> None:
         super().__init__(problem)
         self.key = key
         self.problem = problem
+        self.relative = relative
 
 
 _TYPE_WORDS = {
@@ -509,6 +601,8 @@ def _describe(error: Any) -> tuple[str, str]:
     if kind == "value_error":
         cause = error.get("ctx", {}).get("error")
         if isinstance(cause, _KeyProblem):
+            if cause.relative and loc:
+                return f"{_key_path(loc)}.{cause.key}", cause.problem
             return cause.key, cause.problem
         return _key_path(loc), str(cause) if cause else error["msg"]
     return _key_path(loc), error["msg"]

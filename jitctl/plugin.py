@@ -10,6 +10,16 @@ them to the core, and executes the commands the core returns, in order:
 - `Forward(direction, data)`: send bytes to the upstream (UP) or the client (DOWN).
 - `Shutdown(direction)`: half-close toward the upstream (UP) or the client (DOWN).
 - `Close(reason, error)`: end the session; the reason reaches the client and the trail.
+- `Hold(hold_id, text, details)`: a person must approve `text` first. The shell files approval
+  request `hold_id` before it runs the later commands of the batch, and once it is decided
+  (approved, denied, or no answer within the target's `approval_timeout`) calls
+  `core.resume(hold_id, Review(...))` and runs the commands that returns. Meanwhile the core
+  forwards nothing the client sends (the held message and everything behind it wait, in
+  order); the upstream side keeps flowing. A core emits `Hold` only when the shell offers
+  approvals (`context.settings["approvals"]`, e.g. `{"timeout": 120.0}`); without it an
+  action that needs approval is refused like a denied one. A core may also offer
+  `terminate(reason) -> commands`: the broker is ending the session (a grant expired or was
+  revoked) and the core can tell the client in its own protocol before the Close.
 
 Cores must treat any input bytes as untrusted: they return commands or raise
 `RemoteProtocolError` (which the shell turns into a Close), never another exception.
@@ -72,7 +82,26 @@ class Close:
     error: bool = False
 
 
-Command = Record | Forward | Shutdown | Close
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Wait for a person's decision on `text` before anything more goes upstream."""
+
+    hold_id: str  # the approval request's id (the core makes it: it names it to the client)
+    text: str  # exactly what runs if it is approved
+    details: Mapping[str, Any] = field(default_factory=dict)  # kind, rule, reason, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """How a hold ended, for `core.resume`."""
+
+    approved: bool
+    outcome: str  # "approved" | "denied" | "expired" (no answer in time) | "unavailable"
+    reason: str = ""  # the approvers' or the broker's words
+    by: tuple[str, ...] = ()  # who approved or denied
+
+
+Command = Record | Forward | Shutdown | Close | Hold
 
 
 class ProtocolError(Exception):
@@ -107,6 +136,12 @@ class Core(Protocol):
     def client_eof(self) -> Sequence[Command]: ...
 
     def upstream_eof(self) -> Sequence[Command]: ...
+
+
+class Holding(Protocol):
+    """A core that emits `Hold` also implements `resume`."""
+
+    def resume(self, hold_id: str, review: Review) -> Sequence[Command]: ...
 
 
 class Plugin(Protocol):

@@ -113,6 +113,9 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
     )
     runtime.broker_id = broker_id(state_dir)
     runtime.audit = await open_audit(config, state_dir)
+    from jitctl.broker.approvals_api import open_approvals
+
+    runtime.approvals = await open_approvals(runtime)  # requests and holds (docs/approvals.md)
     server = BrokerServer(ssl_context, attach_gateway(runtime))
     # Bind before building the app: the dev issuer's URL needs the real port.
     try:
@@ -134,6 +137,9 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
     from jitctl.broker.gcp_api import install as install_gcp
 
     runtime.app_extensions.append(install_gcp)  # GCP federation (docs/gcp.md)
+    from jitctl.broker.approvals_api import install as install_approvals
+
+    runtime.app_extensions.append(install_approvals)  # /v1/requests (docs/approvals.md)
     server.set_app(create_app(runtime))
 
     stop = asyncio.Event()
@@ -161,6 +167,8 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
     finally:
         log.info("broker stopping", extra={"event": "broker.stop"})
         await server.shutdown(config.broker.shutdown_grace)
+        if runtime.approvals is not None:
+            await runtime.approvals.close()
         if runtime.audit is not None:
             await runtime.audit.close()
         await runtime.verifier.aclose()

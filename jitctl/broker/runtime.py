@@ -28,6 +28,7 @@ class Runtime:
     public_url: str = ""
     broker_id: str = ""
     gateway: Any = None  # jitctl.gateway.tunnel.TunnelGateway
+    approvals: Any = None  # jitctl.approvals.service.Approvals once started
     app_extensions: list[Any] = field(default_factory=list)
 
     def readiness_problem(self) -> str | None:

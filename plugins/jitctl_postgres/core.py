@@ -19,6 +19,13 @@ Phases (protocol-flow #PROTOCOL-FLOW-START-UP, #PROTOCOL-FLOW-CANCELING-REQUESTS
   by an early Close). An unknown key is recorded and closed.
 - CLOSED: everything is ignored.
 
+Held statements (holds.py, notes §6): while a client message is held the client's framer is
+paused (bytes buffer, up to `HOLD_CAP`, then the session ends) and a client EOF waits too;
+`resume(hold_id, review)` releases the message (as sent, or rewritten to fail) and what waited
+behind it. The NoticeResponse naming the request goes to the client at a message boundary
+(never inside a result row being streamed). `terminate(reason)` ends the session for the
+broker (a grant expired or was revoked) with a FATAL the client shows.
+
 Any exception other than `RemoteProtocolError` is a bug: parsers raise only that, and the
 fuzz tests hold the core to it.
 """
@@ -38,6 +45,7 @@ from jitctl.plugin import (
     Forward,
     Record,
     RemoteProtocolError,
+    Review,
     SessionContext,
     Shutdown,
 )
@@ -61,6 +69,7 @@ from .messages import (
 from .state import Kill, Services, SessionState
 
 EARLY_CAP = 1024 * 1024
+HOLD_CAP = 16 * 1024 * 1024  # client bytes kept behind a held statement
 
 
 class Phase(enum.Enum):
@@ -95,6 +104,8 @@ class PostgresCore:
             clock=clock,
         )
         self.frontend = Frontend(self.state)
+        self.frontend.approvals = settings.get("approvals")  # None: approve means refuse
+        self.eof_held = False  # the client's EOF came while a statement was held
         self.backend = Backend(self.state, lambda p, k, b: catalog.message(self.state, p, k, b))
         self.up = Frames(self.frontend)
         self.down = Frames(self)
@@ -118,7 +129,7 @@ class PostgresCore:
             if len(self.early) > EARLY_CAP:
                 raise RemoteProtocolError("client sent too much before the session was ready")
             return []
-        return self._guard(lambda: self._forward(Direction.UP, self.up.feed(data)))
+        return self._guard(lambda: self._client_ready(data))
 
     def upstream_data(self, data: bytes) -> Sequence[Command]:
         if self.phase is Phase.CLOSED or self.phase is Phase.CANCEL:
@@ -133,6 +144,9 @@ class PostgresCore:
             return [Close("client closed before its startup message")]
         if self.phase in (Phase.CLOSED, Phase.CANCEL):
             return []
+        if self.up.paused:
+            self.eof_held = True
+            return []
         return [Shutdown(Direction.UP)]
 
     def upstream_eof(self) -> Sequence[Command]:
@@ -146,6 +160,26 @@ class PostgresCore:
         if self.phase is Phase.CLOSED:
             return []
         return [Shutdown(Direction.DOWN)]
+
+    def resume(self, hold_id: str, review: Review) -> Sequence[Command]:
+        """jitctl.plugin.Holding: the held message goes up as sent or rewritten to fail,
+        then whatever waited behind it (which may hold again)."""
+        if self.phase is not Phase.READY:
+            return []
+        return self._guard(lambda: self._resume(hold_id, review))
+
+    def terminate(self, reason: str) -> Sequence[Command]:
+        """The broker ends the session: the client gets a FATAL (57P01 admin_shutdown) with
+        the reason, unless no message boundary is available (startup, a row half sent)."""
+        if self.phase in (Phase.CLOSED, Phase.CANCEL):
+            return []
+        tell = self.phase is not Phase.STARTUP and not self.down.remaining
+        self.phase = Phase.CLOSED
+        out = self._drain()
+        if tell:
+            out.append(Forward(Direction.DOWN, fatal("57P01", f"jitctl: {reason}")))
+        out.append(Close(reason, error=True))
+        return out
 
     def session_ended(self) -> Sequence[Command]:
         if self.proxy_key is not None:
@@ -190,6 +224,25 @@ class PostgresCore:
         out = self._drain()
         if data:
             out.append(Forward(direction, data))
+        if self.frontend.notice and not self.down.remaining:
+            out.append(Forward(Direction.DOWN, self.frontend.notice))
+            self.frontend.notice = b""
+        return out
+
+    def _client_ready(self, data: bytes) -> list[Command]:
+        forwarded = self.up.feed(data)
+        if self.up.paused and self.up.pending > HOLD_CAP:
+            raise Kill("54000", "jitctl: too much sent while a statement waits for approval")
+        return self._forward(Direction.UP, forwarded)
+
+    def _resume(self, hold_id: str, review: Review) -> list[Command]:
+        released = self.frontend.release(hold_id, review)
+        if released is None:
+            return []
+        out = self._forward(Direction.UP, released + self.up.resume())
+        if self.eof_held and not self.up.paused:
+            self.eof_held = False
+            out.append(Shutdown(Direction.UP))
         return out
 
     def _down_then_early(self, data: bytes) -> Callable[[], list[Command]]:

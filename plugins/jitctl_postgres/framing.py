@@ -13,6 +13,9 @@ Rules (notes §8, §11):
   a 1 GB row never sits in memory.
 - A partial message the sink inspects and that is larger than the sink's `limit` raises
   `TooLarge` (fail closed: the core decides what the client is told).
+- A sink may answer `HOLD` (notes §6): the framer forwards what came before, keeps the bytes
+  behind that message (the sink keeps the message itself) and forwards nothing more until
+  `resume()`, which scans what waited (and may hold again).
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from jitctl.plugin import RemoteProtocolError
 from .messages import MAX_MESSAGE
 
 STREAM_FROM = 256 * 1024
+
+
+class _Hold(bytes):
+    pass
+
+
+HOLD: bytes = _Hold()  # a sink's answer: "this message and everything behind it wait"
 
 
 class TooLarge(Exception):
@@ -56,6 +66,7 @@ class Frames:
         self.sink = sink
         self.buf = bytearray()
         self.remaining = 0  # body bytes of a streamed message still to pass through
+        self.paused = False  # a message is held: later bytes wait in `buf`
 
     def _partial(self, kind: int, length: int, have: int) -> bool:
         """An incomplete message: True if it starts streaming (else it waits)."""
@@ -73,6 +84,9 @@ class Frames:
 
     def feed(self, data: bytes) -> bytes:
         """Take a chunk; return what to forward now."""
+        if self.paused:
+            self.buf += data
+            return b""
         head = b""
         if self.remaining:
             take = min(self.remaining, len(data))
@@ -112,6 +126,12 @@ class Frames:
                 break
             body = data[pos + 5 : end] if kind in sink.inspected else None
             replacement = sink.message(kind, body, length)
+            if replacement is HOLD:
+                self.paused = True
+                self.buf += view[end:]
+                if pos > run:
+                    pieces.append(view[run:pos])
+                return b"".join(pieces)
             if replacement is not None:
                 changed = True
                 if pos > run:
@@ -127,6 +147,15 @@ class Frames:
         if pos > run:
             pieces.append(view[run:pos])
         return b"".join(pieces)
+
+    def resume(self) -> bytes:
+        """Go on after a hold: what to forward of the bytes that waited."""
+        self.paused = False
+        if not self.buf:
+            return b""
+        data = bytes(self.buf)
+        self.buf.clear()
+        return self._scan(data)
 
     @property
     def pending(self) -> int:

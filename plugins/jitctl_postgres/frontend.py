@@ -21,8 +21,9 @@ Rules (notes §4, §5, §7):
   EmptyQueryResponse, which a FunctionCall never gets); and the server would log and count a
   Query the client never sent. Keeping `F` keeps the server's own fast-path checks, replies and
   logs for the message the client did send, rewritten in place (same length).
-- An `approve` decision goes through `require_approval` (the seam where holding will plug in);
-  today it is refused like a denial, with a message saying approval is required.
+- An `approve` decision goes through `require_approval`: when the shell offers approvals the
+  message is held until a person decides (holds.py, notes §6); otherwise it is refused like a
+  denial, with a message saying approval is required. A refused hold is blocked as above.
 - CopyData/CopyDone/CopyFail from the client are counted and passed through unparsed (notes §7).
 """
 
@@ -33,7 +34,8 @@ from typing import Any
 
 from jitctl.plugin import RemoteProtocolError
 
-from . import copyspec
+from . import copyspec, holds
+from .framing import HOLD
 from .messages import (
     MAX_MESSAGE,
     Reader,
@@ -74,8 +76,11 @@ class LocalDecision:
 def denial_fields(decision: Any) -> dict[str, str]:
     """The error the client sees instead of the server's (notes §5: 42501, ERROR)."""
     reason = str(getattr(decision, "reason", "") or "policy")
-    if getattr(decision, "action", "deny") == "approve":
-        text = f"jitctl: approval required: {reason} (approvals arrive with the approvals issue)"
+    action = getattr(decision, "action", "deny")
+    if action == "approve":
+        text = f"jitctl: approval required: {reason} (this session cannot wait for one)"
+    elif action == "unapproved":
+        text = f"jitctl: statement not approved: {reason}"
     else:
         text = f"jitctl: statement denied by policy: {reason}"
     rule = decision_fields(decision)["rule"]
@@ -88,6 +93,10 @@ class Frontend:
     def __init__(self, state: SessionState) -> None:
         self.state = state
         self.book = state.book
+        self.approvals: dict[str, Any] | None = None  # the shell's offer (jitctl.plugin Hold)
+        self.held: holds.Held | None = None
+        self.notice = b""  # for the client: what it waits for (the core sends it)
+        self._body = b""
 
     # -- Sink ---------------------------------------------------------------------------------
 
@@ -107,6 +116,7 @@ class Frontend:
         if body is None:
             return self._plain(kind, length)
         handler = _HANDLERS[kind]
+        self._body = body  # a held message is released byte for byte
         result: bytes | None = handler(self, body)
         return result
 
@@ -128,6 +138,12 @@ class Frontend:
         rewrite: bytes,
         data: bytes = b"",
     ) -> bytes:
+        if (
+            getattr(decision, "action", "deny") == "approve"
+            and self.approvals is not None
+            and pending.expect in holds.HOLDABLE
+        ):
+            return self.require_approval(pending, decision, payload, rewrite, data)
         pending.blocked = decision
         pending.started = self.state.clock()
         self.state.record(
@@ -142,15 +158,36 @@ class Frontend:
             data=data,
         )
         self.book.push(pending)
-        if getattr(decision, "action", "deny") == "approve":
-            return self.require_approval(pending, decision, rewrite)
         return rewrite
 
-    def require_approval(self, pending: Pending, decision: Any, rewrite: bytes) -> bytes:
-        """The approvals seam. Holding will stop the framer at this message (nothing behind
-        it is forwarded, notes §6) and resume with the original bytes or this rewrite; until
-        then an `approve` decision is refused like a denial (its message says so)."""
-        return rewrite
+    def require_approval(
+        self,
+        pending: Pending,
+        decision: Any,
+        payload: dict[str, Any],
+        rewrite: bytes,
+        data: bytes,
+    ) -> bytes:
+        """The approvals seam: hold this message (and everything behind it) until
+        `release` (holds.py)."""
+        kind = {Expect.QUERY: b"Q", Expect.PARSE: b"P", Expect.FUNCTION: b"F"}[pending.expect]
+        parse_info = None
+        if pending.expect is Expect.PARSE:
+            name, text, _ = parse(self._body)
+            parse_info = (name, text, self.state.services.classify(text))
+        self.held = holds.hold(
+            self, pending, decision, payload, message(kind, self._body), rewrite, data, parse_info
+        )
+        return HOLD
+
+    def release(self, hold_id: str, review: Any) -> bytes | None:
+        """The decision on the held message: the bytes that go upstream in its place, or
+        None when `hold_id` is not the message held now."""
+        held = self.held
+        if held is None or held.hold_id != hold_id:
+            return None
+        self.held = None
+        return holds.release(self, held, review)
 
     def _allowed(self, pending: Pending, payload: dict[str, Any], data: bytes = b"") -> None:
         self.state.record("pg.statement", {"seq": pending.seq, **payload}, durable=True, data=data)

@@ -1,0 +1,539 @@
+"""The broker's approvals service: file, decide, wait for and watch requests.
+
+Rules:
+- The store decides under its row lock (rules.py inside `store.change`), so brokers sharing a
+  store agree; the broker that made a change writes its audit record and sends its webhook,
+  so each step is recorded and announced once. Kinds: `approval.requested`,
+  `approval.approved` (one per approver, with the count so far), `approval.granted` (enough
+  approvals, or automatic), `approval.denied`, `approval.expired` (nobody decided in time, or
+  a grant ran out), `approval.revoked`, `approval.cancelled` (a held statement's session ended
+  first), `approval.executed` (the approved statement went upstream).
+- No audit, no approvals: with the audit writer unhealthy every change is refused (503).
+- Waiting (`await_decision`) re-reads the store on every wakeup (wakeups.py); at the deadline
+  it expires the request itself — unless another broker decided first, which the locked
+  re-read then returns.
+- Grants: sessions riding on a grant register a callback (`watch_grant`); a timer at the
+  grant's end, every wakeup naming it and a sweep every `poll_interval` check it, and when it
+  is no longer live each callback gets the reason (the gateway ends those sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jitctl.approvals import rules
+from jitctl.approvals.models import Kind, Request, Status, Vote, new_id
+from jitctl.approvals.notify import Notifier, message_for
+from jitctl.approvals.rules import Problem, Reviewer
+from jitctl.approvals.store import ApprovalStore, Duplicate, StoreUnavailable
+from jitctl.approvals.wakeups import Wakeups
+from jitctl.audit.records import Actor
+
+log = logging.getLogger("jitctl.approvals")
+
+TEXT_CAP = 64 * 1024
+EndSession = Callable[[str], None]
+
+
+def actor_of(identity: Any) -> Actor:
+    return Actor(
+        subject=identity.subject,
+        email=getattr(identity, "email", "") or "",
+        groups=tuple(getattr(identity, "groups", ()) or ()),
+        issuer=getattr(identity, "issuer", "") or "",
+    )
+
+
+def reviewer_of(identity: Any) -> Reviewer:
+    return Reviewer(identity.subject, identity.email or "", tuple(identity.groups))
+
+
+class Approvals:
+    def __init__(
+        self,
+        config: Any,
+        store: ApprovalStore,
+        audit: Any,
+        broker_id: str,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.store, self.audit, self.broker_id = config, store, audit, broker_id
+        settings = config.approvals
+        self.notifier = notifier or Notifier(
+            retries=settings.webhook_retries, timeout=settings.webhook_timeout
+        )
+        self.clock = clock
+        self.wakeups = Wakeups(store, settings.poll_interval)
+        self._watchers: dict[str, dict[int, EndSession]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.wakeups.start()
+        self.wakeups.observe(self._heard)
+        self._spawn(self._sweep_forever())
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.wakeups.close()
+        await self.notifier.close()
+        await asyncio.to_thread(self.store.close)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except StoreUnavailable as exc:
+            log.error(
+                "approval store failed", extra={"event": "approvals.store", "error": str(exc)}
+            )
+            raise Problem(503, "unavailable", f"approvals are unavailable: {exc}") from None
+
+    async def _change(
+        self, request_id: str, decide: Callable[[Request], tuple[dict[str, Any], Vote | None]]
+    ) -> tuple[Request, Request]:
+        self._need_audit()
+        try:
+            before, after = await self._store(self.store.change, request_id, decide)
+        except LookupError:
+            raise Problem(404, "not_found", f"no request {request_id}") from None
+        except Duplicate:
+            raise Problem(409, "already_voted", f"you already voted on {request_id}") from None
+        self.wakeups.poke(request_id)
+        return before, after
+
+    def _need_audit(self) -> None:
+        if self.audit is None or not self.audit.healthy:
+            raise Problem(
+                503,
+                "unavailable",
+                "the broker cannot record approvals right now (audit store unavailable)",
+            )
+
+    async def _record(
+        self, kind: str, request: Request, actor: Actor | None, **payload: Any
+    ) -> None:
+        from jitctl.audit import AuditUnavailable, NewRecord
+
+        record = NewRecord(
+            kind=kind,
+            session_id=request.session_id,
+            target=request.target,
+            actor=actor,
+            payload={"id": request.id, "kind": request.kind.value, **payload},
+        )
+        try:
+            await self.audit.append(record)
+        except AuditUnavailable as exc:
+            raise Problem(503, "unavailable", f"could not record {kind}: {exc}") from None
+
+    def _notify(self, event: str, request: Request, by: str = "", reason: str = "") -> None:
+        target = self.config.target(request.target)
+        url = (target.access.webhook if target else "") or self.config.approvals.webhook
+        self.notifier.send(url, message_for(event, request, by, reason))
+
+    # -- access requests ------------------------------------------------------------------------
+
+    async def request_access(
+        self, identity: Any, target_name: str, reason: str, duration: float
+    ) -> Request:
+        from jitctl.broker.app import may_reach
+
+        target = self.config.target(target_name)
+        if target is None:
+            raise Problem(404, "not_found", f"no target named {target_name!r}")
+        if not may_reach(identity, target):
+            raise Problem(
+                403,
+                "denied",
+                f"{identity.subject} may not reach {target_name!r} at all (needs one of the "
+                f"groups: {', '.join(target.allow_groups) or 'none configured'})",
+            )
+        if not target.access.require_request:
+            raise Problem(
+                400,
+                "invalid_request",
+                f"{target_name} needs no access request; connect directly "
+                f"(`jitctl connect {target_name}`)",
+            )
+        if not reason.strip():
+            raise Problem(400, "invalid_request", "a reason is required (--reason)")
+        rules.check_duration(target, duration)
+        self._need_audit()
+        now = self.clock()
+        request = Request(
+            id=new_id(),
+            kind=Kind.ACCESS,
+            target=target.name,
+            status=Status.PENDING,
+            requester=actor_of(identity),
+            reason=reason.strip()[:2000],
+            created_at=now,
+            deadline=now + self.config.approvals.request_ttl,
+            approvers=tuple(target.access.approvers),
+            min_approvals=target.access.min_approvals,
+            duration=duration,
+            broker=self.broker_id,
+        )
+        auto = sorted(set(identity.groups) & set(target.access.auto_approve_groups))
+        if auto:
+            request = _replace(
+                request,
+                status=Status.APPROVED,
+                decided_at=now,
+                expires_at=now + duration,
+                decided_by="auto",
+                decision_reason=f"member of {', '.join(auto)} (auto_approve_groups)",
+            )
+        await self._store(self.store.insert, request)
+        await self._record(
+            "approval.requested",
+            request,
+            request.requester,
+            reason=request.reason,
+            duration_s=duration,
+            approvers=list(request.approvers),
+            min_approvals=request.min_approvals,
+            deadline=request.deadline,
+        )
+        if auto:
+            await self._record(
+                "approval.granted",
+                request,
+                None,
+                auto=True,
+                groups=auto,
+                expires_at=request.expires_at,
+            )
+            self._notify("granted automatically", request, reason=request.decision_reason)
+        else:
+            self._notify("requested", request)
+        return request
+
+    async def active_grant(self, identity: Any, target_name: str) -> Request | None:
+        found = await self._store(
+            self.store.find,
+            kind=Kind.ACCESS,
+            status=[Status.APPROVED],
+            subject=identity.subject,
+            target=target_name,
+        )
+        now = self.clock()
+        live = [r for r in found if rules.grant_live(r, now)]
+        return max(live, key=lambda r: r.expires_at or 0.0) if live else None
+
+    # -- held statements ------------------------------------------------------------------------
+
+    async def hold(
+        self, actor: Actor, target: Any, session_id: str, hold: Any, timeout: float
+    ) -> Request:
+        """File the approval request for a `jitctl.plugin.Hold`."""
+        self._need_audit()
+        details = dict(hold.details)
+        approvers, minimum = rules.rule_approvers(target, str(details.get("rule") or ""))
+        now = self.clock()
+        request = Request(
+            id=hold.hold_id,
+            kind=Kind.STATEMENT,
+            target=target.name,
+            status=Status.PENDING,
+            requester=actor,
+            reason=actor.reason,
+            created_at=now,
+            deadline=now + timeout,
+            approvers=approvers,
+            min_approvals=minimum,
+            text=hold.text,
+            details=details,
+            session_id=session_id,
+            broker=self.broker_id,
+        )
+        try:
+            await self._store(self.store.insert, request)
+        except Duplicate:
+            raise Problem(409, "conflict", f"request id {hold.hold_id} exists already") from None
+        await self._record(
+            "approval.requested",
+            request,
+            actor,
+            text=request.text[:TEXT_CAP],
+            details=details,
+            approvers=list(approvers),
+            min_approvals=minimum,
+            deadline=request.deadline,
+        )
+        self._notify("requested", request)
+        return request
+
+    async def await_decision(self, request_id: str, ended: asyncio.Event) -> Request | None:
+        """The request once decided (or expired here at its deadline); None if `ended` was
+        set first (the session is over: the request is cancelled)."""
+        while True:
+            request: Request | None = await self._store(self.store.get, request_id)
+            if request is None:
+                return None
+            if request.status is not Status.PENDING:
+                return request
+            remaining = request.deadline - self.clock()
+            if remaining <= 0:
+                return await self.expire(request_id, "nobody decided before the deadline")
+            if ended.is_set():
+                await self.cancel(request_id, "the session ended while the statement was held")
+                return None
+            waker = asyncio.ensure_future(self.wakeups.wait(request_id, remaining))
+            stop = asyncio.ensure_future(ended.wait())
+            try:
+                await asyncio.wait({waker, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (waker, stop):
+                    task.cancel()
+
+    async def executed(self, request: Request, session_id: str) -> None:
+        def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
+            if current.status is not Status.APPROVED:
+                return {}, None
+            return {"status": Status.EXECUTED}, None
+
+        before, after = await self._change(request.id, decide)
+        if before.status is Status.APPROVED:
+            await self._record("approval.executed", after, None, session=session_id)
+
+    async def cancel(self, request_id: str, why: str) -> None:
+        def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
+            if current.status is not Status.PENDING:
+                return {}, None
+            return {"status": Status.CANCELLED, "decision_reason": why}, None
+
+        with contextlib.suppress(Problem):
+            before, after = await self._change(request_id, decide)
+            if before.status is Status.PENDING:
+                await self._record("approval.cancelled", after, None, reason=why)
+                self._notify("cancelled", after, reason=why)
+
+    async def expire(self, request_id: str, why: str) -> Request | None:
+        """PENDING past its deadline, or a grant past its end → EXPIRED (recorded once, by
+        the broker whose change it was). Returns the request as it now is."""
+        now = self.clock()
+
+        def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
+            due = (current.status is Status.PENDING and current.deadline <= now) or (
+                current.status is Status.APPROVED
+                and current.kind is Kind.ACCESS
+                and (current.expires_at or 0) <= now
+            )
+            if not due:
+                return {}, None
+            changes: dict[str, Any] = {"status": Status.EXPIRED}
+            if current.status is Status.PENDING:
+                changes.update(decided_at=now, decision_reason=why)
+            return changes, None
+
+        try:
+            before, after = await self._change(request_id, decide)
+        except Problem:
+            current: Request | None = await self._store(self.store.get, request_id)
+            return current
+        if after.status is Status.EXPIRED and before.status is not Status.EXPIRED:
+            grant = before.status is Status.APPROVED
+            await self._record(
+                "approval.expired",
+                after,
+                None,
+                reason="the grant ran out" if grant else why,
+                **({"expires_at": after.expires_at} if grant else {"deadline": after.deadline}),
+            )
+            self._notify("expired", after, reason="grant ended" if grant else why)
+        return after
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    async def decide(self, request_id: str, identity: Any, vote: str, reason: str) -> Request:
+        """`vote` is "approve" or "deny"."""
+        if vote == "deny" and not reason.strip():
+            raise Problem(400, "invalid_request", "a reason is required to deny (--reason)")
+        who = reviewer_of(identity)
+        now = self.clock()
+        cast = Vote(who.subject, who.email, vote, reason.strip()[:2000], now)
+
+        def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
+            rules.check_review(current, who, now, vote)
+            return rules.after_vote(current, cast, now), cast
+
+        _, after = await self._change(request_id, decide)
+        actor = actor_of(identity)
+        if vote == "deny":
+            await self._record("approval.denied", after, actor, reason=cast.reason)
+            self._notify("denied", after, who.email or who.subject, cast.reason)
+            return after
+        await self._record(
+            "approval.approved",
+            after,
+            actor,
+            reason=cast.reason,
+            approvals=after.approvals,
+            needed=after.min_approvals,
+        )
+        if after.status is Status.APPROVED:
+            extra = {"expires_at": after.expires_at} if after.kind is Kind.ACCESS else {}
+            await self._record(
+                "approval.granted", after, None, approvers=after.decided_by.split(", "), **extra
+            )
+            self._notify("approved", after, after.decided_by, cast.reason)
+        return after
+
+    async def revoke(self, request_id: str, identity: Any, reason: str) -> Request:
+        who = reviewer_of(identity)
+        now = self.clock()
+        why = reason.strip()[:2000]
+
+        def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
+            rules.check_revoke(current, who)
+            changes: dict[str, Any] = {
+                "status": Status.REVOKED,
+                "decision_reason": f"revoked by {who.email or who.subject}"
+                + (f": {why}" if why else ""),
+            }
+            if current.status is Status.PENDING:
+                changes.update(decided_at=now, decided_by=who.subject)
+            return changes, None
+
+        before, after = await self._change(request_id, decide)
+        await self._record(
+            "approval.revoked",
+            after,
+            actor_of(identity),
+            reason=why,
+            was=before.status.value,
+        )
+        self._notify("revoked", after, who.email or who.subject, why)
+        return after
+
+    async def get(self, request_id: str, identity: Any) -> Request:
+        request: Request | None = await self._store(self.store.get, request_id)
+        if request is None or not rules.may_see(request, reviewer_of(identity)):
+            raise Problem(404, "not_found", f"no request {request_id} that you may see")
+        return request
+
+    async def visible(self, identity: Any, *, mine: bool, pending: bool) -> list[Request]:
+        who = reviewer_of(identity)
+        found: list[Request] = await self._store(
+            self.store.find,
+            status=[Status.PENDING] if pending else [],
+            subject=identity.subject if mine else None,
+        )
+        now = self.clock()
+        if pending:
+            found = [r for r in found if r.deadline > now]
+        return [r for r in found if rules.may_see(r, who)]
+
+    # -- grants and the sessions riding on them ---------------------------------------------------
+
+    def watch_grant(self, grant: Request, end_session: EndSession) -> Callable[[], None]:
+        """Call `end_session(reason)` once `grant` is no longer live; returns `unwatch`."""
+        watchers = self._watchers.setdefault(grant.id, {})
+        key = id(end_session)
+        watchers[key] = end_session
+        self._arm(grant)
+
+        def unwatch() -> None:
+            current = self._watchers.get(grant.id)
+            if current is not None:
+                current.pop(key, None)
+                if not current:
+                    del self._watchers[grant.id]
+                    timer = self._timers.pop(grant.id, None)
+                    if timer is not None:
+                        timer.cancel()
+
+        return unwatch
+
+    def _arm(self, grant: Request) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (grant.expires_at or 0.0) - self.clock()) + 0.01
+        old = self._timers.pop(grant.id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[grant.id] = loop.call_later(
+            delay, lambda: self._spawn(self._check_grant(grant.id))
+        )
+
+    def _heard(self, request_id: str) -> None:
+        if request_id in self._watchers:
+            self._spawn(self._check_grant(request_id))
+
+    async def _check_grant(self, grant_id: str) -> None:
+        if grant_id not in self._watchers:
+            return
+        try:
+            grant = await self._store(self.store.get, grant_id)
+            if grant is not None and rules.grant_live(grant, self.clock()):
+                self._arm(grant)
+                return
+            if grant is not None and grant.status is Status.APPROVED:
+                grant = await self.expire(grant_id, "the grant ran out") or grant
+        except Problem as exc:
+            log.warning("cannot check grant", extra={"event": "approvals.grant", "error": str(exc)})
+            return  # the next sweep tries again
+        reason = _grant_ended(grant, grant_id)
+        for end_session in list(self._watchers.pop(grant_id, {}).values()):
+            end_session(reason)
+        timer = self._timers.pop(grant_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.config.approvals.poll_interval, 0.2))
+            try:
+                await self.sweep()
+            except Exception as exc:  # a sweep must never stop the broker
+                log.warning(
+                    "approval sweep failed", extra={"event": "approvals.sweep", "error": str(exc)}
+                )
+
+    async def sweep(self) -> None:
+        """Expire what is due (any broker may; the store makes it happen once) and re-check
+        the grants this broker's sessions ride on."""
+        if self.audit is None or not self.audit.healthy:
+            return
+        due = await self._store(self.store.find, due_before=self.clock(), limit=100)
+        for request in due:
+            with contextlib.suppress(Problem):
+                await self.expire(request.id, "nobody decided before the deadline")
+        for grant_id in list(self._watchers):
+            await self._check_grant(grant_id)
+
+
+def _grant_ended(grant: Request | None, grant_id: str) -> str:
+    from datetime import datetime
+
+    if grant is None:
+        return f"access grant {grant_id} no longer exists"
+    ask = f"ask again: jitctl request create {grant.target} --reason ..."
+    if grant.status is Status.REVOKED:
+        return f"access grant {grant.id} to {grant.target} was {grant.decision_reason}; {ask}"
+    when = datetime.fromtimestamp(grant.expires_at or 0).astimezone().strftime("%H:%M:%S %Z")
+    return f"access grant {grant.id} to {grant.target} expired at {when}; {ask}"
+
+
+def _replace(request: Request, **changes: Any) -> Request:
+    import dataclasses
+
+    return dataclasses.replace(request, **changes)

@@ -1,0 +1,180 @@
+"""The gateway's side of approvals: grants at admission, sessions riding on grants, holds.
+
+Rules (docs/approvals.md):
+- A target with `access.require_request` admits a tunnel only with a live grant for the caller
+  (`admit_grant`); the refusal says how to ask (`jitctl request create ...`). A check (`op:
+  check`) is refused the same way, so `jitctl connect` fails before it listens.
+- A session admitted on a grant rides it: when the grant expires or is revoked the session
+  ends with the reason (the Close frame reaches `jitctl connect`'s stderr, and `session.end`
+  records it). A core that offers `terminate(reason)` first tells the client in its own
+  protocol (Postgres: a FATAL ErrorResponse).
+- A `Hold` from the core is filed as a statement approval request before the batch goes on
+  (`hold`), then a waiter awaits the decision and hands it to `core.resume`. The wait is
+  bounded by the target's `approval_timeout`, and never outlives the session or its grant.
+  A request that cannot be filed (no approvals service, audit or store down) is resumed at
+  once as refused: the statement fails on the server like a blocked one (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from jitctl.plugin import Direction, Hold, RemoteProtocolError, Review
+
+log = logging.getLogger("jitctl.gateway")
+
+
+async def admit_grant(runtime: Any, identity: Any, target: Any) -> Any:
+    """The caller's live grant for `target` (None when the target needs none)."""
+    from jitctl.approvals.rules import Problem
+    from jitctl.gateway.tunnel import Refused
+
+    if not target.access.require_request:
+        return None
+    approvals = getattr(runtime, "approvals", None)
+    if approvals is None:
+        raise Refused("unavailable", f"{target.name} needs approvals, which this broker lacks")
+    try:
+        grant = await approvals.active_grant(identity, target.name)
+    except Problem as exc:
+        raise Refused("unavailable", exc.reason, "try again later") from None
+    if grant is None:
+        raise Refused(
+            "denied",
+            f"{target.name} needs an approved access request, and {identity.subject} has no "
+            "active grant for it",
+            f'ask for one: jitctl request create {target.name} --reason "..." --for 30m '
+            "(then connect again once an approver said yes)",
+        )
+    return grant
+
+
+def _review(request: Any, timeout: float) -> Review:
+    from jitctl.approvals.models import Status
+
+    by = tuple(b for b in request.decided_by.split(", ") if b)
+    if request.status in (Status.APPROVED, Status.EXECUTED):
+        return Review(True, "approved", request.decision_reason, by)
+    if request.status is Status.EXPIRED:
+        return Review(False, "expired", f"nobody approved it within {timeout:g}s")
+    return Review(False, "denied", request.decision_reason or request.status.value, by)
+
+
+class SessionApprovals:
+    """One session's grant and holds (tunnel.py makes one per admitted session)."""
+
+    def __init__(self, session: Any, grant: Any) -> None:
+        self.session = session
+        self.grant = grant
+        self.approvals: Any = getattr(session.gateway.runtime, "approvals", None)
+        self.started = time.monotonic()
+        self._unwatch: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        if grant is not None and self.approvals is not None:
+            self._unwatch = self.approvals.watch_grant(grant, self._grant_ended)
+
+    def settings(self) -> dict[str, Any]:
+        """What a core learns about holding (jitctl.plugin: `settings["approvals"]`)."""
+        if self.approvals is None:
+            return {}
+        return {"approvals": {"timeout": self.session.target.access.approval_timeout}}
+
+    def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- grants ---------------------------------------------------------------------------------
+
+    def _grant_ended(self, reason: str) -> None:
+        task = asyncio.ensure_future(self._end_for_grant(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_for_grant(self, reason: str) -> None:
+        session = self.session
+        terminate = getattr(getattr(session, "core", None), "terminate", None)
+        if terminate is not None and not session.stats.ended.is_set():
+            with contextlib.suppress(Exception):
+                await session._execute(terminate(reason), Direction.DOWN)
+        session._end(reason, True)
+
+    # -- holds ----------------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        """The target's approval_timeout, cut to what is left of the session and the grant."""
+        session = self.session
+        limit = float(session.target.access.approval_timeout)
+        left = float(session.target.max_session) - (time.monotonic() - self.started) - 1.0
+        if self.grant is not None and self.grant.expires_at:
+            left = min(left, self.grant.expires_at - time.time() - 1.0)
+        return max(1.0, min(limit, left))
+
+    async def hold(self, core: Any, command: Hold) -> None:
+        """File the request (before the rest of the batch runs), then wait in the background."""
+        from jitctl.approvals.rules import Problem
+
+        session = self.session
+        timeout = self._timeout()
+        if self.approvals is None:
+            self._resume_later(core, command, Review(False, "unavailable", "no approvals here"))
+            return
+        try:
+            request = await self.approvals.hold(
+                session.actor, session.target, session.session_id, command, timeout
+            )
+        except Problem as exc:
+            log.warning(
+                "cannot hold a statement for approval",
+                extra={"event": "approvals.hold_failed", "error": exc.reason},
+            )
+            self._resume_later(core, command, Review(False, "unavailable", exc.reason))
+            return
+        task = asyncio.ensure_future(self._wait(core, command, request, timeout))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _resume_later(self, core: Any, command: Hold, review: Review) -> None:
+        task = asyncio.ensure_future(self._resume(core, command, review))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait(self, core: Any, command: Hold, request: Any, timeout: float) -> None:
+        from jitctl.approvals.rules import Problem
+
+        session = self.session
+        try:
+            decided = await self.approvals.await_decision(request.id, session.stats.ended)
+        except Problem as exc:
+            await self._resume(core, command, Review(False, "unavailable", exc.reason))
+            return
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(
+                    self.approvals.cancel(request.id, "the session ended while it was held")
+                )
+            raise
+        if decided is None:
+            return  # the session ended first; the request is cancelled
+        review = _review(decided, timeout)
+        await self._resume(core, command, review)
+        if review.approved:
+            with contextlib.suppress(Problem):
+                await self.approvals.executed(decided, session.session_id)
+
+    async def _resume(self, core: Any, command: Hold, review: Review) -> None:
+        session = self.session
+        if session.stats.ended.is_set():
+            return
+        try:
+            await session._execute(core.resume(command.hold_id, review), Direction.UP)
+        except RemoteProtocolError as exc:
+            session._end(f"protocol error from the client: {exc}", True)
+        except Exception as exc:
+            session._end(str(exc) or type(exc).__name__, True)
