@@ -86,3 +86,15 @@ def write_ssh_config(target: str, port: int, known_hosts: Path, base: Path | Non
     path.write_text(ssh_config_text(target, port, known_hosts))
     path.chmod(0o600)
     return path
+
+
+def tunnel_environment(
+    prefix: str, target: str, port: int, host_key: str, base: Path | None = None
+) -> tuple[dict[str, str], Path]:
+    """For `jitctl exec`: environment entries that point a wrapped program's OpenSSH clients at
+    the tunnel of `target` (`<PREFIX>_SSH_CONFIG`, `<PREFIX>_SSH_HOST`), and the config file to
+    remove when the tunnel closes. `host_key` is the check reply's `ssh_host_key`."""
+    known_hosts = pin_host_key(target, host_key, base)
+    config = write_ssh_config(target, port, known_hosts, base)
+    env = {f"{prefix}_SSH_CONFIG": str(config), f"{prefix}_SSH_HOST": host_alias(target)}
+    return env, config
