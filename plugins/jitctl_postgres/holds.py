@@ -83,7 +83,7 @@ def hold(
     text = data.decode() if data else str(payload.get("text") or pending.text)
     shown = {**payload, **decision_fields(decision)}
     state.record("pg.held", {"seq": pending.seq, "hold": held.hold_id, **shown}, data=data)
-    details = {
+    details: dict[str, Any] = {
         key: shown[key]
         for key in ("protocol", "stage", "statement", "kind", "kinds", "tables", "functions")
         if key in shown

@@ -43,10 +43,14 @@ class Holding(w.Harness):
         self._run(self.core.resume(self.holds()[-1].hold_id, review))
         return self
 
+    def ready(self) -> Holding:
+        self.connect()
+        return self
+
 
 @pytest.fixture(params=[False, True], ids=["chunks", "bytewise"])
 def h(request: pytest.FixtureRequest) -> Holding:
-    return Holding(bytewise=bool(request.param)).connect()  # type: ignore[return-value]
+    return Holding(bytewise=bool(request.param)).ready()
 
 
 def test_a_held_query_and_everything_behind_it_wait_and_the_client_is_told(h: Holding) -> None:
@@ -95,7 +99,7 @@ def test_approval_releases_exactly_the_bytes_sent_then_what_waited(h: Holding) -
     ],
 )
 def test_refusal_fails_it_on_the_server_like_a_block(review: Review, says: str) -> None:
-    h = Holding().connect()
+    h = Holding().ready()
     h.client(w.q("BEGIN"))
     h.server(w.complete("BEGIN"), w.ready("T"))
     h.take_down()
@@ -131,7 +135,7 @@ def test_a_held_parse_holds_its_bind_execute_sync_and_approval_registers_it(h: H
 
 
 def test_a_refused_parse_blocks_its_name_for_good() -> None:
-    h = Holding().connect()
+    h = Holding().ready()
     h.client(w.parse("VACUUM t", name="s1"), w.SYNC)
     h.take_down()
     h.resume(DENIED)
