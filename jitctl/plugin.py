@@ -175,6 +175,10 @@ class ShellIO(Protocol):
 
     def end(self, reason: str, error: bool = False) -> None: ...  # why, for session.end
 
+    # Approvals, when `context.settings["approvals"]` is offered: file `hold` as an approval
+    # request and wait (bounded by the target's approval_timeout, the session and its grant).
+    async def hold(self, hold: Hold) -> Review: ...
+
 
 ENTRY_POINT_GROUP = "jitctl.plugins"
 

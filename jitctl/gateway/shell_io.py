@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.gateway import frames
-from jitctl.plugin import Record, SessionContext, UnknownProtocol, load_plugin
+from jitctl.plugin import Hold, Record, Review, SessionContext, UnknownProtocol, load_plugin
 
 log = logging.getLogger("jitctl.gateway")
 
@@ -59,6 +59,7 @@ class GatewayShellIO:
                 "credential": credential,
                 "broker_id": runtime.broker_id,
                 "state_dir": str(runtime.state_dir),
+                **(session.holds.settings() if getattr(session, "holds", None) else {}),
             },
         )
         self.ended: asyncio.Event = session.stats.ended
@@ -150,6 +151,38 @@ class GatewayShellIO:
 
     def end(self, reason: str, error: bool = False) -> None:
         self.session._end(reason, error)
+
+    async def hold(self, hold: Hold) -> Review:
+        """File `hold` as an approval request and wait for its decision (docs/approvals.md);
+        refused ("unavailable") when the broker has no approvals or cannot file it."""
+        from jitctl.approvals.rules import Problem
+        from jitctl.gateway.approvals import _review
+
+        s = self.session
+        holds = getattr(s, "holds", None)
+        approvals = getattr(holds, "approvals", None)
+        if holds is None or approvals is None:
+            return Review(False, "unavailable", "this broker has no approvals")
+        timeout = holds._timeout()
+        try:
+            request = await approvals.hold(s.actor, s.target, s.session_id, hold, timeout)
+        except Problem as exc:
+            return Review(False, "unavailable", exc.reason)
+        try:
+            decided = await approvals.await_decision(request.id, s.stats.ended)
+        except Problem as exc:
+            return Review(False, "unavailable", exc.reason)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(approvals.cancel(request.id, "the session ended"))
+            raise
+        if decided is None:
+            return Review(False, "unavailable", "the session ended while it was held")
+        review = _review(decided, timeout)
+        if review.approved:
+            with contextlib.suppress(Problem):
+                await approvals.executed(decided, s.session_id)
+        return review
 
 
 async def run_plugin_shell(

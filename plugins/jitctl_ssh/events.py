@@ -8,7 +8,8 @@ that open or refuse things (docs/audit-schema.md lists every kind):
   name it asked for (ignored: identity comes from the tunnel);
 - `ssh.host_key`: a host key learned on first use;
 - `ssh.shell`, `ssh.exec`, `ssh.subsystem`: a session channel's request with the decision,
-  durable before anything runs on the host;
+  durable before anything runs on the host; `ssh.exec.decided`: how an exec held for approval
+  was decided, durable before it runs;
 - `ssh.forward`: a forwarding request (direct-tcpip, tcpip-forward, agent, X11, unix
   sockets) with the decision;
 - `ssh.channel.error`: a channel ended because its bytes broke the protocol or the host
@@ -66,6 +67,7 @@ def exec_(
     pty: Mapping[str, Any] | None,
     env: Sequence[str],
     transfer: str = "",
+    hold: str = "",
 ) -> Record:
     payload: dict[str, Any] = {
         "channel": channel,
@@ -81,7 +83,16 @@ def exec_(
         payload["opaque"] = analysis.opaque
     if transfer:
         payload["transfer"] = transfer  # "scp upload" / "scp download"
+    if hold:
+        payload["hold"] = hold  # the approval request it waits for
     return Record("ssh.exec", payload, durable=True)
+
+
+def approved_exec(channel: int, hold: str, decision: Decision) -> Record:
+    """How a held exec command was decided; durable before it runs (or is refused)."""
+    return Record(
+        "ssh.exec.decided", {"channel": channel, "hold": hold, **decision.payload()}, durable=True
+    )
 
 
 def subsystem(channel: int, name: str, decision: Decision, home: str = "") -> Record:

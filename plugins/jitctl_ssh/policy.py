@@ -12,8 +12,9 @@ Rules (`[[targets.rules]]`, first match wins, no match -> `default_action`):
 - A command line runs several programs (cmdline.py); each is decided on its own and the most
   restrictive answer wins (deny > approve > allow). A line the analyser cannot read fully
   (`opaque`) is decided as the most restrictive rule that could match it.
-- `approve` needs the approvals mechanism, which has not landed: it is answered as a deny that
-  says so.
+- `approve` holds an exec command for a person's approval when the broker offers approvals
+  (`approvals=True`); otherwise, and always for shells and file operations (they cannot be
+  held), it is answered as a deny that says so.
 
 Command patterns (shell-style globs, `fnmatch`, case-sensitive): a pattern without a space
 matches the program (`rm` matches `rm -rf x` and `/bin/rm x`); a pattern with spaces matches the
@@ -37,7 +38,7 @@ _OTHER_PROTOCOL_KEYS = ("statement", "tables", "functions", "method")
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "allow" | "deny" (an "approve" rule is answered as a deny for now)
+    action: str  # "allow" | "deny" | "approve" (exec commands, when approvals are offered)
     rule: str = ""  # the rule's name, "default", or the option that decided
     reason: str = ""  # for the actor and the trail
     wanted: str = ""  # what the rule asked for when it differs from `action` ("approve")
@@ -80,9 +81,12 @@ class SshPolicy:
     download: bool = True
     forward: tuple[str, ...] = ()
     remote_forward: tuple[str, ...] = ()
+    approvals: bool = False  # exec commands may be held for approval
 
     @classmethod
-    def from_target(cls, target: Any, groups: Sequence[str] = ()) -> SshPolicy:
+    def from_target(
+        cls, target: Any, groups: Sequence[str] = (), *, approvals: bool = False
+    ) -> SshPolicy:
         rules = []
         for index, rule in enumerate(getattr(target, "rules", ()) or ()):
             match = rule.match
@@ -108,6 +112,7 @@ class SshPolicy:
             download=getattr(ssh, "download", True),
             forward=tuple(getattr(ssh, "forward", ()) or ()),
             remote_forward=tuple(getattr(ssh, "remote_forward", ()) or ()),
+            approvals=approvals,
         )
 
     # -- exec -----------------------------------------------------------------------------------
@@ -120,10 +125,11 @@ class SshPolicy:
                 lambda r, argv=argv: _command_matches(r.commands, argv), "command"
             )
             if decision.action != "allow":
+                verdict = "needs an approval" if decision.action == "approve" else "is not allowed"
                 decision = Decision(
                     decision.action,
                     decision.rule,
-                    f"{_short(argv)!r} is not allowed here"
+                    f"{_short(argv)!r} {verdict} here"
                     + (f" ({decision.reason})" if decision.reason else ""),
                 )
             worst = _worse(worst, decision)
@@ -140,7 +146,7 @@ class SshPolicy:
             worst = _worse(worst, decision)
         if worst is None:  # an empty line: sshd starts the login shell
             return self.check_shell(), analysis
-        return _final(worst), analysis
+        return _final(worst, self.approvals), analysis
 
     def _most_restrictive_command_rule(self) -> Decision:
         best = Decision(self.default_action, "default")
@@ -184,7 +190,7 @@ class SshPolicy:
                 decision.rule,
                 f"{normal} is not allowed" + (f" ({decision.reason})" if decision.reason else ""),
             )
-        return _final(decision)
+        return _final(decision, False)
 
     @property
     def has_path_rules(self) -> bool:
@@ -229,13 +235,13 @@ def _worse(a: Decision | None, b: Decision) -> Decision:
     return a
 
 
-def _final(decision: Decision) -> Decision:
-    if decision.action == "approve":
+def _final(decision: Decision, approvals: bool) -> Decision:
+    if decision.action == "approve" and not approvals:
         return Decision(
             "deny",
             decision.rule,
             (decision.reason + "; " if decision.reason else "")
-            + "this needs an approval, and approvals are not available in this broker yet",
+            + "this needs an approval, which this broker cannot hold here",
             wanted="approve",
         )
     return decision

@@ -324,6 +324,10 @@ class SftpRelay:
 
     def _check(self, kind: str, paths: list[str]) -> Decision:
         for path in paths:
+            if not path.startswith("/") and self.policy.has_path_rules:
+                return Decision(
+                    "deny", "path", f"{path!r} is relative and the home directory is unknown"
+                )
             decision = self.policy.check_file(kind, path)
             if not decision.allowed:
                 return decision
@@ -371,8 +375,8 @@ class SftpRelay:
         if ptype == OPEN:
             path = self._abs(r.text())
             flags = r.u32()
-            reading = bool(flags & FXF_READ)
             writing = bool(flags & (FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC))
+            reading = bool(flags & FXF_READ) or not writing  # no flags: the host opens to read
             mode = "read-write" if reading and writing else "write" if writing else "read"
             for kind, wanted in (("read", reading), ("write", writing)):
                 if wanted:

@@ -22,6 +22,9 @@ from jitctl.testing.sshd import SshdServer, sshd_available
 needs_sshd = pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available() or ""))
 
 CONFIG = """
+[approvals]
+poll_interval = "200ms"
+
 [[identity.issuers]]
 issuer = "{issuer}"
 
@@ -60,6 +63,28 @@ credential = {{ user = "{user}", key_file = "{key}" }}
 
 [[targets.masks]]
 detectors = ["EMAIL_ADDRESS"]
+
+[[targets]]
+name = "short"
+protocol = "ssh"
+address = "{sshd}"
+allow_groups = ["agents"]
+max_session = "3s"
+credential = {{ user = "{user}", key_file = "{key}" }}
+access = {{ approval_timeout = "1s" }}
+
+[[targets]]
+name = "guarded"
+protocol = "ssh"
+address = "{sshd}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", key_file = "{key}" }}
+access = {{ approvers = ["dba"], approval_timeout = "20s" }}
+
+[[targets.rules]]
+name = "touching"
+match = {{ command = ["touch"] }}
+action = "approve"
 
 [[targets]]
 name = "impostor"
@@ -152,7 +177,7 @@ class Tunnel:
 @pytest.fixture(scope="package")
 def tunnels(broker: BrokerProcess) -> Iterator[dict[str, Tunnel]]:
     opened: dict[str, Tunnel] = {}
-    for name in ("web", "locked", "masked"):
+    for name in ("web", "locked", "masked", "short", "guarded"):
         opened[name] = Tunnel(*broker.connect(name))
     yield opened
     for tunnel in opened.values():

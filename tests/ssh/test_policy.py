@@ -14,6 +14,7 @@ def policy(
     rules: list[dict[str, Any]] = (), groups: tuple[str, ...] = (), **extra: Any
 ) -> SshPolicy:  # type: ignore[assignment]
     ssh = extra.pop("ssh", {})
+    approvals = extra.pop("approvals", False)
     target = Target.model_validate(
         {
             "name": "web",
@@ -24,7 +25,7 @@ def policy(
             **extra,
         }
     )
-    return SshPolicy.from_target(target, groups)
+    return SshPolicy.from_target(target, groups, approvals=approvals)
 
 
 NO_RM = {"name": "no-rm", "match": {"command": ["rm", "shutdown*"]}, "action": "deny"}
@@ -83,16 +84,18 @@ def test_the_most_restrictive_program_decides_a_line() -> None:
     assert not decision.allowed and decision.rule == "default"
 
 
-def test_approve_is_a_deny_until_approvals_land_and_says_so() -> None:
+def test_approve_holds_a_command_only_where_approvals_are_offered() -> None:
     rule = {
         "name": "dba",
         "match": {"command": ["pg_dump"]},
         "action": "approve",
         "approvers": ["dba"],
     }
-    decision, _ = policy([rule]).check_command("pg_dump db")
-    assert decision.action == "deny" and decision.wanted == "approve"
-    assert "approval" in decision.reason
+    held, _ = policy([rule], approvals=True).check_command("pg_dump db")
+    assert held.action == "approve" and held.rule == "dba" and "approval" in held.reason
+    refused, _ = policy([rule]).check_command("pg_dump db")
+    assert refused.action == "deny" and refused.wanted == "approve"
+    assert "approval" in refused.reason
 
 
 def test_rules_for_groups_apply_only_to_those_groups() -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -270,3 +271,61 @@ def test_connect_no_client_says_how_to_use_the_tunnel(broker: BrokerProcess) -> 
 def test_the_trail_verifies_after_the_ssh_sessions(broker: BrokerProcess) -> None:
     result = broker.jitctl("audit", "verify", "--state-dir", str(broker.state_dir))
     assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+
+
+def _approver(broker: BrokerProcess, token_issuer: Any, tmp_path: Path) -> dict[str, str]:
+    """An environment for the CLI logged in as bob (group dba), in his own JITCTL_HOME."""
+    home = tmp_path / "bob-home"
+    home.mkdir()
+    token = home / "token"
+    token.write_text(token_issuer.mint(sub="bob", groups=["dba"], lifetime=3600))
+    env = {**broker.env, "JITCTL_HOME": str(home)}
+    assert broker.jitctl("login", "--token-file", str(token), env=env).returncode == 0
+    return env
+
+
+@pytest.mark.parametrize("verdict", ["approve", "deny"])
+def test_a_held_command_runs_only_once_an_approver_says_yes(
+    broker: BrokerProcess,
+    tunnels: dict[str, Tunnel],
+    trail: Trail,
+    token_issuer: Any,
+    tmp_path: Path,
+    verdict: str,
+) -> None:
+    import re
+    import subprocess
+
+    marker = tmp_path / "touched"
+    tunnel = tunnels["guarded"]
+    run = subprocess.Popen(
+        ["ssh", "-F", tunnel.config, tunnel.host, f"touch {marker}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run.stderr is not None
+        line = run.stderr.readline()
+        found = re.search(r"jitctl request approve ([0-9a-f]{12})", line)
+        assert found, line
+        assert not marker.exists()  # held: nothing ran yet
+        bob = _approver(broker, token_issuer, tmp_path)
+        answer = broker.jitctl("request", verdict, found.group(1), "--reason", "ok", env=bob)
+        assert answer.returncode == 0, answer.stderr
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    session = trail.session_of("ssh.exec", lambda p: p["command"] == f"touch {marker}")
+    held = payloads(session, "ssh.exec")[0]
+    decided = payloads(session, "ssh.exec.decided")[0]
+    assert held["decision"] == "approve" and held["hold"] == found.group(1)
+    if verdict == "approve":
+        assert run.returncode == 0 and marker.exists()
+        assert decided["decision"] == "allow" and "bob" in decided["reason"]
+    else:
+        assert run.returncode == 126 and not marker.exists()
+        assert "not approved (denied" in err
+        assert decided["decision"] == "deny"

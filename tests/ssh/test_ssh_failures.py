@@ -100,3 +100,32 @@ def test_many_sessions_at_once_all_work_and_are_all_recorded(
     assert outputs == [f"{run}-{n}\n" for n in range(12)]
     for n in range(12):
         trail.session_of("ssh.exec", lambda p, n=n: p["command"] == f"echo {run}-{n}")
+
+
+def test_a_session_is_cut_at_max_session_and_says_so(
+    tunnels: dict[str, Tunnel], trail: Trail
+) -> None:
+    command = f"sleep 20; echo never-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    result = tunnels["short"].ssh(command)
+    assert time.monotonic() - started < 10
+    assert "never" not in result.stdout and result.returncode != 0
+    session = trail.session_of("ssh.exec", lambda p: p["command"] == command)
+    end = next(r for r in session if r.kind == "session.end")
+    assert "maximum length" in end.payload["reason"]
+
+
+def test_only_locale_variables_reach_the_host(tunnels: dict[str, Tunnel], trail: Trail) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "LC_JITCTL_TEST": "kept", "BASH_ENV": "/tmp/evil"}
+    result = subprocess.run(
+        ["ssh", "-F", tunnels["web"].config, "-o", "SendEnv=LC_JITCTL_TEST BASH_ENV",
+         tunnels["web"].host, "echo ${LC_JITCTL_TEST:-none} ${BASH_ENV:-none}"],
+        capture_output=True, text=True, timeout=30, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.stdout == "kept none\n"
+    session = trail.session_of("ssh.exec", lambda p: "LC_JITCTL_TEST:-none" in p["command"])
+    env_names = next(r.payload["env"] for r in session if r.kind == "ssh.exec")
+    assert "LC_JITCTL_TEST" in env_names and "BASH_ENV (dropped)" in env_names

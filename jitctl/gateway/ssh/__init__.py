@@ -80,7 +80,9 @@ async def run_session(io: Any) -> None:
     context = io.context
     target = context.target
     state_dir = Path(context.settings.get("state_dir") or ".")
-    policy = SshPolicy.from_target(target, context.groups)
+    approvals = context.settings.get("approvals") or {}
+    can_hold = bool(approvals) and hasattr(io, "hold")
+    policy = SshPolicy.from_target(target, context.groups, approvals=can_hold)
     try:
         mask = build_mask(target)
     except Exception as exc:
@@ -121,7 +123,16 @@ async def _relay(
     context = io.context
     if upstream.verdict.how == "first use":
         io.record(events.host_key_learned(context.target.address, upstream.host_key))
-    conn = Connection(bridge, policy, upstream, chunk_size=context.chunk_size, mask=mask)
+    approvals = context.settings.get("approvals") or {}
+    conn = Connection(
+        bridge,
+        policy,
+        upstream,
+        chunk_size=context.chunk_size,
+        mask=mask,
+        hold=io.hold if policy.approvals else None,
+        approval_timeout=float(approvals.get("timeout") or 0),
+    )
     ours, theirs = socket.socketpair()
     transport = GatewayTransport(theirs)
     transport.add_server_key(host_key)

@@ -90,6 +90,10 @@ class Bridge:
         if done is not None and not done.done():
             done.set_exception(RecordingFailed(str(exc)))
 
+    def run(self, coroutine: Any, timeout: float | None = None) -> Any:
+        """Run a coroutine on the event loop from a paramiko thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
     def wait(self, future: concurrent.futures.Future[Any] | None) -> None:
         if future is None:
             return

@@ -27,10 +27,11 @@ from typing import Any
 import paramiko
 
 import jitctl_ssh.events as events
+from jitctl.approvals.models import new_id
 from jitctl.gateway.ssh.relay import Bridge, ChannelRelay, RecordingFailed
 from jitctl.gateway.ssh.upstream import Upstream
 from jitctl.gateway.ssh.wire import request_pty
-from jitctl.plugin import Record
+from jitctl.plugin import Hold, Record
 from jitctl_ssh.channel import ChannelRecorder
 from jitctl_ssh.policy import Decision, SshPolicy
 from jitctl_ssh.scp import ScpRelay, parse_scp_command
@@ -47,6 +48,7 @@ OPEN_CONNECT_FAILED: int = paramiko.OPEN_FAILED_CONNECT_FAILED
 AUTH_SUCCESSFUL: int = paramiko.AUTH_SUCCESSFUL
 OPEN_TIMEOUT = 15.0
 FORWARD_DATA_KIND = "ssh.forward.data"
+ENV_PASSED = frozenset({"LANG", "LANGUAGE", "TZ", "COLORTERM", "TERM_PROGRAM"})
 
 
 @dataclass
@@ -60,6 +62,12 @@ class _Chan:
     forward: tuple[str, int, str] | None = None  # direct-tcpip: host, port, origin
 
 
+def _env_passes(name: str) -> bool:
+    """Only locale and display variables reach the host: others (BASH_ENV, LD_PRELOAD, ...)
+    could change what an allowed command does, if the host's sshd accepted them."""
+    return name in ENV_PASSED or name.startswith("LC_")
+
+
 class Connection:
     def __init__(
         self,
@@ -69,7 +77,11 @@ class Connection:
         *,
         chunk_size: int,
         mask: Mask | None,
+        hold: Any = None,
+        approval_timeout: float = 0.0,
     ) -> None:
+        self.hold = hold  # ShellIO.hold, when the broker offers approvals
+        self.approval_timeout = approval_timeout
         self.bridge = bridge
         self.policy = policy
         self.upstream = upstream
@@ -222,11 +234,15 @@ class Connection:
         state = self._state(channel)
         if state is None or state.started:
             return False
+        text = name.decode("utf-8", "replace")[:100]  # names only: values may be secret
+        if not _env_passes(text):
+            state.env.append(f"{text} (dropped)")
+            return False
         try:
             state.upstream.set_environment_variable(name, value)
         except Exception:
             return False
-        state.env.append(name.decode("utf-8", "replace")[:100])  # names only: values may be secret
+        state.env.append(text)
         return True
 
     def window_change(self, channel: Any, cols: int, rows: int, wpx: int, hpx: int) -> bool:
@@ -262,7 +278,7 @@ class Connection:
         except Exception as exc:
             self._record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
             return False
-        self._start_session_relay(channel, state)
+        self._after_reply(channel, self._start_session_relay(channel, state))
         return True
 
     def exec(self, channel: Any, command_bytes: bytes) -> bool:
@@ -273,44 +289,98 @@ class Connection:
         command = command_bytes.decode("utf-8", "surrogateescape")
         decision, analysis = self.policy.check_command(command)
         scp = None
-        if decision.allowed and len(analysis.commands) == 1 and not analysis.opaque:
+        if decision.action != "deny" and len(analysis.commands) == 1 and not analysis.opaque:
             scp = parse_scp_command(analysis.commands[0])
-        transfer = f"scp {scp.mode}" if scp else ""
         if scp is not None and scp.mode == "download":
             home = self.home() if self.policy.has_path_rules else ""
             for path in scp.paths:
                 full = path if path.startswith("/") or not home else f"{home}/{path}"
-                decision = self.policy.check_file("read", full)
-                if not decision.allowed:
+                checked = self.policy.check_file("read", full)
+                if not checked.allowed:
+                    decision = checked
                     break
+        held = None
+        if decision.action == "approve":
+            held = Hold(new_id(), command, {"kind": "ssh.exec", "rule": decision.rule,
+                                             "reason": decision.reason})  # fmt: skip
+        record = events.exec_(
+            channel.get_id(), command, decision, analysis, state.pty, state.env,
+            f"scp {scp.mode}" if scp else "", hold=held.hold_id if held else "",
+        )  # fmt: skip
         try:
-            self.record(
-                events.exec_(
-                    channel.get_id(), command, decision, analysis, state.pty, state.env, transfer
-                ),
-                wait=True,
-            )
+            self.record(record, wait=True)
         except RecordingFailed:
             return False
+        if held is not None:
+            self._after_reply(
+                channel, lambda: self._await_approval(channel, state, command_bytes, held, scp)
+            )
+            return True
         if not decision.allowed:
             self._after_reply(channel, lambda: self._refuse(channel, state, decision))
             return True
+        if not self._run_on_host(channel, state, command_bytes):
+            return False
+        self._after_reply(channel, lambda: self._start_exec_relay(channel, state, scp))
+        return True
+
+    def _run_on_host(self, channel: Any, state: _Chan, command_bytes: bytes) -> bool:
         try:
             state.upstream.exec_command(command_bytes)
         except Exception as exc:
             self._record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
             return False
-        if scp is not None:
-            home = (
-                self.home()
-                if (self.policy.has_path_rules or not scp.paths[0].startswith("/"))
-                else ""
-            )
-            core: Any = ScpRelay(channel.get_id(), scp, self.policy, home=home)
-            self._after_reply(channel, lambda: self._relay(channel, state, core, stderr=True))
-        else:
-            self._start_session_relay(channel, state)
         return True
+
+    def _start_exec_relay(self, channel: Any, state: _Chan, scp: Any) -> None:
+        if scp is None:
+            self._start_session_relay(channel, state)()
+            return
+        absolute = scp.paths[0].startswith("/")
+        home = self.home() if (self.policy.has_path_rules or not absolute) else ""
+        core = ScpRelay(channel.get_id(), scp, self.policy, home=home)
+        self._relay(channel, state, core, stderr=True)
+
+    def _await_approval(
+        self, channel: Any, state: _Chan, command_bytes: bytes, held: Hold, scp: Any
+    ) -> None:
+        """An exec held for approval (after the request's reply): say so on stderr, wait for
+        the decision, then run exactly the held command or refuse it."""
+        chanid = channel.get_id()
+        reason = str(held.details.get("reason") or "")
+        waiting = (
+            f"jitctl: {reason}; waiting up to {self.approval_timeout:g}s for an approval "
+            f"(an approver runs: jitctl request approve {held.hold_id})\r\n"
+        )
+        with contextlib.suppress(Exception):
+            channel.sendall_stderr(waiting.encode())
+        try:
+            review = self.bridge.run(self.hold(held)) if self.hold else None
+        except Exception as exc:
+            log.warning("approval wait failed", extra={"error": str(exc)})
+            review = None
+        rule = str(held.details.get("rule") or "")
+        if review is None or not review.approved:
+            outcome = review.outcome if review is not None else "unavailable"
+            why = f"not approved ({outcome}" + (
+                f": {review.reason})" if review and review.reason else ")"
+            )
+            decision = Decision("deny", rule, why, wanted="approve")
+        else:
+            by = ", ".join(review.by) or "an approver"
+            decision = Decision("allow", rule, f"approved by {by}")
+        try:
+            self.record(events.approved_exec(chanid, held.hold_id, decision), wait=True)
+        except RecordingFailed:
+            self._refuse(channel, state, Decision("deny", rule, "audit store unavailable"))
+            return
+        if not decision.allowed:
+            self._refuse(channel, state, decision)
+            return
+        if not self._run_on_host(channel, state, command_bytes):
+            self._refuse(channel, state, Decision("deny", rule, "the host refused the command"))
+            return
+        self._start_exec_relay(channel, state, scp)
 
     def subsystem(self, channel: Any, name: str) -> bool:
         state = self._state(channel)
@@ -334,7 +404,8 @@ class Connection:
         self._after_reply(channel, lambda: self._relay(channel, state, core, stderr=True))
         return True
 
-    def _start_session_relay(self, channel: Any, state: _Chan) -> None:
+    def _start_session_relay(self, channel: Any, state: _Chan) -> Any:
+        """What starts recording a shell or command channel (run it after the reply)."""
         pty = state.pty is not None
         core = ChannelRecorder(
             channel.get_id(), pty=pty, chunk_size=self.chunk_size, mask=self.mask
@@ -351,7 +422,7 @@ class Connection:
                             self.bridge.record(command)
             self._relay(channel, state, core, stderr=not pty)
 
-        self._after_reply(channel, start)
+        return start
 
     def _refuse(self, channel: Any, state: _Chan, decision: Decision) -> None:
         try:
