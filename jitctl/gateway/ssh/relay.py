@@ -127,6 +127,7 @@ class ChannelRelay:
         self.up_lock = threading.Lock()
         self.down_lock = threading.Lock()
         self.finished = threading.Event()
+        self._done: set[str] = set()
         self._readers: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -225,6 +226,7 @@ class ChannelRelay:
                 self.upstream.close()
                 return
             self.call(core.client_eof)
+            self._half_closed("up")
         except (OSError, EOFError):
             self.abort()
 
@@ -244,7 +246,9 @@ class ChannelRelay:
             self.call(core.upstream_eof)
             if self.exit_status:
                 self._exit()
-            self.finish()
+                self.finish()  # a session channel ends with its command
+            else:
+                self._half_closed("down")
         except (OSError, EOFError):
             self.abort()
 
@@ -270,6 +274,14 @@ class ChannelRelay:
         self.call(self.core.exit, None if signal else status, signal)
 
     # -- ending -----------------------------------------------------------------------------------
+
+    def _half_closed(self, direction: str) -> None:
+        """A forwarded connection ends when both directions have (TCP half-close semantics)."""
+        with self.core_lock:
+            self._done.add(direction)
+            both = self._done == {"up", "down"}
+        if both and not self.exit_status:
+            self.finish()
 
     def finish(self) -> None:
         """Both directions are done: close both channels."""
