@@ -73,7 +73,7 @@ class SessionApprovals:
         self.approvals: Any = getattr(session.gateway.runtime, "approvals", None)
         self.started = time.monotonic()
         self._unwatch: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         if grant is not None and self.approvals is not None:
             self._unwatch = self.approvals.watch_grant(grant, self._grant_ended)
 
@@ -163,18 +163,21 @@ class SessionApprovals:
         if decided is None:
             return  # the session ended first; the request is cancelled
         review = _review(decided, timeout)
-        await self._resume(core, command, review)
-        if review.approved:
+        if await self._resume(core, command, review) and review.approved:
             with contextlib.suppress(Problem):
                 await self.approvals.executed(decided, session.session_id)
 
-    async def _resume(self, core: Any, command: Hold, review: Review) -> None:
+    async def _resume(self, core: Any, command: Hold, review: Review) -> bool:
+        """Hand the decision to the core; False if the session ended first."""
         session = self.session
         if session.stats.ended.is_set():
-            return
+            return False
         try:
             await session._execute(core.resume(command.hold_id, review), Direction.UP)
         except RemoteProtocolError as exc:
             session._end(f"protocol error from the client: {exc}", True)
+            return False
         except Exception as exc:
             session._end(str(exc) or type(exc).__name__, True)
+            return False
+        return True

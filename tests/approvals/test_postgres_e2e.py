@@ -67,6 +67,17 @@ credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "
 require_request = true
 approvers = ["dba"]
 min_approvals = 2
+
+[[targets]]
+name = "pg-one"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "{db}" }}
+
+[targets.access]
+require_request = true
+approvers = ["dba"]
 """
 
 AGENT = """
@@ -310,3 +321,31 @@ def test_an_expired_grant_ends_a_live_psql_session_with_a_clear_message(
     assert reason in end.payload["reason"] and end.payload["status"] == "error"
     expired = [r for r in trail(broker, "approval.expired") if r.payload["id"] == grant["id"]]
     assert len(expired) == 1 and expired[0].payload["reason"] == "the grant ran out"
+
+
+def test_request_watch_against_the_broker_approves_a_request_with_a_key(
+    broker: BrokerProcess, people: dict[str, Person]
+) -> None:
+    pytest.importorskip("textual")
+    from jitctl.client.requests import RequestsClient
+    from jitctl.review.app import ReviewApp
+    from jitctl.review.source import BrokerSource
+
+    from .test_watch import rows, run, typed, until
+
+    alice, bob = people["alice"], people["bob"]
+    client = RequestsClient(broker.url, broker.ca_file, bob.token_file.read_text)
+    created: dict[str, Any] = {}
+
+    async def scenario(pilot: Any) -> None:
+        await until(pilot, lambda: rows(pilot) == [])
+        body = {"target": "pg-one", "reason": "INC-10", "duration": "10m"}
+        created.update(alice.api(broker, "POST", "/v1/requests", body))
+        await until(pilot, lambda: rows(pilot) == [created["id"]])
+        await pilot.press("a")
+        await typed(pilot, "ok")
+        await until(pilot, lambda: rows(pilot) == [])
+
+    run(ReviewApp(BrokerSource(client), interval=0.2), scenario)
+    after = alice.api(broker, "GET", f"/v1/requests/{created['id']}")
+    assert after["status"] == "approved" and after["decided_by"] == "bob" and after["active"]
