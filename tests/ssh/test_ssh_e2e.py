@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from jitctl.errors import ExitCode
@@ -18,6 +17,7 @@ from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.sshd import SshdServer
 
 from .conftest import Trail, Tunnel, dumps, kinds, payloads
+from .terminal import Terminal
 
 
 def test_a_command_runs_and_its_output_and_status_are_recorded(
@@ -62,29 +62,19 @@ def test_a_denied_command_never_runs_on_the_host(
 def test_an_interactive_shell_through_jitctl_connect_is_recorded_with_timing_and_size(
     broker: BrokerProcess, trail: Trail
 ) -> None:
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "jitctl", "connect", "web", "--", "-tt"],
-        env=broker.env,
-        timeout=30,
-        dimensions=(30, 100),
-        encoding="utf-8",
-    )
     marker = uuid.uuid4().hex[:12]
-    try:
-        child.expect(r"[#$] ")
-        child.sendline(f"echo {marker}-$((6*7)); stty size")
-        child.expect(f"{marker}-42")
-        child.expect("30 100")
-        child.setwinsize(40, 120)
-        child.sendline("sleep 0.3; stty size")
-        child.expect("40 120")
-        child.expect(r"[#$] ")
-        child.sendline("exit 7")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close()
-    assert child.exitstatus == 7
+    argv = [sys.executable, "-m", "jitctl", "connect", "web", "--", "-tt"]
+    with Terminal(argv, env=broker.env, rows=30, cols=100) as term:
+        term.expect(r"[#$] ")
+        term.sendline(f"echo {marker}-$((6*7)); stty size")
+        term.expect(f"{marker}-42")
+        term.expect("30 100")
+        term.resize(40, 120)
+        term.sendline("sleep 0.3; stty size")
+        term.expect("40 120")
+        term.expect(r"[#$] ")
+        term.sendline("exit 7")
+        assert term.wait() == 7
     session = trail.session_of("term.input", lambda p: True)
     typed = b"".join(r.data for r in session if r.kind == "term.input")
     shown = b"".join(r.data for r in session if r.kind == "term.output")

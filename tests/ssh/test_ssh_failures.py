@@ -4,13 +4,11 @@ a host whose key changed is refused, many sessions at once keep working."""
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from jitctl.testing.broker import BrokerProcess
@@ -19,6 +17,7 @@ from jitctl.testing.postgres import PostgresServer, postgres_available
 from jitctl.testing.sshd import SshdServer
 
 from .conftest import Trail, Tunnel
+from .terminal import Terminal
 
 needs_postgres = pytest.mark.skipif(
     postgres_available() is not None, reason=f"no PostgreSQL here: {postgres_available()}"
@@ -44,25 +43,16 @@ def test_a_lost_audit_store_stops_keystrokes_before_they_reach_the_host(
         config = _config(token_issuer, sshd, store=store_pg.create_database())
         with BrokerProcess(config, state_dir=tmp_path / "broker") as broker:
             broker.login_with_token(token_issuer.mint(groups=["agents"], lifetime=3600))
-            child = pexpect.spawn(
-                sys.executable,
-                ["-m", "jitctl", "connect", "web", "--", "-tt"],
-                env=broker.env,
-                timeout=20,
-                encoding="utf-8",
-            )
-            seen = io.StringIO()
-            child.logfile_read = seen
-            try:
-                child.expect(r"[#$] ")
-                child.sendline("echo still-$((1+1))")
-                child.expect("still-2")
+            argv = [sys.executable, "-m", "jitctl", "connect", "web", "--", "-tt"]
+            with Terminal(argv, env=broker.env) as term:
+                term.expect(r"[#$] ")
+                term.sendline("echo still-$((1+1))")
+                term.expect("still-2")
                 store_pg.stop()
-                child.sendline(f"touch {marker}")
-                child.expect(pexpect.EOF, timeout=20)  # the session is ended, not relayed
-            finally:
-                child.close(force=True)
-    assert "audit store unavailable" in seen.getvalue(), seen.getvalue()  # the actor is told why
+                term.sendline(f"touch {marker}")
+                term.wait(timeout=20)  # the session is ended, not relayed
+    seen = term.output
+    assert "audit store unavailable" in seen, seen  # the actor is told why
     time.sleep(0.5)
     assert not marker.exists()
     assert sshd.ssh(f"test -e {marker} && echo present || echo absent").stdout.strip() == "absent"
