@@ -7,8 +7,10 @@ Layout (imports flow downwards only; docs/approvals.md tells the flows):
   (SQLite or PostgreSQL, the audit store's URL; the audit tables are never touched);
 - `wakeups`: how a broker learns that another one decided (LISTEN/NOTIFY, else polling);
 - `notify`: Slack-compatible webhooks, retried with backoff, never in the way;
+- `grants`: the grants this broker's sessions ride on, and ending those sessions;
 - `service`: the broker's `Approvals` service that ties them together and writes every step
-  to the audit trail.
+  to the audit trail;
+- `text`: how a request reads in one line (CLI, `request watch`).
 
 Nothing here imports the gateway or a protocol plugin; they call `service`.
 """

@@ -12,9 +12,9 @@ Rules:
 - Waiting (`await_decision`) re-reads the store on every wakeup (wakeups.py); at the deadline
   it expires the request itself — unless another broker decided first, which the locked
   re-read then returns.
-- Grants: sessions riding on a grant register a callback (`watch_grant`); a timer at the
-  grant's end, every wakeup naming it and a sweep every `poll_interval` check it, and when it
-  is no longer live each callback gets the reason (the gateway ends those sessions).
+- Grants: sessions riding on a grant register a callback (`watch_grant`, grants.py).
+- A sweep every `poll_interval` expires what is due (any broker may) and re-checks the grants
+  this broker's sessions ride on.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jitctl.approvals import rules
+from jitctl.approvals.grants import EndSession, GrantWatch
 from jitctl.approvals.models import Kind, Request, Status, Vote, new_id
 from jitctl.approvals.notify import Notifier, message_for
 from jitctl.approvals.rules import Problem, Reviewer
@@ -37,7 +38,6 @@ from jitctl.audit.records import Actor
 log = logging.getLogger("jitctl.approvals")
 
 TEXT_CAP = 64 * 1024
-EndSession = Callable[[str], None]
 
 
 def actor_of(identity: Any) -> Actor:
@@ -71,18 +71,16 @@ class Approvals:
         )
         self.clock = clock
         self.wakeups = Wakeups(store, settings.poll_interval)
-        self._watchers: dict[str, dict[int, EndSession]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.grants = GrantWatch(self)
 
     async def start(self) -> None:
         await self.wakeups.start()
-        self.wakeups.observe(self._heard)
-        self._spawn(self._sweep_forever())
+        self.wakeups.observe(self.grants.heard)
+        self.spawn(self._sweep_forever())
 
     async def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
+        self.grants.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -90,14 +88,14 @@ class Approvals:
         await self.notifier.close()
         await asyncio.to_thread(self.store.close)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except StoreUnavailable as exc:
@@ -111,7 +109,7 @@ class Approvals:
     ) -> tuple[Request, Request]:
         self._need_audit()
         try:
-            before, after = await self._store(self.store.change, request_id, decide)
+            before, after = await self.store_call(self.store.change, request_id, decide)
         except LookupError:
             raise Problem(404, "not_found", f"no request {request_id}") from None
         except Duplicate:
@@ -202,7 +200,7 @@ class Approvals:
                 decided_by="auto",
                 decision_reason=f"member of {', '.join(auto)} (auto_approve_groups)",
             )
-        await self._store(self.store.insert, request)
+        await self.store_call(self.store.insert, request)
         await self._record(
             "approval.requested",
             request,
@@ -228,7 +226,7 @@ class Approvals:
         return request
 
     async def active_grant(self, identity: Any, target_name: str) -> Request | None:
-        found = await self._store(
+        found = await self.store_call(
             self.store.find,
             kind=Kind.ACCESS,
             status=[Status.APPROVED],
@@ -266,7 +264,7 @@ class Approvals:
             broker=self.broker_id,
         )
         try:
-            await self._store(self.store.insert, request)
+            await self.store_call(self.store.insert, request)
         except Duplicate:
             raise Problem(409, "conflict", f"request id {hold.hold_id} exists already") from None
         await self._record(
@@ -286,7 +284,7 @@ class Approvals:
         """The request once decided (or expired here at its deadline); None if `ended` was
         set first (the session is over: the request is cancelled)."""
         while True:
-            request: Request | None = await self._store(self.store.get, request_id)
+            request: Request | None = await self.store_call(self.store.get, request_id)
             if request is None:
                 return None
             if request.status is not Status.PENDING:
@@ -348,7 +346,7 @@ class Approvals:
         try:
             before, after = await self._change(request_id, decide)
         except Problem:
-            current: Request | None = await self._store(self.store.get, request_id)
+            current: Request | None = await self.store_call(self.store.get, request_id)
             return current
         if after.status is Status.EXPIRED and before.status is not Status.EXPIRED:
             grant = before.status is Status.APPROVED
@@ -426,14 +424,14 @@ class Approvals:
         return after
 
     async def get(self, request_id: str, identity: Any) -> Request:
-        request: Request | None = await self._store(self.store.get, request_id)
+        request: Request | None = await self.store_call(self.store.get, request_id)
         if request is None or not rules.may_see(request, reviewer_of(identity)):
             raise Problem(404, "not_found", f"no request {request_id} that you may see")
         return request
 
     async def visible(self, identity: Any, *, mine: bool, pending: bool) -> list[Request]:
         who = reviewer_of(identity)
-        found: list[Request] = await self._store(
+        found: list[Request] = await self.store_call(
             self.store.find,
             status=[Status.PENDING] if pending else [],
             subject=identity.subject if mine else None,
@@ -447,56 +445,7 @@ class Approvals:
 
     def watch_grant(self, grant: Request, end_session: EndSession) -> Callable[[], None]:
         """Call `end_session(reason)` once `grant` is no longer live; returns `unwatch`."""
-        watchers = self._watchers.setdefault(grant.id, {})
-        key = id(end_session)
-        watchers[key] = end_session
-        self._arm(grant)
-
-        def unwatch() -> None:
-            current = self._watchers.get(grant.id)
-            if current is not None:
-                current.pop(key, None)
-                if not current:
-                    del self._watchers[grant.id]
-                    timer = self._timers.pop(grant.id, None)
-                    if timer is not None:
-                        timer.cancel()
-
-        return unwatch
-
-    def _arm(self, grant: Request) -> None:
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (grant.expires_at or 0.0) - self.clock()) + 0.01
-        old = self._timers.pop(grant.id, None)
-        if old is not None:
-            old.cancel()
-        self._timers[grant.id] = loop.call_later(
-            delay, lambda: self._spawn(self._check_grant(grant.id))
-        )
-
-    def _heard(self, request_id: str) -> None:
-        if request_id in self._watchers:
-            self._spawn(self._check_grant(request_id))
-
-    async def _check_grant(self, grant_id: str) -> None:
-        if grant_id not in self._watchers:
-            return
-        try:
-            grant = await self._store(self.store.get, grant_id)
-            if grant is not None and rules.grant_live(grant, self.clock()):
-                self._arm(grant)
-                return
-            if grant is not None and grant.status is Status.APPROVED:
-                grant = await self.expire(grant_id, "the grant ran out") or grant
-        except Problem as exc:
-            log.warning("cannot check grant", extra={"event": "approvals.grant", "error": str(exc)})
-            return  # the next sweep tries again
-        reason = _grant_ended(grant, grant_id)
-        for end_session in list(self._watchers.pop(grant_id, {}).values()):
-            end_session(reason)
-        timer = self._timers.pop(grant_id, None)
-        if timer is not None:
-            timer.cancel()
+        return self.grants.watch(grant, end_session)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -513,24 +462,11 @@ class Approvals:
         the grants this broker's sessions ride on."""
         if self.audit is None or not self.audit.healthy:
             return
-        due = await self._store(self.store.find, due_before=self.clock(), limit=100)
+        due = await self.store_call(self.store.find, due_before=self.clock(), limit=100)
         for request in due:
             with contextlib.suppress(Problem):
                 await self.expire(request.id, "nobody decided before the deadline")
-        for grant_id in list(self._watchers):
-            await self._check_grant(grant_id)
-
-
-def _grant_ended(grant: Request | None, grant_id: str) -> str:
-    from datetime import datetime
-
-    if grant is None:
-        return f"access grant {grant_id} no longer exists"
-    ask = f"ask again: jitctl request create {grant.target} --reason ..."
-    if grant.status is Status.REVOKED:
-        return f"access grant {grant.id} to {grant.target} was {grant.decision_reason}; {ask}"
-    when = datetime.fromtimestamp(grant.expires_at or 0).astimezone().strftime("%H:%M:%S %Z")
-    return f"access grant {grant.id} to {grant.target} expired at {when}; {ask}"
+        await self.grants.check_all()
 
 
 def _replace(request: Request, **changes: Any) -> Request:
