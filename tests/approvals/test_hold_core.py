@@ -8,6 +8,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jitctl.plugin import Close, Direction, Forward, Hold, Review, SessionContext, Shutdown
 from jitctl_postgres.core import PostgresCore
@@ -189,3 +191,58 @@ def test_terminate_sends_a_fatal_with_the_reason_then_closes(h: Holding) -> None
     assert isinstance(close, Close) and close.error
     assert h.core.client_data(w.q("select 1")) == []
     assert not any(isinstance(c, Shutdown) for c in out)
+
+
+# -- whatever the chunking, holds keep order and release exactly what was sent ---------------------
+
+STREAM = st.lists(
+    st.sampled_from(
+        [
+            w.q("select 1"),
+            w.q("VACUUM a"),
+            w.parse("VACUUM b"),
+            w.parse("select 2"),
+            w.bind(),
+            w.execute(),
+            w.SYNC,
+            w.q("VACUUM c; select 3"),
+        ]
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=STREAM,
+    cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=20),
+    verdicts=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_held_messages_go_up_in_order_as_sent_or_as_the_failing_rewrite(
+    messages: list[bytes], cuts: list[int], verdicts: list[bool]
+) -> None:
+    h = Holding().ready()
+    data = b"".join(messages)
+    pos = 0
+    for size in [*cuts, len(data)]:  # the client's bytes, cut anywhere
+        h.client(data[pos : pos + size])
+        pos += size
+        if pos >= len(data):
+            break
+    answered = 0
+    while len(h.holds()) > answered:  # decide each hold as it comes, in order
+        review = APPROVED if verdicts[answered] else DENIED
+        answered += 1
+        h.resume(review)
+    sent = w.split_messages(h.take_up())
+    assert len(sent) == len(messages)  # nothing lost, nothing added, nothing reordered
+    held = iter(verdicts)
+    for original, forwarded in zip(messages, sent, strict=True):
+        if b"VACUUM" in original:
+            if next(held):
+                assert forwarded == original
+            else:
+                assert FAIL_TEXT.encode() in forwarded and forwarded[:1] == original[:1]
+        else:
+            assert forwarded == original
