@@ -6,12 +6,15 @@ the gateway's paramiko shell (`jitctl.gateway.ssh`) terminates the client's SSH 
 gateway's host key, opens its own SSH connection to the host with the broker's credential, and
 relays channel by channel through the pure cores of this package:
 
-- `cmdline`: what an exec command line would run (shell syntax, `sh -c`, substitutions);
+- `shellwords`, `cmdline`: what an exec command line would run (shell syntax, `sh -c`,
+  substitutions, wrappers);
 - `policy`: rules, shells, sftp, uploads/downloads, forwarding -> `Decision`;
 - `channel`: terminal and exec stream recording (`term.*`, `ssh.data`, `ssh.exit`);
-- `sftp`: the SFTP relay (per-operation checks and records, content hashes);
+- `sftp`, `sftp_wire`, `hashing`: the SFTP relay (per-operation checks and records, content
+  hashes in offset order);
 - `scp`: the legacy scp protocol (per-file checks, records, hashes);
-- `streammask`: masking a stream whose secrets may straddle reads.
+- `streammask`: masking a stream whose secrets may straddle reads;
+- `events`: the records of requests (connection, shell, exec, subsystem, forwarding).
 
 Cores import only the plugin interface and the standard library (STYLE.md); paramiko is
 imported by the shell, and only when a session starts.

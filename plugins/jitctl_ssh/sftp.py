@@ -24,7 +24,6 @@ user's home directory, when the shell knows it).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,33 +31,53 @@ from typing import Any
 
 from jitctl.plugin import Direction, Forward, Record, RemoteProtocolError, Shutdown
 from jitctl_ssh.channel import ExitStatus, SendStderr, exit_commands
+from jitctl_ssh.hashing import Hasher
 from jitctl_ssh.policy import Decision, SshPolicy, normalise_path
+from jitctl_ssh.sftp_wire import (
+    CLOSE,
+    DATA,
+    EXTENDED,
+    FSETSTAT,
+    FSTAT,
+    FX_EOF,
+    FX_FAILURE,
+    FX_OK,
+    FX_OP_UNSUPPORTED,
+    FX_PERMISSION_DENIED,
+    FXF_APPEND,
+    FXF_CREAT,
+    FXF_EXCL,
+    FXF_READ,
+    FXF_TRUNC,
+    FXF_WRITE,
+    HANDLE,
+    INIT,
+    LSTAT,
+    MAX_PACKET,
+    MKDIR,
+    NAME,
+    OPEN,
+    OPENDIR,
+    READ,
+    READDIR,
+    READLINK,
+    REALPATH,
+    REMOVE,
+    RENAME,
+    RMDIR,
+    SETSTAT,
+    STAT,
+    STATUS,
+    STATUS_NAMES,
+    SYMLINK,
+    VERSION,
+    WRITE,
+    Reader,
+    status_packet,
+    string,
+)
 
 KIND = "ssh.sftp"
-MAX_PACKET = 1 << 20  # OpenSSH sends at most 256 KiB + headers
-MAX_REORDER = 64 << 20  # bytes held to hash out-of-order reads/writes
-
-INIT, VERSION, OPEN, CLOSE, READ, WRITE, LSTAT, FSTAT, SETSTAT, FSETSTAT = (
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-)
-OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, REALPATH, STAT, RENAME, READLINK, SYMLINK = range(11, 21)
-STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED, EXTENDED_REPLY = 101, 102, 103, 104, 105, 200, 201
-
-FXF_READ, FXF_WRITE, FXF_APPEND, FXF_CREAT, FXF_TRUNC, FXF_EXCL = 1, 2, 4, 8, 0x10, 0x20
-FX_OK, FX_EOF, FX_PERMISSION_DENIED, FX_FAILURE, FX_OP_UNSUPPORTED = 0, 1, 3, 4, 8
-STATUS_NAMES = {
-    0: "OK", 1: "EOF", 2: "NO_SUCH_FILE", 3: "PERMISSION_DENIED", 4: "FAILURE",
-    5: "BAD_MESSAGE", 6: "NO_CONNECTION", 7: "CONNECTION_LOST", 8: "OP_UNSUPPORTED",
-}  # fmt: skip
 
 # name -> (the op it is recorded as, what its paths are checked as, how many path strings
 # follow the request id)
@@ -80,97 +99,6 @@ _PATH_OPS = {
     MKDIR: ("mkdir", "write"), RMDIR: ("rmdir", "write"), SETSTAT: ("setstat", "write"),
 }  # fmt: skip
 _QUIET = {"list"}  # recorded when the handle closes, with the number of entries
-
-
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: memoryview, pos: int) -> None:
-        self.data, self.pos = data, pos
-
-    def u32(self) -> int:
-        if self.pos + 4 > len(self.data):
-            raise RemoteProtocolError("sftp packet too short")
-        (value,) = struct.unpack_from(">I", self.data, self.pos)
-        self.pos += 4
-        return int(value)
-
-    def u64(self) -> int:
-        if self.pos + 8 > len(self.data):
-            raise RemoteProtocolError("sftp packet too short")
-        (value,) = struct.unpack_from(">Q", self.data, self.pos)
-        self.pos += 8
-        return int(value)
-
-    def string(self) -> memoryview:
-        size = self.u32()
-        if self.pos + size > len(self.data):
-            raise RemoteProtocolError("sftp string runs past its packet")
-        value = self.data[self.pos : self.pos + size]
-        self.pos += size
-        return value
-
-    def text(self) -> str:
-        return bytes(self.string()).decode("utf-8", "surrogateescape")
-
-
-def _string(value: bytes) -> bytes:
-    return struct.pack(">I", len(value)) + value
-
-
-def status_packet(request_id: int, code: int, message: str) -> bytes:
-    body = (
-        struct.pack(">BII", STATUS, request_id, code)
-        + _string(message.encode("utf-8", "replace"))
-        + _string(b"en")
-    )
-    return struct.pack(">I", len(body)) + body
-
-
-class Hasher:
-    """SHA-256 of a file's bytes in offset order, whatever order the pieces come in."""
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self.next = 0
-        self.bytes = 0
-        self._held: dict[int, bytes] = {}
-        self._held_bytes = 0
-        self.broken = ""
-
-    def add(self, offset: int, data: bytes | memoryview) -> None:
-        size = len(data)
-        self.bytes += size
-        if self.broken or not size:
-            return
-        if offset == self.next:
-            self._sha.update(data)
-            self.next += size
-            while self.next in self._held:
-                piece = self._held.pop(self.next)
-                self._held_bytes -= len(piece)
-                self._sha.update(piece)
-                self.next += len(piece)
-        elif offset > self.next:
-            if offset in self._held or self._held_bytes + size > MAX_REORDER:
-                self._break("pieces too far out of order to hash")
-                return
-            self._held[offset] = bytes(data)
-            self._held_bytes += size
-        else:
-            self._break("a range was transferred twice")
-
-    def _break(self, why: str) -> None:
-        self.broken = why
-        self._held.clear()
-        self._held_bytes = 0
-
-    def summary(self) -> dict[str, Any]:
-        if self.broken:
-            return {"bytes": self.bytes, "sha256": None, "hash_note": self.broken}
-        if self._held:
-            return {"bytes": self.bytes, "sha256": None, "hash_note": "gaps in the transfer"}
-        return {"bytes": self.bytes, "size": self.next, "sha256": self._sha.hexdigest()}
 
 
 @dataclass
@@ -338,7 +266,7 @@ class SftpRelay:
         ptype = packet[4]
         if ptype == INIT:
             return True
-        r = _Reader(packet, 5)
+        r = Reader(packet, 5)
         request_id = r.u32()
         if ptype in (READ, WRITE, FSTAT, FSETSTAT, READDIR, CLOSE):
             handle_id = bytes(r.string())
@@ -471,14 +399,14 @@ class SftpRelay:
 
     def _response(self, packet: memoryview, out: list[Command]) -> bool | bytes:
         ptype = packet[4]
-        r = _Reader(packet, 5)
+        r = Reader(packet, 5)
         if ptype == VERSION:
             self.version = r.u32()
             kept: list[bytes] = []
             while r.pos < len(packet):
                 name, value = r.string(), r.string()
                 if bytes(name).decode("utf-8", "replace") in EXTENSIONS:
-                    kept.append(_string(bytes(name)) + _string(bytes(value)))
+                    kept.append(string(bytes(name)) + string(bytes(value)))
             body = struct.pack(">BI", VERSION, self.version) + b"".join(kept)
             return struct.pack(">I", len(body)) + body
         request_id = r.u32()

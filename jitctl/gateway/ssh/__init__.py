@@ -114,8 +114,9 @@ async def run_session(io: Any) -> None:
 async def _relay(
     io: Any, policy: SshPolicy, upstream: Any, host_key: Any, mask: Mask | None
 ) -> None:
+    from jitctl.gateway.ssh.interface import GatewayServer
     from jitctl.gateway.ssh.relay import Bridge
-    from jitctl.gateway.ssh.server import Connection, GatewayServer
+    from jitctl.gateway.ssh.server import Connection
     from jitctl.gateway.ssh.wire import GatewayTransport
 
     loop = asyncio.get_running_loop()
@@ -184,10 +185,12 @@ async def _ssh_to_client(reader: asyncio.StreamReader, io: Any) -> None:
 
 
 def _accept_loop(transport: Any, conn: Any) -> None:
+    from jitctl.gateway.ssh import forwarding
+
     while transport.is_active() and not conn.closed.is_set():
         channel = transport.accept(1.0)
         if channel is not None:
-            conn.accepted(channel)
+            forwarding.accepted(conn, channel)
 
 
 def _watch(transport: Any, loop: asyncio.AbstractEventLoop, gone: asyncio.Future[None]) -> None:

@@ -6,8 +6,8 @@ gets its own host channel; its requests are forwarded as they come (pty with the
 modes, env, window changes) and the one that starts something (shell, exec, subsystem) is
 decided first (jitctl_ssh.policy), recorded durably, and only then sent to the host.
 
-- Authentication: the tunnel has already verified the caller's OIDC identity, so the client's
-  `none` (or any public key) is accepted and the user name it gives is only recorded.
+- paramiko's callbacks are in interface.py; exec requests (and approvals) in execs.py;
+  forwarding in forwarding.py. This module keeps the channels, their requests and refusals.
 - A refused shell or exec is accepted at the SSH level and answered on the channel: a line on
   stderr ("jitctl: denied ...") and exit status 126, so `ssh host cmd` prints why and fails;
   a refused subsystem or forwarding request is refused at the SSH level.
@@ -27,14 +27,12 @@ from typing import Any
 import paramiko
 
 import jitctl_ssh.events as events
-from jitctl.approvals.models import new_id
 from jitctl.gateway.ssh.relay import Bridge, ChannelRelay, RecordingFailed
 from jitctl.gateway.ssh.upstream import Upstream
 from jitctl.gateway.ssh.wire import request_pty
-from jitctl.plugin import Hold, Record
+from jitctl.plugin import Record
 from jitctl_ssh.channel import ChannelRecorder
 from jitctl_ssh.policy import Decision, SshPolicy
-from jitctl_ssh.scp import ScpRelay, parse_scp_command
 from jitctl_ssh.sftp import SftpRelay
 from jitctl_ssh.streammask import Mask
 
@@ -47,12 +45,11 @@ OPEN_PROHIBITED: int = paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 OPEN_CONNECT_FAILED: int = paramiko.OPEN_FAILED_CONNECT_FAILED
 AUTH_SUCCESSFUL: int = paramiko.AUTH_SUCCESSFUL
 OPEN_TIMEOUT = 15.0
-FORWARD_DATA_KIND = "ssh.forward.data"
 ENV_PASSED = frozenset({"LANG", "LANGUAGE", "TZ", "COLORTERM", "TERM_PROGRAM"})
 
 
 @dataclass
-class _Chan:
+class ChannelState:
     kind: str
     upstream: Any = None  # the host-side paramiko Channel
     pty: dict[str, Any] | None = None
@@ -89,7 +86,7 @@ class Connection:
         self.mask = mask
         self.client_user = ""
         self.transport: Any = None  # the client-facing (server) transport, set by the shell
-        self.channels: dict[int, _Chan] = {}
+        self.channels: dict[int, ChannelState] = {}
         self.lock = threading.Lock()
         self._home: str | None = None
         self.closed = threading.Event()
@@ -102,7 +99,7 @@ class Connection:
         self.client_user = username or "-"
         version = str(getattr(self.transport, "remote_version", "") or "")
         up = self.upstream
-        self._record_quietly(
+        self.record_quietly(
             events.connection(up.user, up.host_key, up.verdict.how, version, username)
         )
 
@@ -124,11 +121,11 @@ class Connection:
                 self._home = ""
         return self._home
 
-    def _state(self, channel: Any) -> _Chan | None:
+    def state(self, channel: Any) -> ChannelState | None:
         with self.lock:
             return self.channels.get(channel.get_id())
 
-    def _after_reply(self, channel: Any, action: Any) -> None:
+    def after_reply(self, channel: Any, action: Any) -> None:
         channel.jitctl_after_request = action
 
     # -- channels ---------------------------------------------------------------------------------
@@ -136,7 +133,7 @@ class Connection:
     def open_channel(self, kind: str, chanid: int) -> int:
         if kind != "session":
             decision = Decision("deny", "ssh.forward", f"{kind} channels are not relayed")
-            self._record_quietly(events.forward(kind, decision, channel=chanid))
+            self.record_quietly(events.forward(kind, decision, channel=chanid))
             return OPEN_PROHIBITED
         try:
             upstream = self.upstream.transport.open_session(timeout=OPEN_TIMEOUT)
@@ -144,50 +141,17 @@ class Connection:
             log.warning("host refused a session channel", extra={"error": str(exc)})
             return OPEN_CONNECT_FAILED
         with self.lock:
-            self.channels[chanid] = _Chan("session", upstream)
+            self.channels[chanid] = ChannelState("session", upstream)
         return OPEN_SUCCEEDED
 
-    def open_direct(
-        self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
-    ) -> int:
-        host, port = str(destination[0]), int(destination[1])
-        where = f"{origin[0]}:{origin[1]}"
-        decision = self.policy.check_forward("direct-tcpip", host, port)
-        try:
-            self.record(
-                events.forward(
-                    "direct-tcpip", decision, host=host, port=port, origin=where, channel=chanid
-                ),
-                wait=True,
-            )
-        except RecordingFailed:
-            return OPEN_PROHIBITED
-        if not decision.allowed:
-            return OPEN_PROHIBITED
-        try:
-            upstream = self.upstream.transport.open_channel(
-                "direct-tcpip", (host, port), (str(origin[0]), int(origin[1])), timeout=OPEN_TIMEOUT
-            )
-        except Exception as exc:
-            log.info("forward refused by the host", extra={"error": str(exc)})
-            return OPEN_CONNECT_FAILED
-        with self.lock:
-            self.channels[chanid] = _Chan("direct-tcpip", upstream, forward=(host, port, where))
-        return OPEN_SUCCEEDED
-
-    def accepted(self, channel: Any) -> None:
-        """A channel the client opened (paramiko's accept queue): forwards start relaying."""
-        state = self._state(channel)
-        if state is None or state.kind != "direct-tcpip" or state.started:
-            return
-        state.started = True
-        core = ChannelRecorder(
-            channel.get_id(), pty=False, chunk_size=self.chunk_size, data_kind=FORWARD_DATA_KIND
-        )
-        self._relay(channel, state, core, stderr=False, exit_status=False)
-
-    def _relay(
-        self, channel: Any, state: _Chan, core: Any, *, stderr: bool, exit_status: bool = True
+    def relay(
+        self,
+        channel: Any,
+        state: ChannelState,
+        core: Any,
+        *,
+        stderr: bool,
+        exit_status: bool = True,
     ) -> None:
         relay = ChannelRelay(
             self.bridge,
@@ -196,16 +160,16 @@ class Connection:
             core,
             stderr=stderr,
             exit_status=exit_status,
-            on_done=lambda r: self._forget(r.channel),
+            on_done=lambda r: self.forget(r.channel),
         )
         state.relay = relay
         relay.start()
 
-    def _forget(self, chanid: int) -> None:
+    def forget(self, chanid: int) -> None:
         with self.lock:
             self.channels.pop(chanid, None)
 
-    def _record_quietly(self, record: Any) -> None:
+    def record_quietly(self, record: Any) -> None:
         with contextlib.suppress(RecordingFailed):
             self.record(record)
 
@@ -214,7 +178,7 @@ class Connection:
     def pty(
         self, channel: Any, term: bytes, cols: int, rows: int, wpx: int, hpx: int, modes: bytes
     ) -> bool:
-        state = self._state(channel)
+        state = self.state(channel)
         if state is None or state.started:
             return False
         try:
@@ -231,7 +195,7 @@ class Connection:
         return True
 
     def env(self, channel: Any, name: bytes, value: bytes) -> bool:
-        state = self._state(channel)
+        state = self.state(channel)
         if state is None or state.started:
             return False
         text = name.decode("utf-8", "replace")[:100]  # names only: values may be secret
@@ -246,7 +210,7 @@ class Connection:
         return True
 
     def window_change(self, channel: Any, cols: int, rows: int, wpx: int, hpx: int) -> bool:
-        state = self._state(channel)
+        state = self.state(channel)
         if state is None:
             return False
         if state.pty is not None:
@@ -261,7 +225,7 @@ class Connection:
         return True
 
     def shell(self, channel: Any) -> bool:
-        state = self._state(channel)
+        state = self.state(channel)
         if state is None or state.started:
             return False
         state.started = True
@@ -271,119 +235,18 @@ class Connection:
         except RecordingFailed:
             return False
         if not decision.allowed:
-            self._after_reply(channel, lambda: self._refuse(channel, state, decision))
+            self.after_reply(channel, lambda: self.refuse(channel, state, decision))
             return True
         try:
             state.upstream.invoke_shell()
         except Exception as exc:
-            self._record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
+            self.record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
             return False
-        self._after_reply(channel, self._start_session_relay(channel, state))
+        self.after_reply(channel, self.start_session_relay(channel, state))
         return True
-
-    def exec(self, channel: Any, command_bytes: bytes) -> bool:
-        state = self._state(channel)
-        if state is None or state.started:
-            return False
-        state.started = True
-        command = command_bytes.decode("utf-8", "surrogateescape")
-        decision, analysis = self.policy.check_command(command)
-        scp = None
-        if decision.action != "deny" and len(analysis.commands) == 1 and not analysis.opaque:
-            scp = parse_scp_command(analysis.commands[0])
-        if scp is not None and scp.mode == "download":
-            home = self.home() if self.policy.has_path_rules else ""
-            for path in scp.paths:
-                full = path if path.startswith("/") or not home else f"{home}/{path}"
-                checked = self.policy.check_file("read", full)
-                if not checked.allowed:
-                    decision = checked
-                    break
-        held = None
-        if decision.action == "approve":
-            held = Hold(new_id(), command, {"kind": "ssh.exec", "rule": decision.rule,
-                                             "reason": decision.reason})  # fmt: skip
-        record = events.exec_(
-            channel.get_id(), command, decision, analysis, state.pty, state.env,
-            f"scp {scp.mode}" if scp else "", hold=held.hold_id if held else "",
-        )  # fmt: skip
-        try:
-            self.record(record, wait=True)
-        except RecordingFailed:
-            return False
-        if held is not None:
-            self._after_reply(
-                channel, lambda: self._await_approval(channel, state, command_bytes, held, scp)
-            )
-            return True
-        if not decision.allowed:
-            self._after_reply(channel, lambda: self._refuse(channel, state, decision))
-            return True
-        if not self._run_on_host(channel, state, command_bytes):
-            return False
-        self._after_reply(channel, lambda: self._start_exec_relay(channel, state, scp))
-        return True
-
-    def _run_on_host(self, channel: Any, state: _Chan, command_bytes: bytes) -> bool:
-        try:
-            state.upstream.exec_command(command_bytes)
-        except Exception as exc:
-            self._record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
-            return False
-        return True
-
-    def _start_exec_relay(self, channel: Any, state: _Chan, scp: Any) -> None:
-        if scp is None:
-            self._start_session_relay(channel, state)()
-            return
-        absolute = scp.paths[0].startswith("/")
-        home = self.home() if (self.policy.has_path_rules or not absolute) else ""
-        core = ScpRelay(channel.get_id(), scp, self.policy, home=home)
-        self._relay(channel, state, core, stderr=True)
-
-    def _await_approval(
-        self, channel: Any, state: _Chan, command_bytes: bytes, held: Hold, scp: Any
-    ) -> None:
-        """An exec held for approval (after the request's reply): say so on stderr, wait for
-        the decision, then run exactly the held command or refuse it."""
-        chanid = channel.get_id()
-        reason = str(held.details.get("reason") or "")
-        waiting = (
-            f"jitctl: {reason}; waiting up to {self.approval_timeout:g}s for an approval "
-            f"(an approver runs: jitctl request approve {held.hold_id})\r\n"
-        )
-        with contextlib.suppress(Exception):
-            channel.sendall_stderr(waiting.encode())
-        try:
-            review = self.bridge.run(self.hold(held)) if self.hold else None
-        except Exception as exc:
-            log.warning("approval wait failed", extra={"error": str(exc)})
-            review = None
-        rule = str(held.details.get("rule") or "")
-        if review is None or not review.approved:
-            outcome = review.outcome if review is not None else "unavailable"
-            why = f"not approved ({outcome}" + (
-                f": {review.reason})" if review and review.reason else ")"
-            )
-            decision = Decision("deny", rule, why, wanted="approve")
-        else:
-            by = ", ".join(review.by) or "an approver"
-            decision = Decision("allow", rule, f"approved by {by}")
-        try:
-            self.record(events.approved_exec(chanid, held.hold_id, decision), wait=True)
-        except RecordingFailed:
-            self._refuse(channel, state, Decision("deny", rule, "audit store unavailable"))
-            return
-        if not decision.allowed:
-            self._refuse(channel, state, decision)
-            return
-        if not self._run_on_host(channel, state, command_bytes):
-            self._refuse(channel, state, Decision("deny", rule, "the host refused the command"))
-            return
-        self._start_exec_relay(channel, state, scp)
 
     def subsystem(self, channel: Any, name: str) -> bool:
-        state = self._state(channel)
+        state = self.state(channel)
         if state is None or state.started:
             return False
         state.started = True
@@ -398,13 +261,13 @@ class Connection:
         try:
             state.upstream.invoke_subsystem(name)
         except Exception as exc:
-            self._record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
+            self.record_quietly(events.channel_error(channel.get_id(), f"host: {exc}"))
             return False
         core = SftpRelay(channel.get_id(), self.policy, home=home)
-        self._after_reply(channel, lambda: self._relay(channel, state, core, stderr=True))
+        self.after_reply(channel, lambda: self.relay(channel, state, core, stderr=True))
         return True
 
-    def _start_session_relay(self, channel: Any, state: _Chan) -> Any:
+    def start_session_relay(self, channel: Any, state: ChannelState) -> Any:
         """What starts recording a shell or command channel (run it after the reply)."""
         pty = state.pty is not None
         core = ChannelRecorder(
@@ -420,11 +283,11 @@ class Connection:
                     ):
                         if isinstance(command, Record):
                             self.bridge.record(command)
-            self._relay(channel, state, core, stderr=not pty)
+            self.relay(channel, state, core, stderr=not pty)
 
         return start
 
-    def _refuse(self, channel: Any, state: _Chan, decision: Decision) -> None:
+    def refuse(self, channel: Any, state: ChannelState, decision: Decision) -> None:
         try:
             channel.sendall_stderr(f"jitctl: denied: {decision.reason}\r\n".encode())
             channel.send_exit_status(DENIED_STATUS)
@@ -435,69 +298,7 @@ class Connection:
             channel.close()
             with contextlib.suppress(Exception):
                 state.upstream.close()
-            self._forget(channel.get_id())
-
-    # -- forwarding requests --------------------------------------------------------------------
-
-    def refuse_forward(self, kind: str, channel: Any = None, **where: Any) -> bool:
-        decision = Decision("deny", "ssh.forward", f"{kind} is not relayed by the gateway")
-        chanid = channel.get_id() if channel is not None else None
-        self._record_quietly(events.forward(kind, decision, channel=chanid, **where))
-        return False
-
-    def remote_forward(self, address: str, port: int) -> int | bool:
-        decision = self.policy.check_forward("tcpip-forward", address, port)
-        try:
-            self.record(
-                events.forward("tcpip-forward", decision, host=address, port=port), wait=True
-            )
-        except RecordingFailed:
-            return False
-        if not decision.allowed:
-            return False
-        try:
-            bound = self.upstream.transport.request_port_forward(
-                address, port, handler=self._forwarded
-            )
-        except Exception as exc:
-            log.info("host refused a remote forward", extra={"error": str(exc)})
-            return False
-        return int(bound)
-
-    def cancel_remote_forward(self, address: str, port: int) -> None:
-        with contextlib.suppress(Exception):
-            self.upstream.transport.cancel_port_forward(address, port)
-
-    def _forwarded(
-        self, upstream_chan: Any, origin: tuple[str, int], server: tuple[str, int]
-    ) -> None:
-        """The host opened a connection on a remote-forwarded port (upstream transport thread)."""
-
-        def open_to_client() -> None:
-            where = f"{origin[0]}:{origin[1]}"
-            allowed = Decision("allow", "ssh.forward")
-            try:
-                self.record(
-                    events.forward(
-                        "forwarded-tcpip", allowed, host=str(server[0]), port=int(server[1]),
-                        origin=where,
-                    ),
-                    wait=True,
-                )  # fmt: skip
-                client_chan = self.transport.open_forwarded_tcpip_channel(origin, server)
-            except Exception:
-                upstream_chan.close()
-                return
-            state = _Chan("forwarded-tcpip", upstream_chan, started=True)
-            with self.lock:
-                self.channels[client_chan.get_id()] = state
-            core = ChannelRecorder(
-                client_chan.get_id(), pty=False, chunk_size=self.chunk_size,
-                data_kind=FORWARD_DATA_KIND,
-            )  # fmt: skip
-            self._relay(client_chan, state, core, stderr=False, exit_status=False)
-
-        threading.Thread(target=open_to_client, name="ssh-forwarded", daemon=True).start()
+            self.forget(channel.get_id())
 
     def close(self) -> None:
         self.closed.set()
@@ -510,68 +311,3 @@ class Connection:
             elif state.upstream is not None:
                 with contextlib.suppress(Exception):
                     state.upstream.close()
-
-
-class GatewayServer(paramiko.ServerInterface):  # type: ignore[misc]
-    """paramiko's server callbacks, each handed to the `Connection`."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def get_allowed_auths(self, username: str) -> str:
-        return "none,publickey"
-
-    def check_auth_none(self, username: str) -> int:
-        self.conn.authenticated(username)
-        return AUTH_SUCCESSFUL
-
-    def check_auth_publickey(self, username: str, key: Any) -> int:
-        self.conn.authenticated(username)
-        return AUTH_SUCCESSFUL
-
-    def check_channel_request(self, kind: str, chanid: int) -> int:
-        return self.conn.open_channel(kind, chanid)
-
-    def check_channel_direct_tcpip_request(
-        self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
-    ) -> int:
-        return self.conn.open_direct(chanid, origin, destination)
-
-    def check_channel_pty_request(
-        self, channel: Any, term: bytes, width: int, height: int, wpx: int, hpx: int, modes: bytes
-    ) -> bool:
-        return self.conn.pty(channel, term, width, height, wpx, hpx, modes)
-
-    def check_channel_env_request(self, channel: Any, name: bytes, value: bytes) -> bool:
-        return self.conn.env(channel, name, value)
-
-    def check_channel_shell_request(self, channel: Any) -> bool:
-        return self.conn.shell(channel)
-
-    def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
-        return self.conn.exec(channel, command)
-
-    def check_channel_subsystem_request(self, channel: Any, name: str) -> bool:
-        return self.conn.subsystem(channel, name)
-
-    def check_channel_window_change_request(
-        self, channel: Any, width: int, height: int, wpx: int, hpx: int
-    ) -> bool:
-        return self.conn.window_change(channel, width, height, wpx, hpx)
-
-    def check_channel_x11_request(self, channel: Any, *args: Any) -> bool:
-        return self.conn.refuse_forward("x11", channel)
-
-    def check_channel_forward_agent_request(self, channel: Any) -> bool:
-        return self.conn.refuse_forward("agent", channel)
-
-    def check_port_forward_request(self, address: str, port: int) -> int | bool:
-        return self.conn.remote_forward(address, port)
-
-    def cancel_port_forward_request(self, address: str, port: int) -> None:
-        self.conn.cancel_remote_forward(address, port)
-
-    def check_global_request(self, kind: str, msg: Any) -> bool:
-        if kind.startswith(("streamlocal-forward", "cancel-streamlocal-forward")):
-            return self.conn.refuse_forward(kind)
-        return False
