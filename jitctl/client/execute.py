@@ -5,7 +5,8 @@ Rules:
   ambient GitHub Actions OIDC token when `ACTIONS_ID_TOKEN_REQUEST_URL` is set and an audience
   is configured (`--audience` or `JITCTL_OIDC_AUDIENCE`), else the stored login.
 - One tunnel per target; the child's environment points at them (DATABASE_URL and PG* for
-  Postgres, <NAME>_URL for HTTP, <NAME>_HOST/_PORT for anything). Nothing in that environment is
+  Postgres, <NAME>_URL for HTTP, <NAME>_SSH_CONFIG/_SSH_HOST for SSH with the gateway's host
+  key pinned, <NAME>_HOST/_PORT for anything). Nothing in that environment is
   an upstream credential: the broker authenticates upstream itself.
 - Every session opened for this run carries the agent label, the command line, the reason and
   one correlation id.
@@ -132,6 +133,15 @@ def child_environment(
                 env.pop("PGPASSWORD", None)  # never let a stray password reach the upstream leg
         elif protocol == "http":
             env[f"{name}_URL"] = f"http://{host}:{port}"
+        elif protocol == "ssh" and tunnel.get("ssh_host_key"):
+            from jitctl.client.ssh import tunnel_environment
+
+            # `ssh -F $<NAME>_SSH_CONFIG $<NAME>_SSH_HOST`: the gateway's host key is pinned.
+            ssh_env, config = tunnel_environment(
+                name, tunnel["target"], port, tunnel["ssh_host_key"]
+            )
+            env.update(ssh_env)
+            tunnel["ssh_config"] = str(config)
         else:
             env[f"{name}_ADDR"] = f"{host}:{port}"
     return env
@@ -184,6 +194,7 @@ async def run_exec(
                     "port": port,
                     "user": reply.get("user", ""),
                     "database": reply.get("database", ""),
+                    "ssh_host_key": reply.get("ssh_host_key", ""),
                 }
             )
         env = child_environment(dict(os.environ), tunnels, correlation_id)
@@ -196,6 +207,9 @@ async def run_exec(
     finally:
         for listener in listeners:
             await listener.close()
+        for tunnel in tunnels:  # the ssh config names a port that is closed now
+            if tunnel.get("ssh_config"):
+                Path(tunnel["ssh_config"]).unlink(missing_ok=True)
 
 
 def _quiet(message: str) -> None:

@@ -319,3 +319,12 @@ def test_a_held_command_runs_only_once_an_approver_says_yes(
         assert run.returncode == 126 and not marker.exists()
         assert "not approved (denied" in err
         assert decided["decision"] == "deny"
+
+
+def test_jitctl_exec_gives_the_agent_an_ssh_config_with_the_gateway_key_pinned(
+    broker: BrokerProcess,
+) -> None:
+    script = 'ssh -F "$WEB_SSH_CONFIG" "$WEB_SSH_HOST" echo hello-from-exec'
+    result = broker.jitctl("exec", "-t", "web", "--agent", "ssh-bot", "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello-from-exec"
