@@ -57,6 +57,9 @@ def exec_(
     audience: str | None = typer.Option(
         None, "--audience", help="Audience for the ambient GitHub Actions OIDC token."
     ),
+    gcp: str | None = typer.Option(
+        None, "--gcp", help="GCP target: give the command short-lived GCP credentials."
+    ),
 ) -> None:
     """Run a command with tunnels open and its environment pointing at them:
     jitctl exec -t pg-prod --agent triage-bot -- python agent.py"""
@@ -74,6 +77,7 @@ def exec_(
             token_file=token_file,
             token_env=token_env,
             audience=audience,
+            gcp=gcp,
         )
     )
     raise typer.Exit(code)

@@ -10,6 +10,9 @@ Rules:
   an upstream credential: the broker authenticates upstream itself.
 - Every session opened for this run carries the agent label, the command line, the reason and
   one correlation id.
+- `--gcp NAME`: GOOGLE_APPLICATION_CREDENTIALS points at an external_account config whose
+  credential source is jitctl itself (refreshed through the broker as this identity, never a
+  key); the file is removed when the command ends.
 - Signals to jitctl are passed to the child; the tunnels close after it exits; jitctl exits
   with the child's status (128+N when a signal killed it).
 """
@@ -21,8 +24,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +162,7 @@ async def run_exec(
     token_file: str | None = None,
     token_env: str | None = None,
     audience: str | None = None,
+    gcp: str | None = None,
 ) -> int:
     if not command:
         raise UsageError(
@@ -169,6 +175,7 @@ async def run_exec(
     correlation_id = uuid.uuid4().hex
     command_line = shlex.join(command)
     listeners: list[LocalListener] = []
+    gcp_dir: Path | None = None
     tunnels: list[dict[str, Any]] = []
     try:
         for target in targets:
@@ -198,6 +205,9 @@ async def run_exec(
                 }
             )
         env = child_environment(dict(os.environ), tunnels, correlation_id)
+        if gcp is not None:
+            gcp_dir = Path(tempfile.mkdtemp(prefix="jitctl-gcp-"))
+            env.update(await asyncio.to_thread(_gcp_environment, settings, token, gcp, gcp_dir))
         if json_out:
             sys.stdout.write(
                 json.dumps({"correlation_id": correlation_id, "tunnels": tunnels}) + "\n"
@@ -205,11 +215,30 @@ async def run_exec(
             sys.stdout.flush()
         return await _run_child(command, env)
     finally:
+        if gcp_dir is not None:
+            shutil.rmtree(gcp_dir, ignore_errors=True)
         for listener in listeners:
             await listener.close()
         for tunnel in tunnels:  # the ssh config names a port that is closed now
             if tunnel.get("ssh_config"):
                 Path(tunnel["ssh_config"]).unlink(missing_ok=True)
+
+
+def _gcp_environment(
+    settings: Any, token: Callable[[], str], target: str, where: Path
+) -> dict[str, str]:
+    """An external_account config (no key, no token: client libraries run `jitctl creds
+    gcp-subject-token` to refresh, as this identity) in a private directory, and the two
+    variables that make google-auth use it."""
+    from jitctl.client import gcp
+
+    info = gcp.request_subject_token(settings.url, settings.ca_file, token(), target or None)
+    command = gcp.executable_command(str(info["target"]), settings.url, settings.ca_file)
+    path = where / "gcp-external-account.json"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(gcp.external_account_config(info, command), out)
+    return {"GOOGLE_APPLICATION_CREDENTIALS": str(path), gcp.ALLOW_EXECUTABLES: "1"}
 
 
 def _quiet(message: str) -> None:
