@@ -166,6 +166,7 @@ class RuleMatch(_Model):
     command: list[str] = []
     method: list[str] = []
     path: list[str] = []
+    body: dict[str, list[str]] = {}  # http: JSON body field (dotted path) -> value globs
 
 
 class Rule(_Model):
@@ -180,6 +181,30 @@ class Rule(_Model):
 class Mask(_Model):
     columns: list[str] = []
     detectors: list[str] = []
+
+
+class HttpOptions(_Model):
+    """`[targets.http]`: the HTTP reverse proxy (docs/http.md)."""
+
+    auth_header: str = "Authorization"  # where the broker's credential goes
+    auth_scheme: str = "Bearer"  # "" for a bare API key; "Basic" for credential.user:password
+    drop_headers: list[str] = []  # more client headers to remove (Authorization etc. always are)
+    drop_cookies: bool = True  # a client's cookies are a credential too
+    record_headers: list[str] = [
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "user-agent",
+        "accept",
+        "location",
+        "x-request-id",
+        "authorization",
+        "cookie",
+        "set-cookie",
+    ]
+    body_limit: int = Field(default=4096, ge=0, le=1 << 20)  # bytes of each body recorded
+    mask_limit: int = Field(default=8 << 20, ge=1024, le=256 << 20)  # largest body masked
 
 
 class SshOptions(_Model):
@@ -269,6 +294,7 @@ class Target(_Model):
     masks: list[Mask] = []
     record_rows: int = Field(default=0, ge=0, le=1000)  # postgres: first N masked rows per result
     ssh: SshOptions = SshOptions()
+    http: HttpOptions = HttpOptions()
     access: AccessRules = AccessRules()
 
     _durations = field_validator("max_session", mode="before")(_duration)
@@ -535,7 +561,7 @@ class BrokerConfig(_Model):
                     f"targets[{index}].credential.gcp",
                     f"{name!r} is not one of the [[gcp.targets]]",
                 )
-            if not gcp.service_account:
+            if not gcp.service_account and target.protocol != "http":
                 raise _KeyProblem(
                     f"targets[{index}].credential.gcp",
                     f"gcp target {name!r} has no service_account; Cloud SQL IAM login needs one",

@@ -344,6 +344,33 @@ async def gcp_database_credential(
     }
 
 
+async def gcp_access_token(
+    runtime: Any, target: Any, identity: Identity, *, session_id: str = ""
+) -> dict[str, str]:
+    """A GCP access token for an http target with `credential = { gcp = "<gcp target>" }`:
+    minted for this caller exactly as `jitctl gcp token` would be (scopes, boundary), lasting
+    at most the session. Recorded as `gcp.credential` (purpose http-proxy); raises GcpError."""
+    broker = broker_of(runtime)
+    gcp_target = broker.section.target(target.credential.gcp)
+    try:
+        if gcp_target is None:  # config validation prevents it
+            raise GcpError(
+                500, "config", f"gcp target {target.credential.gcp!r} is not usable", "policy"
+            )
+        minted = await broker.mint(
+            identity,
+            gcp_target,
+            purpose="http-proxy",
+            lifetime=min(gcp_target.lifetime, target.max_session),
+            record_target=target.name,
+            session_id=session_id,
+        )
+    except GcpError as exc:
+        await broker.record_error(identity, target.name, exc, purpose="http-proxy")
+        raise
+    return {"token": minted.token, "expires_at": str(minted.expires_at)}
+
+
 __all__ = [
     "GcpBroker",
     "GcpError",
@@ -352,5 +379,6 @@ __all__ = [
     "cloudsql_username",
     "exchange",
     "federated_principal",
+    "gcp_access_token",
     "gcp_database_credential",
 ]

@@ -97,7 +97,10 @@ def resolve_credential(target: Any) -> dict[str, str]:
                 "cannot read credential file",
                 extra={"event": "credential.error", "target": target.name, "error": str(exc)},
             )
-    return {"user": cred.user, "password": password, "database": cred.database}
+    found = {"user": cred.user, "password": password, "database": cred.database}
+    if cred.token_env:  # http: a static bearer token or API key
+        found["token"] = os.environ.get(cred.token_env, "")
+    return found
 
 
 async def upstream_credential(
@@ -107,14 +110,17 @@ async def upstream_credential(
     recorded) for this caller (docs/gcp.md). A failed mint refuses the session."""
     if not getattr(target.credential, "gcp", ""):
         return resolve_credential(target)
-    from jitctl.broker.gcp import GcpError, gcp_database_credential
+    from jitctl.broker.gcp import GcpError, gcp_access_token, gcp_database_credential
 
+    what = "a GCP access token" if target.protocol == "http" else "a GCP IAM login"
     try:
+        if target.protocol == "http":  # a per-user access token the proxy injects
+            return await gcp_access_token(runtime, target, identity, session_id=session_id)
         return await gcp_database_credential(runtime, target, identity, session_id=session_id)
     except GcpError as exc:
         raise Refused(
             "denied" if exc.status == 403 else "upstream",
-            f"cannot get a GCP IAM login for {target.name}: {exc.reason}",
+            f"cannot get {what} for {target.name}: {exc.reason}",
             "the broker's audit trail (gcp.credential.error) has the details",
         ) from None
 

@@ -1,0 +1,598 @@
+"""The http plugin's shell: h11 on both legs of a reverse proxy (docs/http.md).
+
+`run_session(io)` is the http plugin's `run_session` (jitctl.plugin, custom shells). One tunnel
+is one client connection, which may carry many requests (keep-alive). For each request:
+
+1. h11 (server side) parses the client's request; the path is made canonical and the target's
+   rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
+2. `http.request` is recorded — durably before anything is forwarded for methods that can change
+   something (anything but GET, HEAD, OPTIONS); a deny, a refused approval or an ambiguous path
+   is answered here with a JSON body naming the rule and never reaches the upstream;
+3. the request goes upstream (h11, client side) with the client's credentials dropped and the
+   broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
+4. the response is streamed back; only a response the target masks (JSON or text, with masks
+   configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
+5. `http.response` records status, timing, headers and bounded, masked body excerpts.
+
+An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
+raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+from jitctl_http import bodies, headers
+from jitctl_http.policy import AmbiguousPath, Decision, HttpPolicy, canonical_path
+
+from jitctl.plugin import Hold, Record
+
+READ_SIZE = 256 * 1024
+FLUSH_SIZE = 64 * 1024
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    prefix: str  # a path the target's URL names, prepended to every request's path
+
+    @classmethod
+    def parse(cls, address: str) -> Upstream:
+        if "://" not in address:
+            address = f"http://{address}"
+        parts = urlsplit(address)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname or "", port, parts.path.rstrip("/"))
+
+    @property
+    def host_header(self) -> bytes:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == default else f"{host}:{self.port}").encode()
+
+
+class UpstreamConnection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def open(cls, upstream: Upstream) -> UpstreamConnection:
+        context = ssl.create_default_context() if upstream.scheme == "https" else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                upstream.host,
+                upstream.port,
+                ssl=context,
+                server_hostname=upstream.host if context else None,
+                limit=READ_SIZE,
+            ),
+            timeout=10,
+        )
+        return cls(reader, writer)
+
+    async def send(self, event: Any, drain: bool = True) -> None:
+        data = self.h11.send(event)
+        if data:
+            self.writer.write(data)
+        if drain:
+            await self.writer.drain()
+
+    async def next_event(self) -> Any:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.reader.read(READ_SIZE))
+                continue
+            return event
+
+    @property
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("error", ""))
+        self.status, self.body = status, body
+
+
+async def run_session(io: Any) -> None:
+    target = io.context.target
+    upstream = Upstream.parse(target.address)
+    try:
+        first = await UpstreamConnection.open(upstream)
+    except (OSError, TimeoutError) as exc:
+        await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {exc}")
+        return
+    await io.start()
+    proxy = Proxy(io, upstream, first)
+    try:
+        await proxy.run()
+    finally:
+        proxy.close()
+
+
+class Proxy:
+    def __init__(self, io: Any, upstream: Upstream, first: UpstreamConnection) -> None:
+        self.io = io
+        self.target = io.context.target
+        self.options = self.target.http
+        self.upstream = upstream
+        self.up: UpstreamConnection | None = first
+        self.client = h11.Connection(h11.SERVER)
+        self.policy = HttpPolicy.from_target(self.target, io.context.groups)
+        self.injected = headers.credential_header(
+            self.options, io.context.settings.get("credential", {})
+        )
+        self.approvals = bool(io.context.settings.get("approvals"))
+        self.masks: Any = None
+        if any(m.columns or m.detectors for m in self.target.masks):
+            from jitctl.masking import MaskPolicy
+
+            self.masks = MaskPolicy.from_config(self.target.masks)
+        self.fields = bodies.field_names(self.target.masks)
+        credential = io.context.settings.get("credential", {})
+        self.secrets = [
+            v.encode("latin-1", "replace")
+            for v in (credential.get("token"), credential.get("password"))
+            if v
+        ]
+        if self.injected is not None:
+            self.secrets.append(self.injected[1])
+        self.pending = bytearray()
+
+    def close(self) -> None:
+        if self.up is not None:
+            self.up.close()
+
+    # --- the client leg -------------------------------------------------------------------
+
+    async def client_event(self) -> Any:
+        while True:
+            event = self.client.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self.client.they_are_waiting_for_100_continue:
+                await self.to_client(h11.InformationalResponse(status_code=100), flush=True)
+            self.client.receive_data(await self.io.read())
+
+    async def to_client(self, event: Any, flush: bool = False) -> None:
+        data = self.client.send(event)
+        if data:
+            self.pending += data
+        if self.pending and (flush or len(self.pending) >= FLUSH_SIZE):
+            out = bytes(self.pending)
+            self.pending.clear()
+            await self.io.write(out)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self.client_event()
+            except h11.RemoteProtocolError as exc:
+                if self.client.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    body = {"error": f"bad request: {exc}"}
+                    with contextlib.suppress(h11.LocalProtocolError):
+                        await self.json_reply(exc.error_status_hint, body, close=True)
+                return
+            if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
+                return
+            if not await self.exchange(event):
+                return
+            if self.client.our_state is not h11.DONE or self.client.their_state is not h11.DONE:
+                return
+            self.client.start_next_cycle()
+
+    async def json_reply(self, status: int, body: dict[str, Any], close: bool = False) -> None:
+        data = json.dumps(body).encode()
+        fields = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        if close:
+            fields.append((b"connection", b"close"))
+        await self.to_client(h11.Response(status_code=status, headers=fields))
+        await self.to_client(h11.Data(data=data))
+        await self.to_client(h11.EndOfMessage(), flush=True)
+
+    # --- one request ----------------------------------------------------------------------
+
+    async def exchange(self, request: h11.Request) -> bool:
+        """Decide, forward and record one request; False when the connection must end."""
+        started = time.monotonic()
+        time_us = time.time_ns() // 1000
+        method = request.method.decode("ascii", "replace").upper()
+        raw_target = request.target.decode("latin-1")
+        path, query = raw_target.partition("?")[0], raw_target.partition("?")[2]
+        base = {"method": method, "path": path, "query": query}
+        request_type = headers.header(request.headers, b"content-type")
+        early: list[bytes] = []
+        complete = False
+        try:
+            path, query = canonical_path(raw_target)
+            base["path"] = path
+            body = None
+            if self.policy.needs_body(method, path):
+                early, complete = await self.read_body(self.options.mask_limit)
+                body = b"".join(early) if complete else None
+            decision = self.policy.decide(method, path, body)
+        except (AmbiguousPath, UnicodeDecodeError) as exc:
+            decision = Decision("deny", "path", str(exc))
+            return await self.refuse(request, base, decision, 400, time_us, started, complete)
+        upstream_headers, dropped = headers.to_upstream(
+            request.headers,
+            self.options,
+            self.upstream.host_header,
+            self.injected,
+            identity_encoding=self.masks is not None,
+        )
+        recorded = self.io.record(
+            Record(
+                "http.request",
+                {
+                    **base,
+                    "headers": headers.for_record(request.headers, self.options),
+                    "decision": decision.action,
+                    "rule": decision.rule,
+                    "client_credentials_dropped": dropped,
+                },
+            ),
+            time_us,
+        )
+        if decision.action == "approve":
+            decision = await self.approve(method, raw_target, decision)
+        if decision.action != "allow":
+            return await self.refuse(request, base, decision, 403, time_us, started, complete)
+        if method not in SAFE_METHODS:
+            await recorded  # write-ahead: a change is on record before it is made
+        try:
+            return await self.forward(
+                request, upstream_headers, early, complete, base, request_type, time_us, started
+            )
+        except Refusal as refusal:
+            self.drop_upstream()
+            if self.client.our_state is not h11.SEND_RESPONSE:
+                return False  # the response had started: all we can do is cut it
+            self.record_response(base, time_us, started, refusal.status, by="broker")
+            await self.json_reply(refusal.status, refusal.body, close=True)
+            return False
+
+    async def read_body(self, limit: int) -> tuple[list[bytes], bool]:
+        """The request body's chunks read so far, and whether that is all of it (≤ limit)."""
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            event = await self.client_event()
+            if isinstance(event, h11.EndOfMessage):
+                return chunks, True
+            if isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+                size += len(event.data)
+        return chunks, False
+
+    async def approve(self, method: str, raw_target: str, decision: Decision) -> Decision:
+        if not self.approvals:
+            return Decision(
+                "deny",
+                decision.rule,
+                "this request needs approval and this broker offers no approvals",
+            )
+        review = await self.io.hold(
+            Hold(
+                uuid.uuid4().hex,
+                f"{method} {raw_target}",
+                {"kind": "http.request", "rule": decision.rule, "reason": decision.message},
+            )
+        )
+        if review.approved:
+            return Decision("allow", decision.rule, "approved")
+        return Decision("deny", decision.rule, f"approval {review.outcome}: {review.reason}")
+
+    async def refuse(
+        self,
+        request: h11.Request,
+        base: dict[str, Any],
+        decision: Decision,
+        status: int,
+        time_us: int,
+        started: float,
+        complete: bool,
+    ) -> bool:
+        """Answer a request the upstream never sees; the rest of its body is discarded."""
+        if not complete:
+            complete = await self.discard_body()
+        body = {
+            "error": "denied by policy" if status == 403 else "bad request",
+            "rule": decision.rule,
+            "message": decision.message,
+            "method": base["method"],
+            "path": base["path"],
+            "target": self.target.name,
+        }
+        self.record_response(base, time_us, started, status, by="broker", rule=decision.rule)
+        await self.json_reply(status, body, close=not complete)
+        return complete
+
+    async def discard_body(self) -> bool:
+        """Read what is already here of a refused request's body; True if it all was."""
+        while True:
+            event = self.client.next_event()
+            if event is h11.NEED_DATA:
+                return False  # more is on its way: answer and close rather than read it all
+            if isinstance(event, h11.EndOfMessage):
+                return True
+
+    # --- the upstream leg -----------------------------------------------------------------
+
+    def drop_upstream(self) -> None:
+        if self.up is not None:
+            self.up.close()
+            self.up = None
+
+    async def connection(self) -> UpstreamConnection:
+        if self.up is not None and self.up.h11.our_state is h11.IDLE:
+            return self.up
+        self.drop_upstream()
+        try:
+            self.up = await UpstreamConnection.open(self.upstream)
+        except (OSError, TimeoutError) as exc:
+            raise Refusal(502, {"error": f"cannot reach {self.target.name}: {exc}"}) from None
+        return self.up
+
+    async def forward(
+        self,
+        request: h11.Request,
+        upstream_headers: list[tuple[bytes, bytes]],
+        early: list[bytes],
+        complete: bool,
+        base: dict[str, Any],
+        request_type: bytes,
+        time_us: int,
+        started: float,
+    ) -> bool:
+        up = await self.connection()
+        sent = bodies.Capture(self.options.body_limit)
+        try:
+            await up.send(
+                h11.Request(
+                    method=request.method,
+                    target=self.upstream.prefix.encode() + request.target,
+                    headers=upstream_headers,
+                ),
+                drain=False,
+            )
+            for chunk in early:
+                sent.feed(chunk)
+                await up.send(h11.Data(data=chunk))
+            while not complete:
+                event = await self.client_event()
+                if isinstance(event, h11.EndOfMessage):
+                    break
+                if isinstance(event, h11.Data):
+                    sent.feed(bytes(event.data))
+                    await up.send(h11.Data(data=event.data))
+            await up.send(h11.EndOfMessage())
+            response = await up.next_event()
+            while isinstance(response, h11.InformationalResponse) and response.status_code != 101:
+                response = await up.next_event()
+        except (OSError, h11.ProtocolError) as exc:
+            raise Refusal(502, {"error": f"{self.target.name} failed: {exc}"}) from None
+        if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
+            return await self.upgraded(response, base, time_us, started)
+        if not isinstance(response, h11.Response):
+            raise Refusal(502, {"error": f"{self.target.name} closed the connection"})
+        content_type = headers.header(response.headers, b"content-type")
+        encoding = headers.header(response.headers, b"content-encoding").lower()
+        masked = (
+            self.masks is not None
+            and bodies.maskable(content_type)
+            and base["method"] != "HEAD"
+            and response.status_code not in (204, 304)
+        )
+        if masked and encoding not in (b"", b"identity"):
+            raise Refusal(502, {"error": "the upstream sent an encoded body the gateway masks"})
+        received = bodies.Capture(self.options.body_limit)
+        counts: Counter[str] = Counter()
+        try:
+            if masked:
+                counts = await self.masked_response(up, response, content_type, received)
+            else:
+                await self.streamed_response(up, response, received)
+        except (OSError, h11.ProtocolError) as exc:
+            raise Refusal(502, {"error": f"{self.target.name} failed: {exc}"}) from None
+        if up.reusable:
+            up.h11.start_next_cycle()
+        else:
+            self.drop_upstream()
+        request_text, request_counts = bodies.for_record(
+            sent, request_type, self.masks, self.fields
+        )
+        response_text, _ = bodies.for_record(  # a masked body is recorded as sent
+            received, content_type, None if masked else self.masks, self.fields
+        )
+        self.record_response(
+            base,
+            time_us,
+            started,
+            response.status_code,
+            headers=headers.for_record(response.headers, self.options),
+            request_bytes=sent.size,
+            response_bytes=received.size,
+            request_body=request_text,
+            request_body_truncated=sent.truncated,
+            response_body=response_text,
+            response_body_truncated=received.truncated,
+            masked=dict(counts + request_counts),
+        )
+        return True
+
+    async def streamed_response(
+        self, up: UpstreamConnection, response: h11.Response, received: bodies.Capture
+    ) -> None:
+        await self.to_client(
+            h11.Response(
+                status_code=response.status_code,
+                headers=headers.to_client(response.headers),
+                reason=response.reason,
+            )
+        )
+        scrub = bodies.Scrub(self.secrets)
+        while True:
+            event = await up.next_event()
+            if isinstance(event, h11.Data):
+                data = scrub.feed(event.data)
+                if data:
+                    received.feed(data)
+                    await self.to_client(h11.Data(data=data), flush=True)
+            elif isinstance(event, h11.EndOfMessage):
+                data = scrub.flush()
+                if data:
+                    received.feed(data)
+                    await self.to_client(h11.Data(data=data))
+                await self.to_client(event, flush=True)
+                return
+            else:
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    async def masked_response(
+        self,
+        up: UpstreamConnection,
+        response: h11.Response,
+        content_type: bytes,
+        received: bodies.Capture,
+    ) -> Counter[str]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await up.next_event()
+            if isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+                size += len(event.data)
+                if size > self.options.mask_limit:
+                    raise Refusal(
+                        502,
+                        {
+                            "error": "the response is larger than this target's mask_limit "
+                            f"({self.options.mask_limit} bytes), so it cannot be masked",
+                        },
+                    )
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+        scrub = bodies.Scrub(self.secrets)
+        whole = scrub.feed(b"".join(chunks)) + scrub.flush()
+        body, counts = bodies.mask_body(whole, content_type, self.masks, self.fields)
+        received.feed(body)
+        fields = headers.to_client(response.headers, reframe=True)
+        fields.append((b"content-length", b"%d" % len(body)))
+        await self.to_client(
+            h11.Response(status_code=response.status_code, headers=fields, reason=response.reason)
+        )
+        await self.to_client(h11.Data(data=body))
+        await self.to_client(h11.EndOfMessage(), flush=True)
+        return counts
+
+    def record_response(
+        self, base: dict[str, Any], time_us: int, started: float, status: int, **more: Any
+    ) -> None:
+        payload = {
+            **base,
+            "status": status,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            "by": more.pop("by", "upstream"),
+            **{k: v for k, v in more.items() if v not in (None, {}, "")},
+        }
+        self.io.record(Record("http.response", payload), time_us)
+
+    # --- upgrades (WebSocket) -------------------------------------------------------------
+
+    async def upgraded(
+        self,
+        response: h11.InformationalResponse,
+        base: dict[str, Any],
+        time_us: int,
+        started: float,
+    ) -> bool:
+        assert self.up is not None
+        up = self.up
+        await self.to_client(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[*headers.to_client(response.headers), (b"connection", b"upgrade")],
+                reason=response.reason,
+            ),
+            flush=True,
+        )
+        self.record_response(
+            base, time_us, started, 101, headers=headers.for_record(response.headers, self.options)
+        )
+        client_rest, _ = self.client.trailing_data
+        up_rest, _ = up.h11.trailing_data
+        sent = bodies.Capture(self.options.body_limit)
+        received = bodies.Capture(self.options.body_limit)
+
+        async def client_to_up() -> None:
+            data = client_rest
+            while data:
+                sent.feed(data)
+                up.writer.write(data)
+                await up.writer.drain()
+                data = await self.io.read()
+            with contextlib.suppress(OSError):
+                up.writer.write_eof()
+
+        async def up_to_client() -> None:
+            data = up_rest
+            while True:
+                if data:
+                    received.feed(data)
+                    await self.io.write(data)
+                data = await up.reader.read(READ_SIZE)
+                if not data:
+                    return
+
+        tasks = [asyncio.ensure_future(client_to_up()), asyncio.ensure_future(up_to_client())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        texts = {}
+        counts: Counter[str] = Counter()
+        for name, capture in (("client", sent), ("upstream", received)):
+            text = bytes(capture.kept).decode("utf-8", "replace")
+            if self.masks is not None:
+                text, found = self.masks.mask_text(text)
+                counts.update(found)
+            texts[name] = text
+        self.io.record(
+            Record(
+                "http.upgrade.end",
+                {
+                    **base,
+                    "client_bytes": sent.size,
+                    "upstream_bytes": received.size,
+                    "client_head": texts["client"],
+                    "upstream_head": texts["upstream"],
+                    "masked": dict(counts),
+                },
+            )
+        )
+        return False

@@ -1,0 +1,132 @@
+"""A tiny threaded HTTP/1.1 upstream for the http plugin's tests and benchmark.
+
+Every request is kept in `requests` (method, path, headers, body size). Routes:
+
+- `/users...`: a JSON document with personal fields (`email`, `ssn`) to mask;
+- `/text`: a text/plain body with an email address in it;
+- `/stream?bytes=N`: N bytes of application/octet-stream, chunked, made as they are sent;
+- `/ping`: a short text/plain "pong" (benchmark);
+- anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
+  may be chunked; they are read and counted, never kept whole.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+USERS = {
+    "users": [
+        {"name": "Ada", "email": "ada@example.com", "ssn": "123-45-6789", "id": 1},
+        {"name": "Bob", "email": "bob@example.org", "ssn": "987-65-4321", "id": 2},
+    ]
+}
+CHUNK = b"x" * 65536
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _body_size(self) -> int:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            size = 0
+            while True:
+                line = self.rfile.readline()
+                length = int(line.split(b";")[0].strip() or b"0", 16)
+                if length == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return size
+                left = length
+                while left:
+                    left -= len(self.rfile.read(min(left, 1 << 20)))
+                self.rfile.readline()
+                size += length
+        left = size = int(self.headers.get("Content-Length") or 0)
+        while left:
+            got = self.rfile.read(min(left, 1 << 20))
+            if not got:
+                break
+            left -= len(got)
+        return size
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self) -> None:
+        size = self._body_size()
+        url = urlsplit(self.path)
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body_size": size,
+        }
+        with self.server.lock:
+            self.server.requests.append(seen)
+        if url.path == "/ping":
+            self._send(200, b"pong", "text/plain")
+        elif url.path.startswith("/users"):
+            self._send(200, json.dumps(USERS).encode(), "application/json")
+        elif url.path == "/text":
+            self._send(200, b"contact ada@example.com for access\n", "text/plain; charset=utf-8")
+        elif url.path == "/stream":
+            total = int(parse_qs(url.query).get("bytes", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            left = total
+            while left:
+                piece = CHUNK[: min(left, len(CHUNK))]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                left -= len(piece)
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self._send(200, json.dumps(seen).encode(), "application/json")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    lock: threading.Lock
+    requests: list[dict[str, Any]]
+
+
+class HttpUpstream:
+    """`with HttpUpstream() as upstream:` serves on 127.0.0.1:`upstream.port`."""
+
+    def __init__(self) -> None:
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.lock = threading.Lock()
+        self.server.requests = []
+        self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with self.server.lock:
+            return list(self.server.requests)
+
+    def __enter__(self) -> HttpUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

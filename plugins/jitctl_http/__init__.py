@@ -1,0 +1,41 @@
+"""The http plugin: a reverse proxy with the broker's credential injected (docs/http.md).
+
+HTTP is proxied by a custom session shell (`run_session`, jitctl.plugin): the gateway's h11
+shell (`jitctl.gateway.http`) parses both legs and asks the pure modules of this package:
+
+- `policy`: canonical paths and the rules (method, path, groups, JSON body fields) -> `Decision`;
+- `headers`: what crosses (client credentials dropped, the broker's injected, hop-by-hop
+  fields removed) and what the trail keeps (secrets redacted);
+- `bodies`: bounded body capture for the trail, JSON/text masking of responses.
+
+Cores import only the standard library (and `jitctl.masking`, itself pure); h11 and asyncio
+stay in the shell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitctl.plugin import LocalProtocolError, SessionContext
+
+
+class HttpPlugin:
+    name = "http"
+
+    def new_core(self, context: SessionContext) -> Any:
+        raise LocalProtocolError("the http plugin runs its own session shell (run_session)")
+
+    async def run_session(self, io: Any) -> None:
+        from jitctl.gateway.http import run_session
+
+        await run_session(io)
+
+    def validate_target(self, target: Any) -> None:
+        """At broker start and in check-config: the target's masks must compile."""
+        if target.masks:
+            from jitctl.masking import MaskPolicy
+
+            MaskPolicy.from_config(target.masks)
+
+
+plugin = HttpPlugin()

@@ -1,0 +1,149 @@
+"""Bodies: what the trail keeps of them and how a response body is masked. Pure.
+
+- `Capture` keeps the first `limit` bytes of a body and counts the rest, so recording costs
+  bounded memory whatever the body's size.
+- `maskable(content_type)`: JSON (`application/json`, `*+json`), text (`text/*`, XML, form
+  data, JavaScript) or no content type at all are masked when the target has masks; other
+  types (images, archives, octet streams) pass through untouched and unbuffered.
+- `mask_body`: a JSON document is masked by field name (the masks' column names) and by
+  detectors (`jitctl.masking.mask_json`); text, and JSON that does not parse, by detectors.
+  A body that is not UTF-8 is withheld (fail closed).
+- `for_record`: the recorded form of a captured body, masked the same way; binary bodies are
+  recorded by size only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+TEXT_TYPES = (
+    "text/",
+    "application/xml",
+    "application/x-www-form-urlencoded",
+    "application/javascript",
+    "application/x-ndjson",
+)
+
+
+class Capture:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.size = 0
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.kept)
+
+
+def media_type(content_type: bytes) -> str:
+    return content_type.split(b";")[0].strip().lower().decode("latin-1")
+
+
+def is_json(content_type: bytes) -> bool:
+    kind = media_type(content_type)
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def maskable(content_type: bytes) -> bool:
+    kind = media_type(content_type)
+    return not kind or is_json(content_type) or kind.startswith(TEXT_TYPES)
+
+
+def field_names(masks: Iterable[Any]) -> set[str]:
+    """Mask column patterns as JSON field names (`users.email` -> `email`)."""
+    names: set[str] = set()
+    for mask in masks:
+        for column in mask.columns:
+            names.add(column.rsplit(".", 1)[-1])
+    names.discard("*")
+    return names
+
+
+def mask_body(
+    body: bytes, content_type: bytes, policy: Any, fields: Iterable[str]
+) -> tuple[bytes, Counter[str]]:
+    """The masked body and what was masked."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return policy.marker, Counter({"WITHHELD": 1})
+    if is_json(content_type) or (not media_type(content_type) and text.lstrip()[:1] in "{["):
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            document = _NOT_JSON
+        if document is not _NOT_JSON:
+            from jitctl.masking import mask_json
+
+            masked, counts = mask_json(document, fields, policy)
+            if not counts:
+                return body, counts
+            return json.dumps(masked, ensure_ascii=False).encode("utf-8"), counts
+    masked_text, counts = policy.mask_text(text)
+    return (masked_text.encode("utf-8") if counts else body), counts
+
+
+_NOT_JSON = object()
+
+
+def for_record(
+    capture: Capture, content_type: bytes, policy: Any, fields: Iterable[str]
+) -> tuple[str | None, Counter[str]]:
+    """The text the trail keeps of a body (None when there is none or it is binary)."""
+    if not capture.kept:
+        return None, Counter()
+    data = bytes(capture.kept)
+    if not maskable(content_type):
+        return None, Counter()
+    if policy is None or not policy.active:
+        return data.decode("utf-8", "replace"), Counter()
+    if capture.truncated and is_json(content_type) and set(fields):
+        # A cut document does not parse, so field names cannot be found: keep nothing.
+        return "[WITHHELD]", Counter({"WITHHELD": 1})
+    if capture.truncated:  # detectors only
+        text, counts = policy.mask_text(data.decode("utf-8", "replace"))
+        return text, counts
+    masked, counts = mask_body(data, content_type, policy, fields)
+    return masked.decode("utf-8", "replace"), counts
+
+
+class Scrub:
+    """Replaces the broker's own secrets in a response stream with `*` of the same length (so
+    framing stays right): an upstream that echoes its request headers (a debug endpoint, an
+    error page) must not hand the injected credential to the client or the trail. A secret cut
+    by a chunk boundary is caught: the last `len(longest) - 1` bytes wait for the next chunk."""
+
+    def __init__(self, secrets: Iterable[bytes]) -> None:
+        self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        self.held = b""
+        self.found = 0
+
+    def _replace(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            if secret in data:
+                self.found += data.count(secret)
+                data = data.replace(secret, b"*" * len(secret))
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.secrets:
+            return data
+        data = self._replace(self.held + bytes(data))
+        cut = max(len(data) - self.keep, 0)
+        self.held = data[cut:]
+        return data[:cut]
+
+    def flush(self) -> bytes:
+        held, self.held = self._replace(self.held), b""
+        return held

@@ -1,0 +1,133 @@
+"""Request and response headers across the proxy: pure functions on (name, value) lists.
+
+Rules (RFC 9110 §7.6.1 for hop-by-hop fields):
+- Toward the upstream: hop-by-hop fields go (`Connection` and every field it names,
+  `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade` unless the request is an upgrade), and so
+  does every client credential: `Authorization`, `Proxy-Authorization`, the target's
+  `auth_header`, its `drop_headers`, and `Cookie` when `drop_cookies`. `Host` becomes the
+  upstream's. Then the broker's credential is added. `Expect` goes too: the gateway answers
+  `100 Continue` itself. Framing (`Content-Length`, `Transfer-Encoding`) stays as sent: h11
+  checks it and frames the body the same way.
+- Toward the client: hop-by-hop fields go; framing stays unless the body was rewritten.
+- In the trail: only the target's `record_headers`, and secrets (`Authorization`, cookies, the
+  API-key header, anything named like a token, key, secret or password) as `[REDACTED]`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
+}
+ALWAYS_DROPPED = {b"authorization", b"proxy-authorization"}
+SECRET_WORDS = ("auth", "token", "secret", "password", "api-key", "apikey", "cookie", "session")
+REDACTED = "[REDACTED]"
+
+
+def _names(values: Iterable[str]) -> set[bytes]:
+    return {v.strip().lower().encode("latin-1") for v in values if v.strip()}
+
+
+def _connection_tokens(headers: Sequence[tuple[bytes, bytes]]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens |= {t.strip().lower() for t in value.split(b",") if t.strip()}
+    return tokens
+
+
+def is_upgrade(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    return b"upgrade" in _connection_tokens(headers) and any(
+        n.lower() == b"upgrade" for n, _ in headers
+    )
+
+
+def credential_header(options: Any, credential: Mapping[str, str]) -> tuple[bytes, bytes] | None:
+    """The header carrying the broker's credential, or None when it has none."""
+    secret = credential.get("token") or credential.get("password") or ""
+    scheme = options.auth_scheme.strip()
+    if scheme.lower() == "basic" and credential.get("user"):
+        secret = base64.b64encode(f"{credential['user']}:{secret}".encode()).decode()
+    if not secret:
+        return None
+    value = f"{scheme} {secret}" if scheme else secret
+    return options.auth_header.strip().encode("latin-1"), value.encode("latin-1")
+
+
+def to_upstream(
+    headers: Sequence[tuple[bytes, bytes]],
+    options: Any,
+    host: bytes,
+    injected: tuple[bytes, bytes] | None,
+    *,
+    identity_encoding: bool = False,
+) -> tuple[Headers, list[str]]:
+    """The upstream request's headers, and the names of the client credentials dropped."""
+    upgrade = is_upgrade(headers)
+    hop = HOP_BY_HOP | _connection_tokens(headers)
+    if upgrade:
+        hop -= {b"upgrade"}
+    drop = ALWAYS_DROPPED | _names([options.auth_header, *options.drop_headers])
+    if options.drop_cookies:
+        drop.add(b"cookie")
+    out: Headers = [(b"host", host)]
+    dropped: list[str] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in drop:
+            dropped.append(lower.decode("latin-1"))
+        elif lower in hop or lower == b"host" or lower.startswith(b"proxy-"):
+            continue
+        elif identity_encoding and lower == b"accept-encoding":
+            continue  # bodies the gateway masks must arrive readable
+        else:
+            out.append((name, value))
+    if upgrade:
+        out.append((b"connection", b"upgrade"))
+    if injected is not None:
+        out.append(injected)
+    return out, sorted(set(dropped))
+
+
+def to_client(headers: Sequence[tuple[bytes, bytes]], *, reframe: bool = False) -> Headers:
+    """The response's headers for the client; `reframe`: the body changed, drop framing."""
+    hop = HOP_BY_HOP | _connection_tokens(headers)
+    framing = {b"content-length", b"transfer-encoding"} if reframe else set()
+    return [(n, v) for n, v in headers if n.lower() not in hop and n.lower() not in framing]
+
+
+def for_record(
+    headers: Sequence[tuple[bytes, bytes]], options: Any, secret_names: Iterable[str] = ()
+) -> dict[str, str]:
+    """The headers the trail keeps, secrets redacted; repeated fields joined with ", "."""
+    wanted = _names(options.record_headers)
+    secrets = _names([options.auth_header, *options.drop_headers, *secret_names])
+    out: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in wanted:
+            continue
+        key = lower.decode("latin-1")
+        text = value.decode("latin-1")
+        if lower in secrets or lower in ALWAYS_DROPPED or any(w in key for w in SECRET_WORDS):
+            text = REDACTED
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return b""

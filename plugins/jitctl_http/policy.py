@@ -1,0 +1,147 @@
+"""Which rule decides an HTTP request: pure, built from the target's configuration.
+
+Rules are tried in order and the first that matches decides; no match means the target's
+`default_action`. Within a rule every key that is set must match:
+
+- `method`: the request method, case-insensitive (`*` matches any);
+- `path`: fnmatch patterns (case-sensitive) against the request's *canonical* path: percent-
+  decoded, without the query. A path whose decoded form has `.`/`..` segments, empty segments
+  or backslashes is ambiguous (upstreams disagree on what it names) and is refused before any
+  rule is tried, so `/api/%2e%2e/admin` cannot slip past a rule on `/admin*`;
+- `groups`: the caller is in one of them;
+- `body`: JSON body fields, `{"a.b": ["glob", ...]}`, dotted paths into the request's JSON
+  object; the field's value (as text) must match one of the globs. A rule with `body` matches
+  only a request whose JSON body the gateway has read whole (`needs_body` says when to read it,
+  up to the target's `mask_limit`); a body that is not JSON, or too large, never matches, and
+  then a *deny* or *approve* rule with `body` is applied anyway (fail closed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRule:
+    name: str
+    action: str  # "allow" | "deny" | "approve"
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    body: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: str  # "allow" | "deny" | "approve"
+    rule: str  # the rule's name ("rules[2]" when unnamed; "default_action"; "path")
+    message: str = ""
+
+
+class AmbiguousPath(ValueError):
+    pass
+
+
+def canonical_path(target: str) -> tuple[str, str]:
+    """(decoded path, raw query) of a request target; AmbiguousPath if it could name two
+    things."""
+    path, _, query = target.partition("?")
+    if not path.startswith("/"):
+        if path == "*":  # OPTIONS *
+            return path, query
+        raise AmbiguousPath("only origin-form request targets (/path) are accepted")
+    decoded = unquote(path, errors="strict")
+    segments = decoded.split("/")[1:]
+    if "\\" in decoded or "\x00" in decoded:
+        raise AmbiguousPath(f"the path {path!r} has a backslash or NUL")
+    for index, segment in enumerate(segments):
+        if segment in (".", "..") or (segment == "" and index != len(segments) - 1):
+            raise AmbiguousPath(f"the path {path!r} has dot or empty segments")
+    return decoded, query
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    rules: tuple[HttpRule, ...]
+    default_action: str
+    groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_target(cls, target: Any, groups: Sequence[str] = ()) -> HttpPolicy:
+        rules = []
+        for index, rule in enumerate(target.rules):
+            match = rule.match
+            rules.append(
+                HttpRule(
+                    name=rule.name or f"rules[{index}]",
+                    action=rule.action,
+                    methods=tuple(m.upper() for m in match.method),
+                    paths=tuple(match.path),
+                    groups=tuple(match.groups),
+                    body=tuple((k, tuple(v)) for k, v in match.body.items()),
+                    message=rule.message,
+                )
+            )
+        return cls(tuple(rules), target.default_action, tuple(groups))
+
+    def _head_matches(self, rule: HttpRule, method: str, path: str) -> bool:
+        if rule.methods and not any(m in ("*", method) for m in rule.methods):
+            return False
+        if rule.paths and not any(fnmatch.fnmatchcase(path, p) for p in rule.paths):
+            return False
+        return not rule.groups or bool(set(rule.groups) & set(self.groups))
+
+    def needs_body(self, method: str, path: str) -> bool:
+        """Whether some rule that could decide this request looks into its JSON body."""
+        for rule in self.rules:
+            if self._head_matches(rule, method, path):
+                return bool(rule.body)  # the first rule that could match decides
+        return False
+
+    def decide(self, method: str, path: str, body: bytes | None = None) -> Decision:
+        """`body`: the whole request body when `needs_body` asked for it and it fitted."""
+        method = method.upper()
+        document = _json_object(body) if body is not None else None
+        for rule in self.rules:
+            if not self._head_matches(rule, method, path):
+                continue
+            if rule.body:
+                if document is None:
+                    if rule.action == "allow":
+                        continue  # an allow never applies to what it could not check
+                    return Decision(rule.action, rule.name, rule.message)
+                if not all(_field_matches(document, k, v) for k, v in rule.body):
+                    continue
+            return Decision(rule.action, rule.name, rule.message)
+        return Decision(self.default_action, "default_action")
+
+
+def _json_object(body: bytes) -> Mapping[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _field_matches(document: Mapping[str, Any], dotted: str, globs: Sequence[str]) -> bool:
+    value: Any = document
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, separators=(",", ":"))
+    else:
+        text = str(value)
+    return any(fnmatch.fnmatchcase(text, glob) for glob in globs)

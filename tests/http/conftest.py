@@ -1,0 +1,101 @@
+"""Real pieces for the http end-to-end tests: a threaded upstream, the broker, `jitctl connect`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.http_upstream import HttpUpstream
+from jitctl.testing.issuer import TokenIssuer
+
+TOKEN = "upstream-token-only-the-broker-knows"
+API_KEY = "api-key-only-the-broker-knows"
+
+CONFIG = """
+[[identity.issuers]]
+issuer = "{issuer}"
+
+[[targets]]
+name = "api"
+protocol = "http"
+address = "{url}"
+allow_groups = ["agents"]
+credential = {{ token_env = "API_TOKEN" }}
+
+[[targets.rules]]
+name = "no-deletes"
+match = {{ method = ["DELETE"] }}
+action = "deny"
+message = "deletes go through the change process"
+
+[[targets.rules]]
+name = "no-admin"
+match = {{ path = ["/admin*"] }}
+action = "deny"
+
+[[targets.rules]]
+name = "no-prod-jobs"
+match = {{ method = ["POST"], path = ["/jobs"], body = {{ "env" = ["prod*"] }} }}
+action = "deny"
+
+[[targets.masks]]
+columns = ["ssn"]
+detectors = ["EMAIL_ADDRESS"]
+
+[[targets]]
+name = "keyed"
+protocol = "http"
+address = "{address}"
+allow_groups = ["agents"]
+credential = {{ token_env = "API_KEY" }}
+http = {{ auth_header = "X-Api-Key", auth_scheme = "", body_limit = 64 }}
+"""
+
+
+@dataclass
+class Tunnel:
+    process: subprocess.Popen[str]
+    address: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.address['port']}"
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.communicate(timeout=15)
+
+
+@pytest.fixture(scope="package")
+def upstream() -> Iterator[HttpUpstream]:
+    with HttpUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def broker(
+    token_issuer: TokenIssuer, upstream: HttpUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    config = CONFIG.format(issuer=token_issuer.url, url=upstream.url, address=upstream.address)
+    process = BrokerProcess(
+        config,
+        state_dir=tmp_path_factory.mktemp("http"),
+        env={"API_TOKEN": TOKEN, "API_KEY": API_KEY},
+    )
+    with process:
+        process.login_with_token(token_issuer.mint(sub="agent-7", groups=["agents"], lifetime=3600))
+        yield process
+
+
+@pytest.fixture(scope="package")
+def tunnels(broker: BrokerProcess) -> Iterator[dict[str, Tunnel]]:
+    opened = {name: Tunnel(*broker.connect(name)) for name in ("api", "keyed")}
+    yield opened
+    for tunnel in opened.values():
+        tunnel.close()

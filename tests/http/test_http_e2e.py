@@ -1,0 +1,189 @@
+"""httpx and curl through the gateway to a local upstream: credentials, policy, masking, trail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.http_upstream import HttpUpstream
+from tests.http.conftest import API_KEY, TOKEN, Tunnel
+
+CLIENT_SECRET = "client-supplied-secret"
+
+
+def records(broker: BrokerProcess, kind: str) -> list[dict[str, Any]]:
+    from jitctl.audit.store import open_store
+
+    with open_store(f"sqlite:///{broker.state_dir / 'audit.db'}", create=False) as store:
+        return [dict(r.payload) for r in store.iter_records(kinds=[kind])]
+
+
+def wait_for(broker: BrokerProcess, kind: str, predicate: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [p for p in records(broker, kind) if predicate(p)]
+        if found:
+            return found[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} record matched")
+
+
+def test_httpx_gets_the_injected_token_upstream_and_no_client_credential(
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream, broker: BrokerProcess
+) -> None:
+    response = httpx.get(
+        tunnels["api"].url + "/echo/one?x=1",
+        headers={
+            "Authorization": f"Bearer {CLIENT_SECRET}",
+            "Proxy-Authorization": f"Basic {CLIENT_SECRET}",
+            "Cookie": f"session={CLIENT_SECRET}",
+        },
+    )
+    assert response.status_code == 200
+    seen = [r for r in upstream.requests if r["path"] == "/echo/one?x=1"][-1]["headers"]
+    assert seen["authorization"] == f"Bearer {TOKEN}"
+    assert CLIENT_SECRET not in json.dumps(seen)
+    # The upstream echoed the broker's token back: it is scrubbed, not handed to the client.
+    assert TOKEN not in response.text and "*" * len(TOKEN) in response.text
+    assert "cookie" not in seen and "proxy-authorization" not in seen
+    assert seen["host"] == upstream.address
+    record = wait_for(broker, "http.request", lambda p: p["path"] == "/echo/one")
+    assert record["query"] == "x=1" and record["decision"] == "allow"
+    assert record["headers"]["authorization"] == "[REDACTED]"
+    assert set(record["client_credentials_dropped"]) >= {"authorization", "cookie"}
+    trail = json.dumps(records(broker, "http.request") + records(broker, "http.response"))
+    assert CLIENT_SECRET not in trail and TOKEN not in trail
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_with_an_api_key_header_gets_the_brokers_key_upstream(
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream
+) -> None:
+    result = subprocess.run(
+        ["curl", "-sS", "-H", f"X-Api-Key: {CLIENT_SECRET}", tunnels["keyed"].url + "/echo/curl"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["headers"]["x-api-key"] == "*" * len(API_KEY)
+    seen = [r for r in upstream.requests if r["path"] == "/echo/curl"][-1]["headers"]
+    assert seen["x-api-key"] == API_KEY
+    assert "authorization" not in seen
+    assert CLIENT_SECRET not in json.dumps(seen)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_a_denied_delete_gets_403_naming_the_rule_and_never_reaches_the_upstream(
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream, broker: BrokerProcess
+) -> None:
+    result = subprocess.run(
+        ["curl", "-sS", "-X", "DELETE", "-w", "\n%{http_code}", tunnels["api"].url + "/echo/7"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    body, _, status = result.stdout.rpartition("\n")
+    assert status == "403"
+    answer = json.loads(body)
+    assert answer["rule"] == "no-deletes"
+    assert "change process" in answer["message"]
+    assert not [r for r in upstream.requests if r["method"] == "DELETE"]
+    response = wait_for(broker, "http.response", lambda p: p["method"] == "DELETE")
+    assert response["status"] == 403 and response["by"] == "broker"
+
+
+def test_encoded_dot_segments_cannot_reach_a_denied_path(
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream
+) -> None:
+    with httpx.Client(base_url=tunnels["api"].url) as client:
+        assert client.get("/admin/users").status_code == 403
+        sneaky = client.send(client.build_request("GET", "/echo/%2e%2e/admin/users"))
+        assert sneaky.status_code == 400
+    assert not [r for r in upstream.requests if "admin" in r["path"]]
+
+
+def test_a_json_body_field_rule_denies_prod_and_allows_staging(
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream
+) -> None:
+    with httpx.Client(base_url=tunnels["api"].url) as client:
+        denied = client.post("/jobs", json={"env": "production", "job": "wipe"})
+        allowed = client.post("/jobs", json={"env": "staging", "job": "wipe"})
+    assert denied.status_code == 403 and denied.json()["rule"] == "no-prod-jobs"
+    assert allowed.status_code == 200
+    assert len([r for r in upstream.requests if r["path"] == "/jobs"]) == 1
+
+
+def test_masked_fields_reach_neither_the_client_nor_the_trail(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    response = httpx.get(tunnels["api"].url + "/users")
+    text = response.text
+    assert response.status_code == 200
+    assert "123-45-6789" not in text and "ada@example.com" not in text
+    users = response.json()["users"]
+    assert users[0]["ssn"] == "[MASKED]" and users[0]["name"] == "Ada"
+    plain = httpx.get(tunnels["api"].url + "/text").text
+    assert "ada@example.com" not in plain and "contact" in plain
+    record = wait_for(broker, "http.response", lambda p: p["path"] == "/users")
+    assert record["masked"]["FIELD:ssn"] == 2
+    trail = json.dumps(records(broker, "http.response"))
+    assert "123-45-6789" not in trail and "ada@example.com" not in trail
+
+
+def test_a_chunked_upload_streams_through(tunnels: dict[str, Tunnel]) -> None:
+    def chunks() -> Any:
+        for _ in range(64):
+            yield b"y" * 65536
+
+    response = httpx.post(tunnels["keyed"].url + "/upload", content=chunks(), timeout=30)
+    assert response.status_code == 200
+    assert response.json()["body_size"] == 64 * 65536
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_200_mb_streamed_response_passes_with_bounded_broker_memory(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    assert broker.proc is not None
+    pid = broker.proc.pid
+    size = 200 * 1024 * 1024
+    before = _rss_kb(pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_kb(pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    got = 0
+    try:
+        url = f"{tunnels['api'].url}/stream?bytes={size}"
+        with httpx.stream("GET", url, timeout=60) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                got += len(chunk)
+    finally:
+        done.set()
+        sampler.join()
+    assert got == size
+    grew_mb = (peak[0] - before) / 1024
+    assert grew_mb < 64, f"the broker grew by {grew_mb:.0f} MB while streaming 200 MB"
