@@ -63,10 +63,12 @@ async def run_connect(
         known_hosts = pin_host_key(target, str(reply["ssh_host_key"]))
         ssh_config = write_ssh_config(target, bound, known_hosts)
         address.update(ssh_config=str(ssh_config), ssh_host=host_alias(target))
+    if protocol == "http":  # point any HTTP client (or SDK endpoint) here, no credential
+        address["url"] = f"http://127.0.0.1:{bound}"
     if json_out:
         sys.stdout.write(json.dumps(address) + "\n")
     else:
-        sys.stdout.write(f"127.0.0.1:{bound}\n")
+        sys.stdout.write(f"{address.get('url') or f'127.0.0.1:{bound}'}\n")
     sys.stdout.flush()
     try:
         if protocol == "postgres" and not no_client:
