@@ -35,12 +35,17 @@ class ReviewApp(App[None]):
         super().__init__()
         self.source, self.interval = source, interval
         self.requests: dict[str, dict[str, Any]] = {}
+        # Held here, not queried: App.query_one searches the *active* screen, which is the
+        # reason prompt while one is open, and the list refreshes underneath it.
+        self._table = PendingTable(id="pending")
+        self._detail = Detail(id="detail")
+        self._status = Static("", id="status")
 
     def compose(self) -> ComposeResult:
         yield Static("jitctl request watch · pending approvals", id="title")
-        yield PendingTable(id="pending")
-        yield Detail(id="detail")
-        yield Static("", id="status")
+        yield self._table
+        yield self._detail
+        yield self._status
         yield Footer()
 
     def on_mount(self) -> None:
@@ -49,10 +54,10 @@ class ReviewApp(App[None]):
 
     @property
     def table(self) -> PendingTable:
-        return self.query_one(PendingTable)
+        return self._table
 
     def say(self, text: str, error: bool = False) -> None:
-        status = self.query_one("#status", Static)
+        status = self._status
         status.update(text)
         status.set_class(error, "-error")
 
@@ -74,7 +79,7 @@ class ReviewApp(App[None]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted | None = None) -> None:
         selected = self.table.selected()
-        self.query_one(Detail).show(self.requests.get(selected or ""))
+        self._detail.show(self.requests.get(selected or ""))
 
     # -- deciding ---------------------------------------------------------------------------------
 
