@@ -9,6 +9,8 @@ nox -s demo             # jitctl demo in a fresh virtualenv
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typing", "tests"]
@@ -31,7 +33,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy>=1.10")
-    session.run("mypy", *(session.posargs or ["jitctl"]))
+    # The plugins are packages of their own (plugins/jitctl_*): checked strictly too.
+    plugins = [str(path) for path in sorted(Path("plugins").glob("jitctl_*"))]
+    session.run("mypy", *(session.posargs or ["jitctl", "--strict", *plugins]))
 
 
 @nox.session
