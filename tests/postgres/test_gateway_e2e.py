@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -382,6 +383,39 @@ def _server_statements(pg: PostgresServer) -> list[tuple[str, str]]:
         match = re.search(r" app=(\S*) LOG:  (?:statement|execute [^:]+): (.*)$", line)
         entries.append([match.group(1), match.group(2)] if match else [])
     return [(e[0], "\n".join(e[1:])) for e in entries if e]
+
+
+AGENT = """
+import os, sys, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    print(conn.execute("SELECT count(*) FROM customers").fetchone()[0])
+    print(conn.execute("SELECT email FROM customers ORDER BY id LIMIT 1").fetchone()[0])
+sys.exit(5)
+"""
+
+
+def test_an_agent_through_jitctl_exec_needs_only_database_url(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """The agent's status and stdout come back unchanged, masked, and no password reaches it."""
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    result = broker.jitctl(
+        "exec",
+        "-t",
+        "pg",
+        "--agent",
+        "pg-bot",
+        "--",
+        sys.executable,
+        str(script),
+        env={k: "" for k in os.environ if k.startswith("PG")},
+    )
+    assert result.returncode == 5, result.stderr
+    count, email = result.stdout.split()
+    assert int(count) >= 2 and email != EMAIL and EMAIL not in result.stdout
+    executed = [r for r in trail(broker, "pg.statement") if r.actor.agent == "pg-bot"]
+    assert any("count(*)" in r.payload.get("text", "") for r in executed)
 
 
 def test_zz_every_statement_the_server_ran_is_in_the_trail_with_its_caller(
