@@ -5,14 +5,16 @@ is one client connection, which may carry many requests (keep-alive). For each r
 
 1. h11 (server side) parses the client's request; the path is made canonical and the target's
    rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
-2. `http.request` is recorded — durably before anything is forwarded for methods that can change
-   something (anything but GET, HEAD, OPTIONS); a deny, a refused approval or an ambiguous path
-   is answered here with a JSON body naming the rule and never reaches the upstream;
+2. a deny, a refused approval or an ambiguous path is answered here with a JSON body naming
+   the rule and never reaches the upstream; a request that can change something (anything but
+   GET, HEAD, OPTIONS) is recorded as `http.request`, durably, before it is forwarded;
 3. the request goes upstream (h11, client side) with the client's credentials dropped and the
    broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
 4. the response is streamed back; only a response the target masks (JSON or text, with masks
    configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
-5. `http.response` records status, timing, headers and bounded, masked body excerpts.
+5. `http.response` ends every exchange, forwarded or refused: the request's method, path,
+   query, headers and decision, the status, timing, headers and bounded, masked body excerpts
+   (one record per read keeps the trail's cost per request low; docs/audit-schema.md).
 
 An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
 raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
@@ -219,7 +221,12 @@ class Proxy:
         method = request.method.decode("ascii", "replace").upper()
         raw_target = request.target.decode("latin-1")
         path, query = raw_target.partition("?")[0], raw_target.partition("?")[2]
-        base = {"method": method, "path": path, "query": query}
+        base: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "query": query,
+            "request_headers": headers.for_record(request.headers, self.options),
+        }
         request_type = headers.header(request.headers, b"content-type")
         early: list[bytes] = []
         complete = False
@@ -241,25 +248,17 @@ class Proxy:
             self.injected,
             identity_encoding=self.masks is not None,
         )
-        recorded = self.io.record(
-            Record(
-                "http.request",
-                {
-                    **base,
-                    "headers": headers.for_record(request.headers, self.options),
-                    "decision": decision.action,
-                    "rule": decision.rule,
-                    "client_credentials_dropped": dropped,
-                },
-            ),
-            time_us,
-        )
+        base.update(decision=decision.action, rule=decision.rule)
+        if dropped:
+            base["client_credentials_dropped"] = dropped
         if decision.action == "approve":
             decision = await self.approve(method, raw_target, decision)
+            base["approval"] = decision.message
         if decision.action != "allow":
             return await self.refuse(request, base, decision, 403, time_us, started, complete)
         if method not in SAFE_METHODS:
-            await recorded  # write-ahead: a change is on record before it is made
+            # Write-ahead: a request that can change something is on record before it is made.
+            await self.io.record(Record("http.request", base), time_us)
         try:
             return await self.forward(
                 request, upstream_headers, early, complete, base, request_type, time_us, started
@@ -324,7 +323,16 @@ class Proxy:
             "path": base["path"],
             "target": self.target.name,
         }
-        self.record_response(base, time_us, started, status, by="broker", rule=decision.rule)
+        self.record_response(
+            base,
+            time_us,
+            started,
+            status,
+            by="broker",
+            decision=decision.action,
+            rule=decision.rule,
+            message=decision.message,
+        )
         await self.json_reply(status, body, close=not complete)
         return complete
 
@@ -430,7 +438,7 @@ class Proxy:
             time_us,
             started,
             response.status_code,
-            headers=headers.for_record(response.headers, self.options),
+            response_headers=headers.for_record(response.headers, self.options),
             request_bytes=sent.size,
             response_bytes=received.size,
             request_body=request_text,
@@ -540,7 +548,11 @@ class Proxy:
             flush=True,
         )
         self.record_response(
-            base, time_us, started, 101, headers=headers.for_record(response.headers, self.options)
+            base,
+            time_us,
+            started,
+            101,
+            response_headers=headers.for_record(response.headers, self.options),
         )
         client_rest, _ = self.client.trailing_data
         up_rest, _ = up.h11.trailing_data

@@ -30,6 +30,8 @@ CHUNK = b"x" * 65536
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    wbufsize = 1 << 16  # head and body in one write (handle_one_request flushes)
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:
         pass

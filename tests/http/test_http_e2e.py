@@ -56,9 +56,11 @@ def test_httpx_gets_the_injected_token_upstream_and_no_client_credential(
     assert TOKEN not in response.text and "*" * len(TOKEN) in response.text
     assert "cookie" not in seen and "proxy-authorization" not in seen
     assert seen["host"] == upstream.address
-    record = wait_for(broker, "http.request", lambda p: p["path"] == "/echo/one")
+    record = wait_for(broker, "http.response", lambda p: p["path"] == "/echo/one")
     assert record["query"] == "x=1" and record["decision"] == "allow"
-    assert record["headers"]["authorization"] == "[REDACTED]"
+    assert record["status"] == 200 and record["duration_ms"] > 0
+    assert record["request_headers"]["authorization"] == "[REDACTED]"
+    assert record["request_headers"]["cookie"] == "[REDACTED]"
     assert set(record["client_credentials_dropped"]) >= {"authorization", "cookie"}
     trail = json.dumps(records(broker, "http.request") + records(broker, "http.response"))
     assert CLIENT_SECRET not in trail and TOKEN not in trail
@@ -113,7 +115,7 @@ def test_encoded_dot_segments_cannot_reach_a_denied_path(
 
 
 def test_a_json_body_field_rule_denies_prod_and_allows_staging(
-    tunnels: dict[str, Tunnel], upstream: HttpUpstream
+    tunnels: dict[str, Tunnel], upstream: HttpUpstream, broker: BrokerProcess
 ) -> None:
     with httpx.Client(base_url=tunnels["api"].url) as client:
         denied = client.post("/jobs", json={"env": "production", "job": "wipe"})
@@ -121,6 +123,10 @@ def test_a_json_body_field_rule_denies_prod_and_allows_staging(
     assert denied.status_code == 403 and denied.json()["rule"] == "no-prod-jobs"
     assert allowed.status_code == 200
     assert len([r for r in upstream.requests if r["path"] == "/jobs"]) == 1
+    # The allowed POST was on record (write-ahead) before it went upstream; both were answered.
+    wait_for(broker, "http.request", lambda p: p["path"] == "/jobs" and p["decision"] == "allow")
+    refused = wait_for(broker, "http.response", lambda p: p.get("rule") == "no-prod-jobs")
+    assert refused["status"] == 403 and refused["decision"] == "deny"
 
 
 def test_masked_fields_reach_neither_the_client_nor_the_trail(
