@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import ssl
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -291,9 +291,17 @@ class Proxy:
                 decision.rule,
                 "this request needs approval and this broker offers no approvals",
             )
+        hold_id = secrets.token_hex(6)
+        # An interim answer names the request, for a person watching (`curl -v`); clients skip
+        # 1xx responses, and the final answer follows once the hold is decided.
+        hint = f"jitctl request approve {hold_id}".encode()
+        await self.to_client(
+            h11.InformationalResponse(status_code=102, headers=[(b"x-jitctl-approval", hint)]),
+            flush=True,
+        )
         review = await self.io.hold(
             Hold(
-                uuid.uuid4().hex,
+                hold_id,
                 f"{method} {raw_target}",
                 {"kind": "http.request", "rule": decision.rule, "reason": decision.message},
             )

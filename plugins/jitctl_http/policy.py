@@ -40,7 +40,7 @@ class HttpRule:
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: str  # "allow" | "deny" | "approve"
-    rule: str  # the rule's name ("rules[2]" when unnamed; "default_action"; "path")
+    rule: str  # the rule's name ("rule 3" when unnamed; "default_action"; "path")
     message: str = ""
 
 
@@ -79,7 +79,7 @@ class HttpPolicy:
             match = rule.match
             rules.append(
                 HttpRule(
-                    name=rule.name or f"rules[{index}]",
+                    name=rule.name or f"rule {index + 1}",  # as approvals name it
                     action=rule.action,
                     methods=tuple(m.upper() for m in match.method),
                     paths=tuple(match.path),

@@ -18,6 +18,9 @@ TOKEN = "upstream-token-only-the-broker-knows"
 API_KEY = "api-key-only-the-broker-knows"
 
 CONFIG = """
+[approvals]
+poll_interval = "200ms"
+
 [[identity.issuers]]
 issuer = "{issuer}"
 
@@ -47,6 +50,18 @@ action = "deny"
 [[targets.masks]]
 columns = ["ssn"]
 detectors = ["EMAIL_ADDRESS"]
+
+[[targets]]
+name = "guarded"
+protocol = "http"
+address = "{url}"
+allow_groups = ["agents"]
+credential = {{ token_env = "API_TOKEN" }}
+access = {{ approvers = ["dba"], approval_timeout = "20s" }}
+
+[[targets.rules]]
+match = {{ method = ["POST"], path = ["/deploy*"] }}
+action = "approve"
 
 [[targets]]
 name = "keyed"
@@ -95,7 +110,7 @@ def broker(
 
 @pytest.fixture(scope="package")
 def tunnels(broker: BrokerProcess) -> Iterator[dict[str, Tunnel]]:
-    opened = {name: Tunnel(*broker.connect(name)) for name in ("api", "keyed")}
+    opened = {name: Tunnel(*broker.connect(name)) for name in ("api", "keyed", "guarded")}
     yield opened
     for tunnel in opened.values():
         tunnel.close()

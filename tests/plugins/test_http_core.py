@@ -60,7 +60,7 @@ def test_the_first_matching_rule_decides_and_names_itself() -> None:
     )
     assert policy.decide("DELETE", "/x").rule == "no-deletes"
     assert policy.decide("GET", "/admin/users").action == "approve"
-    assert policy.decide("GET", "/admin/users").rule == "rules[1]"
+    assert policy.decide("GET", "/admin/users").rule == "rule 2"
     assert policy.decide("GET", "/ok").rule == "default_action"
 
 
