@@ -159,7 +159,16 @@ class Proxy:
         ]
         if self.injected is not None:
             self.secrets.append(self.injected[1])
+        # A minted GCP token outlives no connection: past this, the connection is closed after
+        # its current exchange, so the client's next one is a new session with a fresh token.
+        self.renew_at = float(credential.get("expires_at") or 0) - 60
         self.pending = bytearray()
+
+    def closing(self) -> list[tuple[bytes, bytes]]:
+        """`Connection: close` once the injected token is about to expire (see __init__)."""
+        if self.renew_at > 0 and time.time() >= self.renew_at:
+            return [(b"connection", b"close")]
+        return []
 
     def close(self) -> None:
         if self.up is not None:
@@ -173,7 +182,9 @@ class Proxy:
             if event is not h11.NEED_DATA:
                 return event
             if self.client.they_are_waiting_for_100_continue:
-                await self.to_client(h11.InformationalResponse(status_code=100), flush=True)
+                await self.to_client(
+                    h11.InformationalResponse(status_code=100, headers=[]), flush=True
+                )
             self.client.receive_data(await self.io.read())
 
     async def to_client(self, event: Any, flush: bool = False) -> None:
@@ -201,6 +212,8 @@ class Proxy:
                 return
             if self.client.our_state is not h11.DONE or self.client.their_state is not h11.DONE:
                 return
+            if self.renew_at > 0 and time.time() >= self.renew_at:
+                return  # the injected token is about to expire (see __init__)
             self.client.start_next_cycle()
 
     async def json_reply(self, status: int, body: dict[str, Any], close: bool = False) -> None:
@@ -463,7 +476,7 @@ class Proxy:
         await self.to_client(
             h11.Response(
                 status_code=response.status_code,
-                headers=headers.to_client(response.headers),
+                headers=headers.to_client(response.headers) + self.closing(),
                 reason=response.reason,
             )
         )
@@ -515,7 +528,7 @@ class Proxy:
         whole = scrub.feed(b"".join(chunks)) + scrub.flush()
         body, counts = bodies.mask_body(whole, content_type, self.masks, self.fields)
         received.feed(body)
-        fields = headers.to_client(response.headers, reframe=True)
+        fields = headers.to_client(response.headers, reframe=True) + self.closing()
         fields.append((b"content-length", b"%d" % len(body)))
         await self.to_client(
             h11.Response(status_code=response.status_code, headers=fields, reason=response.reason)
@@ -569,11 +582,14 @@ class Proxy:
 
         async def client_to_up() -> None:
             data = client_rest
-            while data:
-                sent.feed(data)
-                up.writer.write(data)
-                await up.writer.drain()
+            while True:
+                if data:
+                    sent.feed(data)
+                    up.writer.write(data)
+                    await up.writer.drain()
                 data = await self.io.read()
+                if not data:
+                    break
             with contextlib.suppress(OSError):
                 up.writer.write_eof()
 

@@ -6,6 +6,7 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
 - `/text`: a text/plain body with an email address in it;
 - `/stream?bytes=N`: N bytes of application/octet-stream, chunked, made as they are sent;
 - `/ping`: a short text/plain "pong" (benchmark);
+- any request with `Upgrade`: 101, then every byte echoed back (a stand-in for WebSocket);
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
 """
@@ -78,7 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with self.server.lock:
             self.server.requests.append(seen)
-        if url.path == "/ping":
+        if self.headers.get("Upgrade"):
+            self._upgraded()
+        elif url.path == "/ping":
             self._send(200, b"pong", "text/plain")
         elif url.path.startswith("/users"):
             self._send(200, json.dumps(USERS).encode(), "application/json")
@@ -99,11 +102,23 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, json.dumps(seen).encode(), "application/json")
 
+    def _upgraded(self) -> None:
+        """Accept any upgrade, then echo raw bytes back until the client closes."""
+        self.send_response(101)
+        self.send_header("Upgrade", self.headers["Upgrade"])
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while data := self.connection.recv(65536):
+            self.connection.sendall(data)
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # an upgraded connection may still be open at teardown
     lock: threading.Lock
     requests: list[dict[str, Any]]
 

@@ -193,3 +193,27 @@ def test_a_200_mb_streamed_response_passes_with_bounded_broker_memory(
     assert got == size
     grew_mb = (peak[0] - before) / 1024
     assert grew_mb < 64, f"the broker grew by {grew_mb:.0f} MB while streaming 200 MB"
+
+
+def test_an_upgraded_connection_relays_both_ways_and_is_recorded(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", tunnels["api"].address["port"]), 10) as sock:
+        sock.sendall(
+            b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Authorization: Bearer " + CLIENT_SECRET.encode() + b"\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"frame one, mail ada@example.com")
+        echoed = b""
+        while len(echoed) < 31:
+            echoed += sock.recv(100)
+        assert echoed == b"frame one, mail ada@example.com"
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/socket")
+    assert ended["client_bytes"] == 31 and ended["upstream_bytes"] == 31
+    assert "frame one" in ended["client_head"] and "ada@example.com" not in ended["client_head"]
