@@ -217,3 +217,28 @@ def test_an_upgraded_connection_relays_both_ways_and_is_recorded(
     ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/socket")
     assert ended["client_bytes"] == 31 and ended["upstream_bytes"] == 31
     assert "frame one" in ended["client_head"] and "ada@example.com" not in ended["client_head"]
+
+
+def test_jitctl_exec_gives_the_command_a_url_and_no_credential(
+    broker: BrokerProcess, upstream: HttpUpstream, tmp_path: Path
+) -> None:
+    import sys
+    import textwrap
+
+    script = tmp_path / "agent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, os, urllib.request
+            with urllib.request.urlopen(os.environ["API_URL"] + "/echo/from-exec") as r:
+                print(r.status)
+            print(json.dumps(dict(os.environ)))
+            """
+        )
+    )
+    result = broker.jitctl("exec", "-t", "api", "--", sys.executable, str(script))
+    assert result.returncode == 0, result.stderr
+    status, env = result.stdout.splitlines()[:2]
+    assert status == "200" and TOKEN not in env
+    seen = [r for r in upstream.requests if r["path"] == "/echo/from-exec"][-1]["headers"]
+    assert seen["authorization"] == f"Bearer {TOKEN}"
