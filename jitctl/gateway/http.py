@@ -34,7 +34,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
-from jitctl_http import bodies, headers
+import jitctl_http.bodies as bodies
+import jitctl_http.headers as headers
 from jitctl_http.policy import AmbiguousPath, Decision, HttpPolicy, canonical_path
 
 from jitctl.plugin import Hold, Record
@@ -128,6 +129,10 @@ async def run_session(io: Any) -> None:
     proxy = Proxy(io, upstream, first)
     try:
         await proxy.run()
+    except ConnectionError:
+        io.end("the client closed the connection")
+    except h11.LocalProtocolError as exc:  # the upstream's answer cannot be relayed as HTTP/1.1
+        io.end(f"the response from {target.name} could not be relayed: {exc}", True)
     finally:
         proxy.close()
 
