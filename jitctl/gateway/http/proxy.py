@@ -1,140 +1,26 @@
-"""The http plugin's shell: h11 on both legs of a reverse proxy (docs/http.md).
-
-`run_session(io)` is the http plugin's `run_session` (jitctl.plugin, custom shells). One tunnel
-is one client connection, which may carry many requests (keep-alive). For each request:
-
-1. h11 (server side) parses the client's request; the path is made canonical and the target's
-   rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
-2. a deny, a refused approval or an ambiguous path is answered here with a JSON body naming
-   the rule and never reaches the upstream; a request that can change something (anything but
-   GET, HEAD, OPTIONS) is recorded as `http.request`, durably, before it is forwarded;
-3. the request goes upstream (h11, client side) with the client's credentials dropped and the
-   broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
-4. the response is streamed back; only a response the target masks (JSON or text, with masks
-   configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
-5. `http.response` ends every exchange, forwarded or refused: the request's method, path,
-   query, headers and decision, the status, timing, headers and bounded, masked body excerpts
-   (one record per read keeps the trail's cost per request low; docs/audit-schema.md).
-
-An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
-raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
-"""
+"""One client connection through the http shell: decide, forward, mask, record (see
+jitctl.gateway.http for the order of things)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
-import ssl
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
 from jitctl_http.policy import AmbiguousPath, Decision, HttpPolicy, canonical_path
 
+from jitctl.gateway.http.relay import relay
+from jitctl.gateway.http.upstream import Refusal, Upstream, UpstreamConnection
 from jitctl.plugin import Hold, Record
 
-READ_SIZE = 256 * 1024
 FLUSH_SIZE = 64 * 1024
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-@dataclass(frozen=True)
-class Upstream:
-    scheme: str
-    host: str
-    port: int
-    prefix: str  # a path the target's URL names, prepended to every request's path
-
-    @classmethod
-    def parse(cls, address: str) -> Upstream:
-        if "://" not in address:
-            address = f"http://{address}"
-        parts = urlsplit(address)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname or "", port, parts.path.rstrip("/"))
-
-    @property
-    def host_header(self) -> bytes:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return (host if self.port == default else f"{host}:{self.port}").encode()
-
-
-class UpstreamConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.h11 = h11.Connection(h11.CLIENT)
-
-    @classmethod
-    async def open(cls, upstream: Upstream) -> UpstreamConnection:
-        context = ssl.create_default_context() if upstream.scheme == "https" else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                upstream.host,
-                upstream.port,
-                ssl=context,
-                server_hostname=upstream.host if context else None,
-                limit=READ_SIZE,
-            ),
-            timeout=10,
-        )
-        return cls(reader, writer)
-
-    async def send(self, event: Any, drain: bool = True) -> None:
-        data = self.h11.send(event)
-        if data:
-            self.writer.write(data)
-        if drain:
-            await self.writer.drain()
-
-    async def next_event(self) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.reader.read(READ_SIZE))
-                continue
-            return event
-
-    @property
-    def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("error", ""))
-        self.status, self.body = status, body
-
-
-async def run_session(io: Any) -> None:
-    target = io.context.target
-    upstream = Upstream.parse(target.address)
-    try:
-        first = await UpstreamConnection.open(upstream)
-    except (OSError, TimeoutError) as exc:
-        await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {exc}")
-        return
-    await io.start()
-    proxy = Proxy(io, upstream, first)
-    try:
-        await proxy.run()
-    except ConnectionError:
-        io.end("the client closed the connection")
-    except h11.LocalProtocolError as exc:  # the upstream's answer cannot be relayed as HTTP/1.1
-        io.end(f"the response from {target.name} could not be relayed: {exc}", True)
-    finally:
-        proxy.close()
 
 
 class Proxy:
@@ -582,39 +468,7 @@ class Proxy:
         )
         client_rest, _ = self.client.trailing_data
         up_rest, _ = up.h11.trailing_data
-        sent = bodies.Capture(self.options.body_limit)
-        received = bodies.Capture(self.options.body_limit)
-
-        async def client_to_up() -> None:
-            data = client_rest
-            while True:
-                if data:
-                    sent.feed(data)
-                    up.writer.write(data)
-                    await up.writer.drain()
-                data = await self.io.read()
-                if not data:
-                    break
-            with contextlib.suppress(OSError):
-                up.writer.write_eof()
-
-        async def up_to_client() -> None:
-            data = up_rest
-            while True:
-                if data:
-                    received.feed(data)
-                    await self.io.write(data)
-                data = await up.reader.read(READ_SIZE)
-                if not data:
-                    return
-
-        tasks = [asyncio.ensure_future(client_to_up()), asyncio.ensure_future(up_to_client())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        sent, received = await relay(self.io, up, client_rest, up_rest, self.options.body_limit)
         texts = {}
         counts: Counter[str] = Counter()
         for name, capture in (("client", sent), ("upstream", received)):

@@ -1,0 +1,56 @@
+"""The http plugin's shell: h11 on both legs of a reverse proxy (docs/http.md).
+
+`run_session(io)` is the http plugin's `run_session` (jitctl.plugin, custom shells). One tunnel
+is one client connection, which may carry many requests (keep-alive). For each request:
+
+1. h11 (server side) parses the client's request; the path is made canonical and the target's
+   rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
+2. a deny, a refused approval or an ambiguous path is answered here with a JSON body naming
+   the rule and never reaches the upstream; a request that can change something (anything but
+   GET, HEAD, OPTIONS) is recorded as `http.request`, durably, before it is forwarded;
+3. the request goes upstream (h11, client side) with the client's credentials dropped and the
+   broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
+4. the response is streamed back; only a response the target masks (JSON or text, with masks
+   configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
+5. `http.response` ends every exchange, forwarded or refused: the request's method, path,
+   query, headers and decision, the status, timing, headers and bounded, masked body excerpts
+   (one record per read keeps the trail's cost per request low; docs/audit-schema.md).
+
+An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
+raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
+
+Modules: `upstream` (the target's URL, one h11 client connection), `proxy` (one client
+connection: the steps above), `relay` (upgraded connections). Decisions live in the pure
+`jitctl_http` package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from jitctl.gateway.http.proxy import Proxy
+from jitctl.gateway.http.upstream import Upstream, UpstreamConnection
+
+__all__ = ["run_session"]
+
+
+async def run_session(io: Any) -> None:
+    target = io.context.target
+    upstream = Upstream.parse(target.address)
+    try:
+        first = await UpstreamConnection.open(upstream)
+    except (OSError, TimeoutError) as exc:
+        await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {exc}")
+        return
+    await io.start()
+    proxy = Proxy(io, upstream, first)
+    try:
+        await proxy.run()
+    except ConnectionError:
+        io.end("the client closed the connection")
+    except h11.LocalProtocolError as exc:  # the upstream's answer cannot be relayed as HTTP/1.1
+        io.end(f"the response from {target.name} could not be relayed: {exc}", True)
+    finally:
+        proxy.close()
