@@ -205,6 +205,10 @@ class HttpOptions(_Model):
     ]
     body_limit: int = Field(default=4096, ge=0, le=1 << 20)  # bytes of each body recorded
     mask_limit: int = Field(default=8 << 20, ge=1024, le=256 << 20)  # largest body masked
+    # "all": every request is on record (durably) before it is forwarded; "changes": only
+    # requests that can change something (not GET, HEAD, OPTIONS) wait, reads are recorded
+    # when they end (faster; a broker crash can lose the record of a read in flight).
+    write_ahead: Literal["all", "changes"] = "all"
 
 
 class SshOptions(_Model):

@@ -85,7 +85,21 @@ def test_pipelined_requests_are_answered_in_order(upstream: HttpUpstream) -> Non
     out = drive(io)
     assert out.count(b"HTTP/1.1 200") == 2
     assert out.index(b"/echo/1") < out.index(b"/echo/2")
-    assert [r.payload["path"] for r in io.records] == ["/echo/1", "/echo/2"]
+    assert [(r.kind, r.payload["path"]) for r in io.records] == [
+        ("http.request", "/echo/1"),
+        ("http.response", "/echo/1"),
+        ("http.request", "/echo/2"),
+        ("http.response", "/echo/2"),
+    ]
+
+
+def test_with_write_ahead_for_changes_only_a_read_has_one_record(upstream: HttpUpstream) -> None:
+    io = FakeIO(
+        target(upstream, http={"write_ahead": "changes"}),
+        [b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"],
+    )
+    assert b"HTTP/1.1 200" in drive(io)
+    assert [r.kind for r in io.records] == ["http.response"]
 
 
 def test_expect_100_continue_is_answered_by_the_gateway(upstream: HttpUpstream) -> None:

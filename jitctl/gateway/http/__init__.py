@@ -6,8 +6,9 @@ is one client connection, which may carry many requests (keep-alive). For each r
 1. h11 (server side) parses the client's request; the path is made canonical and the target's
    rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
 2. a deny, a refused approval or an ambiguous path is answered here with a JSON body naming
-   the rule and never reaches the upstream; a request that can change something (anything but
-   GET, HEAD, OPTIONS) is recorded as `http.request`, durably, before it is forwarded;
+   the rule and never reaches the upstream; a forwarded request is recorded as `http.request`,
+   durably, before the upstream sees it (with `write_ahead = "changes"` only requests that can
+   change something — anything but GET, HEAD, OPTIONS — wait for that);
 3. the request goes upstream (h11, client side) with the client's credentials dropped and the
    broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
 4. the response is streamed back; only a response the target masks (JSON or text, with masks

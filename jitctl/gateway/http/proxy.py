@@ -160,8 +160,8 @@ class Proxy:
             base["approval"] = decision.message
         if decision.action != "allow":
             return await self.refuse(request, base, decision, 403, time_us, started, complete)
-        if method not in SAFE_METHODS:
-            # Write-ahead: a request that can change something is on record before it is made.
+        if self.options.write_ahead == "all" or method not in SAFE_METHODS:
+            # Write-ahead (docs/security.md): on record before the upstream sees it.
             await self.io.record(Record("http.request", base), time_us)
         try:
             return await self.forward(
