@@ -131,3 +131,18 @@ def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes:
         if key.lower() == name:
             return value
     return b""
+
+
+def query_for_record(query: str) -> str:
+    """The query string the trail keeps: parameters named like a credential (`access_token`,
+    `key`, `api_key`, `password`, ...) have their values redacted; the rest stay as sent."""
+    if not query:
+        return query
+    kept = []
+    for part in query.split("&"):
+        name, sep, _ = part.partition("=")
+        lower = name.lower()
+        if sep and (lower in ("key", "sig", "signature") or any(w in lower for w in SECRET_WORDS)):
+            part = f"{name}={REDACTED}"
+        kept.append(part)
+    return "&".join(kept)

@@ -148,3 +148,10 @@ def test_the_brokers_secret_is_scrubbed_across_any_chunking(step: int) -> None:
     out = b"".join(scrub.feed(stream[i : i + step]) for i in range(0, len(stream), step))
     out += scrub.flush()
     assert len(out) == len(stream) and secret not in out and scrub.found == 2
+
+
+def test_credential_query_parameters_are_redacted_for_the_trail() -> None:
+    query = "q=1&access_token=abc&key=k&page=2&flag"
+    assert headers.query_for_record(query) == (
+        "q=1&access_token=[REDACTED]&key=[REDACTED]&page=2&flag"
+    )

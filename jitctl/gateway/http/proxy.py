@@ -55,6 +55,13 @@ class Proxy:
         self.renew_at = float(credential.get("expires_at") or 0) - 60
         self.pending = bytearray()
 
+    def masked(self, text: str) -> str:
+        """`text` for the trail, with the target's detectors applied (paths, queries)."""
+        if self.masks is None or not text:
+            return text
+        masked: str = self.masks.mask_text(text)[0]
+        return masked
+
     def closing(self) -> list[tuple[bytes, bytes]]:
         """`Connection: close` once the injected token is about to expire (see __init__)."""
         if self.renew_at > 0 and time.time() >= self.renew_at:
@@ -127,8 +134,8 @@ class Proxy:
         path, query = raw_target.partition("?")[0], raw_target.partition("?")[2]
         base: dict[str, Any] = {
             "method": method,
-            "path": path,
-            "query": query,
+            "path": self.masked(path),
+            "query": self.masked(headers.query_for_record(query)),
             "request_headers": headers.for_record(request.headers, self.options),
         }
         request_type = headers.header(request.headers, b"content-type")
@@ -136,7 +143,7 @@ class Proxy:
         complete = False
         try:
             path, query = canonical_path(raw_target)
-            base["path"] = path
+            base["path"] = self.masked(path)
             body = None
             if self.policy.needs_body(method, path):
                 early, complete = await self.read_body(self.options.mask_limit)
