@@ -242,3 +242,8 @@ def test_jitctl_exec_gives_the_command_a_url_and_no_credential(
     assert status == "200" and TOKEN not in env
     seen = [r for r in upstream.requests if r["path"] == "/echo/from-exec"][-1]["headers"]
     assert seen["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_the_trail_verifies_after_the_http_sessions(broker: BrokerProcess) -> None:
+    result = broker.jitctl("audit", "verify", "--state-dir", str(broker.state_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
