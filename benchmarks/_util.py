@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -274,3 +275,32 @@ def syscalls(pid: int, names: Sequence[str], load: Callable[[], object]) -> dict
             if fields and fields[-1] in counts and fields[3].isdigit():
                 counts[fields[-1]] = int(fields[3])
         return counts
+
+
+# -- running one benchmark on its own ---------------------------------------------------------
+
+
+def standalone_main(
+    doc: str | None,
+    collect: Callable[[bool], Any],
+    rows: Callable[[Any], Sequence[Row]],
+    quick_help: str = "smaller sizes",
+    argv: list[str] | None = None,
+) -> int:
+    """`python benchmarks/bench_X.py [--quick] [--json]`: figures as JSON or a markdown table."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    results = collect(args.quick)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("| metric | jitctl | peer | ratio | goal | met |\n|---|---:|---:|---:|---|---|")
+    for row in rows(results):
+        cells = (row.metric, row.measured, row.peer, row.ratio, row.goal, yes_no(row.met))
+        print("| " + " | ".join(cells) + " |")
+    return 0

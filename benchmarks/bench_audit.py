@@ -17,9 +17,7 @@ The goal (≥ 20,000 durable records/s on SQLite) comes from the audit design.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import sys
@@ -28,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import Row, Section
+from _util import Row, Section, standalone_main
 
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import Actor, NewRecord
@@ -178,19 +176,7 @@ def run(quick: bool) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    results = collect(args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print("| metric | jitctl | peer | ratio | goal | met |\n|---|---:|---:|---:|---|---|")
-    for row in rows(results):
-        met = {True: "yes", False: "**no**", None: "—"}[row.met]
-        print(f"| {row.metric} | {row.measured} | {row.peer} | {row.ratio} | {row.goal} | {met} |")
-    return 0
+    return standalone_main(__doc__, collect, rows, "smaller sizes", argv)
 
 
 if __name__ == "__main__":

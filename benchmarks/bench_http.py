@@ -22,9 +22,7 @@ rounds alternate so drift hits both.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
@@ -36,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import Row, Section, ratio, say
+from _util import Row, Section, ratio, say, standalone_main
 
 CONNECTIONS = 8
 RPS_GOAL = 0.50  # gateway >= 50% of direct
@@ -336,19 +334,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter rounds, 200 MiB stream")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    results = collect(args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print("| metric | jitctl | peer | ratio | goal | met |\n|---|---:|---:|---:|---|---|")
-    for row in rows(results):
-        met = {True: "yes", False: "**no**", None: "—"}[row.met]
-        print(f"| {row.metric} | {row.measured} | {row.peer} | {row.ratio} | {row.goal} | {met} |")
-    return 0
+    return standalone_main(__doc__, collect, rows, "shorter rounds, 200 MiB stream", argv)
 
 
 if __name__ == "__main__":

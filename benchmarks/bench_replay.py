@@ -19,10 +19,8 @@ The import of textual itself (~0.2 s) is not in these figures: it is paid before
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime
-import json
 import shutil
 import sys
 import tempfile
@@ -31,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _util import Row, Section
+from _util import Row, Section, standalone_main
 
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import NewRecord
@@ -211,19 +209,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20,000-record sessions")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    results = collect(args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print("| metric | jitctl | peer | ratio | goal | met |\n|---|---:|---:|---:|---|---|")
-    for row in rows(results):
-        met = {True: "yes", False: "**no**", None: "—"}[row.met]
-        print(f"| {row.metric} | {row.measured} | {row.peer} | {row.ratio} | {row.goal} | {met} |")
-    return 0
+    return standalone_main(__doc__, collect, rows, "20,000-record sessions", argv)
 
 
 if __name__ == "__main__":

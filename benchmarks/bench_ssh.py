@@ -22,9 +22,7 @@ sshd directly, in the same run; direct and gateway runs alternate so drift hits 
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
-import json
 import os
 import signal
 import statistics
@@ -35,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import Row, Section, ratio, say
+from _util import Row, Section, ratio, say, standalone_main
 
 SIZE_FULL = 200 * 1024 * 1024
 SIZE_QUICK = 50 * 1024 * 1024
@@ -304,19 +302,7 @@ def run(quick: bool = False) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    results = collect(args.quick)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print("| metric | jitctl | peer | ratio | goal | met |\n|---|---:|---:|---:|---|---|")
-    for row in rows(results):
-        met = {True: "yes", False: "**no**", None: "—"}[row.met]
-        print(f"| {row.metric} | {row.measured} | {row.peer} | {row.ratio} | {row.goal} | {met} |")
-    return 0
+    return standalone_main(__doc__, collect, rows, "smaller sizes", argv)
 
 
 if __name__ == "__main__":
