@@ -35,7 +35,7 @@ def typing(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy>=1.10")
     # The plugins are packages of their own (plugins/jitctl_*): checked strictly too.
     plugins = [str(path) for path in sorted(Path("plugins").glob("jitctl_*"))]
-    session.run("mypy", *(session.posargs or ["jitctl", "--strict", *plugins]))
+    session.run("mypy", *(session.posargs or ["--strict", "jitctl", *plugins]))
 
 
 @nox.session
