@@ -27,6 +27,7 @@ def test_demo_runs_shows_the_story_and_cleans_up(tmp_path: Path) -> None:
         assert "[MASKED]" in output  # the agent's SELECT came back masked
         assert "ada@example.com" not in output.split("agent> SELECT", 1)[1]
         assert "blocked: 42501" in output  # its DROP was blocked by parsing
+        assert "done: the ALTER ran after approval" in output  # bob approved the held ALTER
     else:
         assert "falls back to a tcp target" in output
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith("jitctl-demo-")]
