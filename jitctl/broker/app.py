@@ -52,6 +52,7 @@ class TargetView(BaseModel):
     default_action: str
     rules: list[RuleView]
     masks: list[dict[str, list[str]]]
+    access: dict[str, Any] = {}  # how to get in: request needed, approvers, limits
 
 
 class TargetList(BaseModel):
@@ -91,7 +92,23 @@ def target_view(target: Target) -> TargetView:
             for index, rule in enumerate(target.rules)
         ],
         masks=[{k: v for k, v in mask.model_dump().items() if v} for mask in target.masks],
+        access=_access_view(target),
     )
+
+
+def _access_view(target: Target) -> dict[str, Any]:
+    access = getattr(target, "access", None)
+    if access is None:
+        return {}
+    view = {
+        "require_request": access.require_request,
+        "approvers": list(access.approvers),
+        "min_approvals": access.min_approvals,
+        "max_duration": access.max_duration,
+        "auto_approve_groups": list(access.auto_approve_groups),
+        "approval_timeout": access.approval_timeout,
+    }
+    return view  # never the webhook URL: it is a secret
 
 
 async def current_identity(request: Request) -> Identity:

@@ -151,6 +151,10 @@ def rules_summary(target: dict[str, Any]) -> str:
     parts.append(f"default {target.get('default_action', 'allow')}")
     if target.get("masks"):
         parts.append("masked")
+    access = target.get("access") or {}
+    if access.get("require_request"):
+        approvers = ",".join(access.get("approvers") or []) or "approvers"
+        parts.append(f"needs a request ({approvers})")
     return "; ".join(parts)
 
 

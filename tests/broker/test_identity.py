@@ -33,6 +33,13 @@ allow_groups = ["dba"]
 name = "nobody"
 protocol = "tcp"
 address = "127.0.0.1:5434"
+
+[[targets]]
+name = "gated"
+protocol = "tcp"
+address = "127.0.0.1:5435"
+allow_groups = ["gated-team"]
+access = {{ require_request = true, approvers = ["dba"], webhook = "https://hooks.example.com/T" }}
 """
 
 
@@ -161,3 +168,11 @@ def test_unknown_kid_refetch_is_rate_limited(tmp_path: Path) -> None:
             for _ in range(5):
                 assert broker.get("/v1/whoami", iss.mint(kid=stray)).status_code == 401
             assert iss.jwks_hits <= hits + 1
+
+
+def test_targets_say_how_to_get_in_but_never_the_webhook(broker, issuer) -> None:
+    listed = broker.get("/v1/targets", issuer.mint(groups=["gated-team"])).json()["targets"]
+    assert [t["name"] for t in listed] == ["gated"]
+    access = listed[0]["access"]
+    assert access["require_request"] is True and access["approvers"] == ["dba"]
+    assert "hooks.example.com" not in str(listed)  # a webhook URL is a secret
