@@ -98,6 +98,7 @@ def test_targets_lists_exactly_those_whose_allow_groups_meet_the_callers(broker,
         ("missing_exp", "missing required claim 'exp'"),
         ("not_a_jwt", "malformed token"),
         ("too_long_lived", "exceeds the issuer's limit"),
+        ("oversized", "token too large"),
     ],
 )
 def test_bad_tokens_are_rejected_with_a_reason(broker, issuer, case: str, expected: str) -> None:
@@ -138,6 +139,8 @@ def test_bad_tokens_are_rejected_with_a_reason(broker, issuer, case: str, expect
         token = issuer.mint(claims)
     elif case == "not_a_jwt":
         token = "definitely-not-a-jwt"
+    elif case == "oversized":  # refused before any parsing or key lookup
+        token = issuer.mint(padding="x" * 20_000)
     else:  # too_long_lived: a 30-day token from an issuer limited to 24 h
         token = issuer.mint(lifetime=30 * 86400)
     assert expected in reason(broker.get("/v1/whoami", token))
