@@ -31,7 +31,7 @@ log = logging.getLogger("jitctl.gateway")
 async def admit_grant(runtime: Any, identity: Any, target: Any) -> Any:
     """The caller's live grant for `target` (None when the target needs none)."""
     from jitctl.approvals.rules import Problem
-    from jitctl.gateway.tunnel import Refused
+    from jitctl.gateway.refusals import Refused
 
     if not target.access.require_request:
         return None

@@ -93,7 +93,7 @@ class GatewayShellIO:
         await self._answer({"ok": True, "session_id": s.session_id})
 
     async def refuse(self, code: str, error: str, hint: str = "") -> None:
-        from jitctl.gateway.tunnel import Refused
+        from jitctl.gateway.refusals import Refused
 
         s = self.session
         await s.gateway._record_refusal(

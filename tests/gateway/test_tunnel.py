@@ -32,6 +32,13 @@ name = "billing"
 protocol = "tcp"
 address = "{echo}"
 allow_groups = ["dba"]
+
+[[targets]]
+name = "nocred"
+protocol = "tcp"
+address = "{echo}"
+allow_groups = ["agents"]
+credential = {{ user = "svc", password_env = "JITCTL_TEST_NEVER_SET" }}
 """
 
 
@@ -153,3 +160,16 @@ def test_refusals_are_recorded_in_the_trail(broker: BrokerProcess) -> None:
 def test_trail_verifies_after_sessions(broker: BrokerProcess) -> None:
     result = broker.jitctl("audit", "verify", "--state-dir", str(broker.state_dir))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_secret_the_broker_cannot_find_refuses_clearly(broker: BrokerProcess) -> None:
+    """An unset password_env is an operator error: say so, don't try the upstream without it."""
+    process, address = broker.connect("nocred")
+    try:
+        with socket.create_connection(("127.0.0.1", address["port"]), timeout=10) as sock:
+            sock.sendall(b"hello")
+            assert sock.recv(100) == b""  # closed: nothing was forwarded
+    finally:
+        err = _stop(process)
+    assert "the broker has no credential for nocred" in err
+    assert "JITCTL_TEST_NEVER_SET is not set" in err
