@@ -60,7 +60,11 @@ description = "production-like customer database (a throwaway copy)"
 allow_groups = ["agents", "dba"]
 record_rows = 3
 credential = {{ user = "{user}", password_env = "DEMO_PG_PASSWORD", database = "shop" }}
-{access}
+
+[targets.access]
+approvers = ["dba"]
+approval_timeout = "45s"
+
 [[targets.rules]]
 name = "no-destruction"
 match = {{ statement = ["drop", "truncate"] }}
@@ -75,12 +79,6 @@ approvers = ["dba"]
 [[targets.masks]]
 columns = ["customers.email", "*.ssn", "customers.card_number"]
 detectors = ["EMAIL_ADDRESS", "CREDIT_CARD_NUMBER", "US_SOCIAL_SECURITY_NUMBER"]
-"""
-
-ACCESS = """
-[targets.access]
-approvers = ["dba"]
-approval_timeout = "45s"
 """
 
 TCP_TARGET = """
@@ -154,7 +152,6 @@ class _Demo:
         }
         self.env.pop("PGPASSWORD", None)
         self.processes: list[subprocess.Popen[str]] = []
-        self.approvals_available = True
 
     # -- running jitctl ---------------------------------------------------------------------
 
@@ -218,7 +215,7 @@ class _Demo:
         from jitctl.testing.servers import EchoServer
 
         if with_postgres:
-            target = PG_TARGET.format(port=self.pg.port, user=self.pg.user, access=ACCESS)
+            target = PG_TARGET.format(port=self.pg.port, user=self.pg.user)
             env = {"DEMO_PG_PASSWORD": self.pg.password}
         else:
             self.echo = EchoServer()
@@ -226,19 +223,7 @@ class _Demo:
             env = {}
         config = USERS + target
         self.broker = BrokerProcess(config, state_dir=self.root / "broker", dev=True, env=env)
-        try:
-            self.broker.start()
-        except Exception:
-            if "access" in self.broker.log_text() and with_postgres:
-                # This build has no approvals yet: run without the [targets.access] table.
-                config = USERS + PG_TARGET.format(port=self.pg.port, user=self.pg.user, access="")
-                self.approvals_available = False
-                self.broker = BrokerProcess(
-                    config, state_dir=self.root / "broker2", dev=True, env=env
-                )
-                self.broker.start()
-            else:
-                raise
+        self.broker.start()
         self.env["JITCTL_BROKER"] = self.broker.url
         self.env["JITCTL_CA_FILE"] = self.broker.ca_file
         console.print(
@@ -342,8 +327,7 @@ class _Demo:
         stop = threading.Event()
         approved: list[str] = []
         watcher = threading.Thread(target=self.approver, args=(stop, approved), daemon=True)
-        if self.approvals_available:
-            watcher.start()
+        watcher.start()
         try:
             self.jitctl(
                 "exec",
@@ -503,11 +487,6 @@ def run_demo(keep: bool = False) -> None:
                         background_color="default",
                     )
                 )
-                if not demo.approvals_available:
-                    console.print(
-                        "[yellow](this build has no approvals yet: the ALTER is "
-                        "refused with 'approval required')[/]"
-                    )
                 session_id = demo.run_agent()
             else:
                 _step(
