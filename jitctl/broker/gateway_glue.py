@@ -46,19 +46,27 @@ async def open_audit(config: BrokerConfig, state_dir: Path) -> Any:
         checkpoint_interval=config.audit.checkpoint_interval,
     )
     await writer.start()
-    await _close_interrupted(store, writer, broker_id(state_dir))
+    await _close_interrupted(store, writer, broker_id(state_dir), config)
     return writer
 
 
-async def _close_interrupted(store: Any, writer: Any, me: str) -> None:
-    """Sessions this broker started and never ended (it was killed) get a session.end."""
+async def _close_interrupted(store: Any, writer: Any, me: str, config: BrokerConfig) -> None:
+    """Sessions this broker started and never ended (it was killed) get a session.end.
+
+    Only recent sessions can still be open: none outlives its target's max_session, so the scan
+    looks back twice the longest one (config may have changed since), not over the whole trail.
+    """
     import asyncio
+    import time
 
     from jitctl.audit import NewRecord
 
+    longest = max((t.max_session for t in config.targets), default=3600.0)
+    since_us = time.time_ns() // 1000 - int(2 * max(longest, 3600.0) * 1_000_000)
+
     def find() -> list[Any]:
         found = []
-        for summary in store.sessions():
+        for summary in store.sessions(since_us=since_us):
             if summary.status != "open":
                 continue
             start = next(
