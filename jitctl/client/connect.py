@@ -47,7 +47,7 @@ async def run_connect(
     spec = tunnel_spec(target, reason)
     reply = await check_target(spec)  # fail early: auth, unknown target, not allowed
     protocol = str(reply.get("protocol", "tcp"))
-    listener = LocalListener(spec, port, on_event=_say)
+    listener = LocalListener(spec, port, on_event=lambda message, trouble: _say(message))
     bound = await listener.start()
     address = {
         "target": target,

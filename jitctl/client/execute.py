@@ -241,8 +241,9 @@ def _gcp_environment(
     return {"GOOGLE_APPLICATION_CREDENTIALS": str(path), gcp.ALLOW_EXECUTABLES: "1"}
 
 
-def _quiet(message: str) -> None:
-    if message.startswith("error:") or "closed by the broker" in message or "lost" in message:
+def _quiet(message: str, trouble: bool) -> None:
+    """The wrapped command owns the terminal: jitctl speaks only when something went wrong."""
+    if trouble:
         sys.stderr.write(f"jitctl: {message}\n")
 
 

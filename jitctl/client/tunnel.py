@@ -121,11 +121,12 @@ class LocalListener:
         self,
         spec: TunnelSpec,
         port: int = 0,
-        on_event: Callable[[str], None] | None = None,
+        on_event: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.spec = spec
         self.port = port
-        self.on_event = on_event or (lambda message: None)
+        # on_event(message, trouble): trouble is True for refusals, closures and losses.
+        self.on_event = on_event or (lambda message, trouble: None)
         self._server: asyncio.Server | None = None
         self.sessions: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -168,11 +169,11 @@ class LocalListener:
         try:
             reader, writer, reply = await open_tunnel(self.spec)
         except JitctlError as exc:
-            self.on_event(exc.diagnostics())
+            self.on_event(exc.diagnostics(), True)
             return
         session_id = str(reply.get("session_id", ""))
         self.sessions.append(session_id)
-        self.on_event(f"session {session_id} opened to {self.spec.target}")
+        self.on_event(f"session {session_id} opened to {self.spec.target}", False)
 
         async def upward() -> None:
             while chunk := await local_reader.read(READ_SIZE):
@@ -200,9 +201,9 @@ class LocalListener:
         try:
             reason = await down
             if reason:
-                self.on_event(f"session {session_id} closed by the broker: {reason}")
+                self.on_event(f"session {session_id} closed by the broker: {reason}", True)
         except (ConnectionError, RemoteProtocolError) as exc:
-            self.on_event(f"session {session_id} lost: {exc}")
+            self.on_event(f"session {session_id} lost: {exc}", True)
         finally:
             up.cancel()
             with contextlib.suppress(BaseException):
