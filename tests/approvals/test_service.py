@@ -225,7 +225,7 @@ def test_a_held_statement_nobody_answers_expires_at_its_deadline(url: str, tmp_p
             started = time.monotonic()
             decided = await service.await_decision(request.id, asyncio.Event())
             assert decided is not None and decided.status is Status.EXPIRED
-            assert 0.4 < time.monotonic() - started < 1.5
+            assert 0.4 < time.monotonic() - started < 5  # at its 0.5 s deadline, not never
 
     run(scenario)
     assert [k for k, _ in trail(url)] == ["approval.requested", "approval.expired"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,7 +145,6 @@ def test_token_file_is_used_for_the_run_without_being_stored(
     token_file = tmp_path / "job-token"
     token_file.write_text(token_issuer.mint(sub="k8s-pod", lifetime=600))
     home = tmp_path / "fresh-home"  # no stored login at all
-    started = time.monotonic()
     result = broker.jitctl(
         "exec",
         "--token-file",
@@ -162,6 +159,4 @@ def test_token_file_is_used_for_the_run_without_being_stored(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
-    assert time.monotonic() - started < 30
     assert not (home / "credentials.json").exists()
-    assert os.environ.get("JITCTL_HOME") != str(home)
