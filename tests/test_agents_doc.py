@@ -113,7 +113,9 @@ def test_the_github_actions_example_runs_an_agent_end_to_end(
     with EchoServer() as echo:
         config = config.replace('address = "10.0.0.5:5432"', f'address = "{echo.address}"')
         config = config.replace('protocol = "postgres"', 'protocol = "tcp"')
-        with BrokerProcess(config, state_dir=tmp_path / "broker") as broker:
+        # The documented target's password lives in the broker's environment (unused by tcp).
+        secret = {"PG_PROD_AGENT_PASSWORD": "stand-in"}
+        with BrokerProcess(config, state_dir=tmp_path / "broker", env=secret) as broker:
             line = next(
                 raw.strip().removeprefix("- run: ")
                 for raw in blocks("yaml")[0].splitlines()

@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from jitctl.plugin import Direction, Hold, RemoteProtocolError, Review
+from jitctl.plugin import Hold, RemoteProtocolError, Review
 
 log = logging.getLogger("jitctl.gateway")
 
@@ -102,7 +102,7 @@ class SessionApprovals:
         terminate = getattr(getattr(session, "core", None), "terminate", None)
         if terminate is not None and not session.stats.ended.is_set():
             with contextlib.suppress(Exception):
-                await session._execute(terminate(reason), Direction.DOWN)
+                await session.execute(terminate(reason))
         session._end(reason, True)
 
     # -- holds ----------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class SessionApprovals:
         if session.stats.ended.is_set():
             return False
         try:
-            await session._execute(core.resume(command.hold_id, review), Direction.UP)
+            await session.execute(core.resume(command.hold_id, review))
         except RemoteProtocolError as exc:
             session._end(f"protocol error from the client: {exc}", True)
             return False

@@ -204,7 +204,7 @@ class Session:
             ended = getattr(core, "session_ended", None)
             if ended is not None:
                 with contextlib.suppress(Exception):
-                    await self._execute(ended())
+                    await self.execute(ended())
             with contextlib.suppress(Exception):
                 self.client_writer.write(frames.close_frame(self.stats.reason, self.stats.error))
                 await asyncio.wait_for(self.client_writer.drain(), 2)
@@ -245,7 +245,7 @@ class Session:
 
     # -- the three loops ----------------------------------------------------------------------
 
-    async def _execute(self, commands: Any) -> None:
+    async def execute(self, commands: Any) -> None:
         """Run a core's commands. UP forwards go through the write-ahead queue."""
         barrier: Any = None
         for command in commands:
@@ -297,9 +297,9 @@ class Session:
                     return
                 for event in decoder.feed(chunk):
                     if isinstance(event, frames.Data):
-                        await self._execute(core.client_data(event.data))
+                        await self.execute(core.client_data(event.data))
                     elif isinstance(event, frames.Eof):
-                        await self._execute(core.client_eof())
+                        await self.execute(core.client_eof())
                     else:
                         self._end(event.reason or "client closed the tunnel", False)
                         return
@@ -343,14 +343,14 @@ class Session:
             while True:
                 chunk = await up_reader.read(READ_SIZE)
                 if not chunk:
-                    await self._execute(core.upstream_eof())
+                    await self.execute(core.upstream_eof())
                     return
                 if not self.audit.healthy:
                     self._end(
                         f"audit store unavailable, forwarding stopped: {self.audit.failed}", True
                     )
                     return
-                await self._execute(core.upstream_data(chunk))
+                await self.execute(core.upstream_data(chunk))
         except RemoteProtocolError as exc:
             self._end(f"protocol error from the upstream: {exc}", True)
         except Exception as exc:
