@@ -18,7 +18,8 @@ What is measured (notes/postgres-wire.md §11 gives the method and the goals):
 
 Everything runs on this machine's cores: pgbench, postgres and the proxies compete for them,
 so "% of direct" understates a proxy that would have its own cores (notes §11). The figures are
-reported as measured; `met` is the notes' CI gate (jitctl >= 0.6 x pgbouncer TPS with -M simple).
+reported as measured; `met` is issue 5's goal: jitctl >= 0.7 x pgbouncer TPS with -M simple (the
+notes' §11 target of 70% of pgbouncer; their looser CI gate of 0.6 is not the goal).
 
     python benchmarks/bench_postgres.py [--quick]
 """
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 CLIENTS = 10
-GATE = 0.6  # jitctl TPS / pgbouncer TPS, -M simple (notes §11 CI gate)
+GATE = 0.7  # jitctl TPS / pgbouncer TPS, -M simple (issue 5; notes §11 target)
 
 
 def _say(message: str) -> None:
