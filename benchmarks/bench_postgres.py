@@ -15,13 +15,20 @@ What is measured (notes/postgres-wire.md §11 gives the method and the goals):
   parsing), which separates the cost of the shell and the audit trail from the plugin's own.
 - Where the broker's CPU goes: a py-spy sample (if installed) of an extra, untimed -M simple run,
   bucketed by the innermost jitctl frame of each sample.
+- The postgres core alone (`--core` runs only this; no server needed): a pgbench -S conversation
+  as pgbench sends it and PostgreSQL answers it (simple: one Query per transaction with a new
+  literal each time; prepared: Bind/Describe/Execute/Sync of one named statement), fed through
+  one `PostgresCore` with the bench target's services (default rules, no masks), classifier
+  caches cold. Reported per transaction: the core's CPU µs, the audit records it emits and their
+  payload bytes, and the CPU µs the audit writer's `prepare` (canonical JSON on the event loop)
+  and `link` (SHA-256 chaining in the writer thread) spend on them.
 
 Everything runs on this machine's cores: pgbench, postgres and the proxies compete for them,
 so "% of direct" understates a proxy that would have its own cores (notes §11). The figures are
 reported as measured; `met` is issue 5's goal: jitctl >= 0.7 x pgbouncer TPS with -M simple (the
 notes' §11 target of 70% of pgbouncer; their looser CI gate of 0.6 is not the goal).
 
-    python benchmarks/bench_postgres.py [--quick]
+    python benchmarks/bench_postgres.py [--quick] [--core]
 """
 
 from __future__ import annotations
@@ -279,6 +286,143 @@ def _profile(pid: int, load: Any, seconds: float) -> dict[str, str]:
     return {f"broker profile: {name}": f"{n / total:.0%}" for name, n in ranked}
 
 
+# -- the postgres core alone --------------------------------------------------------------------
+
+
+def _conversation(mode: str, count: int, seed: int = 5) -> list[tuple[str, bytes]]:
+    """A pgbench -S conversation after startup, byte for byte as pgbench and PostgreSQL 15 send
+    it (one chunk per direction per transaction, as captured on loopback)."""
+    import random
+
+    from jitctl_postgres.messages import cstr, message
+
+    rng = random.Random(seed)
+    row_description = message(
+        b"T",
+        (1).to_bytes(2, "big")
+        + cstr("abalance")
+        + (16390).to_bytes(4, "big")  # table OID
+        + (3).to_bytes(2, "big")  # attribute number
+        + (23).to_bytes(4, "big")  # int4
+        + (4).to_bytes(2, "big")
+        + (-1).to_bytes(4, "big", signed=True)
+        + (0).to_bytes(2, "big"),
+    )
+    answer = (
+        message(b"D", (1).to_bytes(2, "big") + (1).to_bytes(4, "big") + b"0")
+        + message(b"C", cstr("SELECT 1"))
+        + message(b"Z", b"I")
+    )
+    out: list[tuple[str, bytes]] = []
+    if mode == "prepared":
+        text = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+        out.append(("up", message(b"P", cstr("P_0") + cstr(text) + b"\0\0") + message(b"S")))
+        out.append(("down", message(b"1") + message(b"Z", b"I")))
+    for _ in range(count):
+        aid = str(rng.randint(1, 100_000)).encode()
+        if mode == "simple":
+            text = f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid.decode()};"
+            out.append(("up", message(b"Q", cstr(text))))
+            out.append(("down", row_description + answer))
+        else:
+            bind = cstr("") + cstr("P_0") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+            bind += len(aid).to_bytes(4, "big") + aid + (1).to_bytes(2, "big") + bytes(2)
+            out.append(
+                (
+                    "up",
+                    message(b"B", bind)
+                    + message(b"D", b"P\0")
+                    + message(b"E", b"\0" + bytes(4))
+                    + message(b"S"),
+                )
+            )
+            out.append(("down", message(b"2") + row_description + answer))
+    return out
+
+
+def _ready_core() -> Any:
+    """A PostgresCore for the bench target (default rules, no masks), past its startup."""
+    from types import SimpleNamespace
+
+    import jitctl_postgres
+    from jitctl.plugin import SessionContext
+    from jitctl_postgres.messages import cstr, message, startup_message
+
+    target = SimpleNamespace(name="bench", record_rows=0, rules=[], default_action="allow")
+    context = SessionContext(
+        session_id="bench",
+        target=target,
+        groups=("agents",),
+        settings={"credential": {"user": "bench", "password": "-"}, "cancel_registry": {}},
+    )
+    core = jitctl_postgres.PostgresCore(context, jitctl_postgres.services_for(target))
+    core.client_data(startup_message({"user": "bench", "database": "postgres"}))
+    core.upstream_data(
+        message(b"R", bytes(4))
+        + message(b"S", cstr("client_encoding") + cstr("UTF8"))
+        + message(b"K", bytes(8))
+        + message(b"Z", b"I")
+    )
+    return core
+
+
+def core_run(count: int = 20_000) -> dict[str, Any]:
+    """The postgres core alone, per transaction (module docstring); best of three runs, each
+    with the classifier's caches cleared first."""
+    import gc
+
+    from jitctl.audit.chain import link, prepare
+    from jitctl.audit.records import Actor, NewRecord
+    from jitctl.plugin import Record
+    from jitctl_postgres import classify
+
+    actor = Actor("bench", groups=("agents",), reason="benchmark", client_addr="127.0.0.1:1")
+    figures: dict[str, Any] = {}
+    for mode in ("simple", "prepared"):
+        conversation = _conversation(mode, count)
+        best: tuple[float, ...] | None = None
+        for _ in range(3):
+            classify.clear_caches()
+            core = _ready_core()
+            kept: list[Any] = []  # the records of the last transactions (the broker keeps none)
+            n_records = 0
+            gc.collect()
+            start = time.process_time()
+            for direction, data in conversation:
+                out = core.client_data(data) if direction == "up" else core.upstream_data(data)
+                for command in out:
+                    if isinstance(command, Record):
+                        n_records += 1
+                        kept.append(command)
+                if len(kept) > 4096:
+                    del kept[:2048]
+            core_s = time.process_time() - start
+            gc.collect()  # the core's garbage is the core's cost, not the audit's
+            start = time.process_time()
+            prepared = [
+                prepare(NewRecord(r.kind, "bench", "bench", actor, dict(r.payload), r.data))
+                for r in kept
+            ]
+            prepare_s = time.process_time() - start
+            start, previous = time.process_time(), "0" * 64
+            for seq, item in enumerate(prepared, 1):
+                previous = link(item, seq, previous).hash
+            link_s = time.process_time() - start
+            share = n_records / len(kept)  # the audit figures are measured on `kept`
+            payload = sum(len(item.payload_json) for item in prepared) * share
+            run = (core_s, prepare_s * share, link_s * share, n_records, payload)
+            best = run if best is None or run[0] < best[0] else best
+        assert best is not None
+        core_s, prepare_s, link_s, n_records, payload = best
+        figures[f"core alone -M {mode}: CPU µs/txn"] = round(core_s / count * 1e6, 1)
+        figures[f"core alone -M {mode}: audit records/txn"] = round(n_records / count, 2)
+        figures[f"core alone -M {mode}: payload bytes/txn"] = round(payload / count)
+        figures[f"core alone -M {mode}: audit prepare + link µs/txn"] = round(
+            (prepare_s + link_s) / count * 1e6, 1
+        )
+    return figures
+
+
 def _dsn(port: int, pg: Any) -> str:
     return f"host=127.0.0.1 port={port} user={pg.user} dbname=postgres sslmode=disable"
 
@@ -364,14 +508,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     figures["met"] = gate >= GATE
     figures["gate"] = f"jitctl/pgbouncer TPS -M simple = {gate:.2f} (goal >= {GATE})"
     figures.update(profile)
+    figures.update(core_run(5_000 if quick else 20_000))
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s runs, scale 1")
+    parser.add_argument("--core", action="store_true", help="only the postgres core, no server")
     args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2, ensure_ascii=False))
+    count = 5_000 if args.quick else 20_000
+    figures = core_run(count) if args.core else run(quick=args.quick)
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ __all__ = [
     "StatementInfo",
     "classify",
     "classify_function_call",
+    "clear_caches",
 ]
 
 MAX_DEPTH = 8  # nested bodies (DO inside DO, function bodies) classified before giving up
@@ -127,3 +128,8 @@ def _parse(sql: str, depth: int) -> Classification:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _cached(sql: str) -> Classification:
     return _classify(sql, 0)
+
+
+def clear_caches() -> None:
+    """Forget every cached result (benchmarks measure cold caches with it)."""
+    _cached.cache_clear()
