@@ -11,12 +11,16 @@ Rules (RFC 9110 §7.6.1 for hop-by-hop fields):
 - Toward the client: hop-by-hop fields go; framing stays unless the body was rewritten.
 - In the trail: only the target's `record_headers`, and secrets (`Authorization`, cookies, the
   API-key header, anything named like a token, key, secret or password) as `[REDACTED]`.
+
+`HeaderRules.of(options)` works these sets out once per connection: they depend on the target
+only, and every request of a keep-alive connection would otherwise rebuild them.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
@@ -65,6 +69,78 @@ def credential_header(options: Any, credential: Mapping[str, str]) -> tuple[byte
     return options.auth_header.strip().encode("latin-1"), value.encode("latin-1")
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    """One target's header rules, as sets of lower-case names (see the module docstring)."""
+
+    drop: frozenset[bytes]  # client credentials: dropped, their names recorded
+    record: frozenset[bytes]  # kept in the trail ...
+    redact: frozenset[bytes]  # ... with their values as [REDACTED]
+
+    @classmethod
+    def of(cls, options: Any, secret_names: Iterable[str] = ()) -> HeaderRules:
+        drop = ALWAYS_DROPPED | _names([options.auth_header, *options.drop_headers])
+        if options.drop_cookies:
+            drop |= {b"cookie"}
+        record = _names(options.record_headers)
+        secrets = _names([options.auth_header, *options.drop_headers, *secret_names])
+        redact = {
+            name
+            for name in record
+            if name in secrets
+            or name in ALWAYS_DROPPED
+            or any(w in name.decode("latin-1") for w in SECRET_WORDS)
+        }
+        return cls(frozenset(drop), frozenset(record), frozenset(redact))
+
+    def to_upstream(
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        host: bytes,
+        injected: tuple[bytes, bytes] | None,
+        *,
+        identity_encoding: bool = False,
+    ) -> tuple[Headers, list[str]]:
+        """The upstream request's headers, and the names of the client credentials dropped."""
+        hop = HOP_BY_HOP
+        upgrade = False
+        if any(name.lower() == b"connection" for name, _ in headers):
+            upgrade = is_upgrade(headers)
+            hop = HOP_BY_HOP | _connection_tokens(headers)
+            if upgrade:
+                hop = hop - {b"upgrade"}
+        drop = self.drop
+        out: Headers = [(b"host", host)]
+        dropped: list[str] = []
+        for name, value in headers:
+            lower = name.lower()
+            if lower in drop:
+                dropped.append(lower.decode("latin-1"))
+            elif lower in hop or lower == b"host" or lower.startswith(b"proxy-"):
+                continue
+            elif identity_encoding and lower == b"accept-encoding":
+                continue  # bodies the gateway masks must arrive readable
+            else:
+                out.append((name, value))
+        if upgrade:
+            out.append((b"connection", b"upgrade"))
+        if injected is not None:
+            out.append(injected)
+        return out, sorted(set(dropped))
+
+    def for_record(self, headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The headers the trail keeps, secrets redacted; repeated fields joined with ", "."""
+        out: dict[str, str] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower not in self.record:
+                continue
+            key = lower.decode("latin-1")
+            text = REDACTED if lower in self.redact else value.decode("latin-1")
+            out[key] = f"{out[key]}, {text}" if key in out else text
+        return out
+
+
 def to_upstream(
     headers: Sequence[tuple[bytes, bytes]],
     options: Any,
@@ -74,35 +150,16 @@ def to_upstream(
     identity_encoding: bool = False,
 ) -> tuple[Headers, list[str]]:
     """The upstream request's headers, and the names of the client credentials dropped."""
-    upgrade = is_upgrade(headers)
-    hop = HOP_BY_HOP | _connection_tokens(headers)
-    if upgrade:
-        hop -= {b"upgrade"}
-    drop = ALWAYS_DROPPED | _names([options.auth_header, *options.drop_headers])
-    if options.drop_cookies:
-        drop.add(b"cookie")
-    out: Headers = [(b"host", host)]
-    dropped: list[str] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop:
-            dropped.append(lower.decode("latin-1"))
-        elif lower in hop or lower == b"host" or lower.startswith(b"proxy-"):
-            continue
-        elif identity_encoding and lower == b"accept-encoding":
-            continue  # bodies the gateway masks must arrive readable
-        else:
-            out.append((name, value))
-    if upgrade:
-        out.append((b"connection", b"upgrade"))
-    if injected is not None:
-        out.append(injected)
-    return out, sorted(set(dropped))
+    return HeaderRules.of(options).to_upstream(
+        headers, host, injected, identity_encoding=identity_encoding
+    )
 
 
 def to_client(headers: Sequence[tuple[bytes, bytes]], *, reframe: bool = False) -> Headers:
     """The response's headers for the client; `reframe`: the body changed, drop framing."""
-    hop = HOP_BY_HOP | _connection_tokens(headers)
+    hop = HOP_BY_HOP
+    if any(name.lower() == b"connection" for name, _ in headers):
+        hop = HOP_BY_HOP | _connection_tokens(headers)
     framing = {b"content-length", b"transfer-encoding"} if reframe else set()
     return [(n, v) for n, v in headers if n.lower() not in hop and n.lower() not in framing]
 
@@ -111,19 +168,7 @@ def for_record(
     headers: Sequence[tuple[bytes, bytes]], options: Any, secret_names: Iterable[str] = ()
 ) -> dict[str, str]:
     """The headers the trail keeps, secrets redacted; repeated fields joined with ", "."""
-    wanted = _names(options.record_headers)
-    secrets = _names([options.auth_header, *options.drop_headers, *secret_names])
-    out: dict[str, str] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower not in wanted:
-            continue
-        key = lower.decode("latin-1")
-        text = value.decode("latin-1")
-        if lower in secrets or lower in ALWAYS_DROPPED or any(w in key for w in SECRET_WORDS):
-            text = REDACTED
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return out
+    return HeaderRules.of(options, secret_names).for_record(headers)
 
 
 def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes:
