@@ -19,7 +19,7 @@ from jitctl.gateway.http.relay import relay
 from jitctl.gateway.http.upstream import Refusal, Upstream, UpstreamConnection
 from jitctl.plugin import Hold, Record
 
-FLUSH_SIZE = 64 * 1024
+FLUSH_SIZE = 64 * 1024  # bytes for the client held back at most while more is already here
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -32,6 +32,7 @@ class Proxy:
         self.up: UpstreamConnection | None = first
         self.client = h11.Connection(h11.SERVER)
         self.policy = HttpPolicy.from_target(self.target, io.context.groups)
+        self.rules = headers.HeaderRules.of(self.options)
         self.injected = headers.credential_header(
             self.options, io.context.settings.get("credential", {})
         )
@@ -53,7 +54,10 @@ class Proxy:
         # A minted GCP token outlives no connection: past this, the connection is closed after
         # its current exchange, so the client's next one is a new session with a fresh token.
         self.renew_at = float(credential.get("expires_at") or 0) - 60
-        self.pending = bytearray()
+        # Bytes for the client, written when the shell is about to wait for I/O (or past
+        # FLUSH_SIZE): a response whose head and body arrived together leaves in one write.
+        self.pending: list[bytes] = []
+        self.pending_size = 0
 
     def masked(self, text: str) -> str:
         """`text` for the trail, with the target's detectors applied (paths, queries)."""
@@ -80,18 +84,24 @@ class Proxy:
             if event is not h11.NEED_DATA:
                 return event
             if self.client.they_are_waiting_for_100_continue:
-                await self.to_client(
-                    h11.InformationalResponse(status_code=100, headers=[]), flush=True
-                )
+                await self.to_client(h11.InformationalResponse(status_code=100, headers=[]))
+            await self.flush()
             self.client.receive_data(await self.io.read())
 
     async def to_client(self, event: Any, flush: bool = False) -> None:
         data = self.client.send(event)
         if data:
-            self.pending += data
-        if self.pending and (flush or len(self.pending) >= FLUSH_SIZE):
-            out = bytes(self.pending)
+            self.pending.append(data)
+            self.pending_size += len(data)
+        if flush or self.pending_size >= FLUSH_SIZE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is pending for the client (before the shell waits for anything)."""
+        if self.pending:
+            out = b"".join(self.pending)  # one part: no copy
             self.pending.clear()
+            self.pending_size = 0
             await self.io.write(out)
 
     async def run(self) -> None:
@@ -131,30 +141,30 @@ class Proxy:
         time_us = time.time_ns() // 1000
         method = request.method.decode("ascii", "replace").upper()
         raw_target = request.target.decode("latin-1")
-        path, query = raw_target.partition("?")[0], raw_target.partition("?")[2]
+        raw_path, _, query = raw_target.partition("?")
         base: dict[str, Any] = {
             "method": method,
-            "path": self.masked(path),
+            "path": "",
             "query": self.masked(headers.query_for_record(query)),
-            "request_headers": headers.for_record(request.headers, self.options),
+            "request_headers": self.rules.for_record(request.headers),
         }
         request_type = headers.header(request.headers, b"content-type")
         early: list[bytes] = []
         complete = False
         try:
             path, query = canonical_path(raw_target)
-            base["path"] = self.masked(path)
-            body = None
-            if self.policy.needs_body(method, path):
-                early, complete = await self.read_body(self.options.mask_limit)
-                body = b"".join(early) if complete else None
-            decision = self.policy.decide(method, path, body)
         except (AmbiguousPath, UnicodeDecodeError) as exc:
+            base["path"] = self.masked(raw_path)  # as sent: it has no canonical form
             decision = Decision("deny", "path", str(exc))
             return await self.refuse(request, base, decision, 400, time_us, started, complete)
-        upstream_headers, dropped = headers.to_upstream(
+        base["path"] = self.masked(path)
+        body = None
+        if self.policy.needs_body(method, path):
+            early, complete = await self.read_body(self.options.mask_limit)
+            body = b"".join(early) if complete else None
+        decision = self.policy.decide(method, path, body)
+        upstream_headers, dropped = self.rules.to_upstream(
             request.headers,
-            self.options,
             self.upstream.host_header,
             self.injected,
             identity_encoding=self.masks is not None,
@@ -169,7 +179,7 @@ class Proxy:
             return await self.refuse(request, base, decision, 403, time_us, started, complete)
         if self.options.write_ahead == "all" or method not in SAFE_METHODS:
             # Write-ahead (docs/security.md): on record before the upstream sees it.
-            await self.io.record(Record("http.request", base), time_us)
+            await self.io.record(Record("http.request", base, durable=True), time_us)
         try:
             return await self.forward(
                 request, upstream_headers, early, complete, base, request_type, time_us, started
@@ -295,25 +305,28 @@ class Proxy:
         up = await self.connection()
         sent = bodies.Capture(self.options.body_limit)
         try:
-            await up.send(
+            # What is here already (head, a body read early) leaves in one write; the rest of
+            # a body is written as it arrives, one read at a time (memory stays bounded).
+            up.send(
                 h11.Request(
                     method=request.method,
                     target=self.upstream.prefix.encode() + request.target,
                     headers=upstream_headers,
-                ),
-                drain=False,
+                )
             )
             for chunk in early:
                 sent.feed(chunk)
-                await up.send(h11.Data(data=chunk))
+                up.send(h11.Data(data=chunk))
             while not complete:
+                await up.flush()
                 event = await self.client_event()
                 if isinstance(event, h11.EndOfMessage):
                     break
                 if isinstance(event, h11.Data):
-                    sent.feed(bytes(event.data))
-                    await up.send(h11.Data(data=event.data))
-            await up.send(h11.EndOfMessage())
+                    sent.feed(event.data)
+                    up.send(h11.Data(data=event.data))
+            up.send(h11.EndOfMessage())
+            await up.flush()
             response = await up.next_event()
             while isinstance(response, h11.InformationalResponse) and response.status_code != 101:
                 response = await up.next_event()
@@ -357,7 +370,7 @@ class Proxy:
             time_us,
             started,
             response.status_code,
-            response_headers=headers.for_record(response.headers, self.options),
+            response_headers=self.rules.for_record(response.headers),
             request_bytes=sent.size,
             response_bytes=received.size,
             request_body=request_text,
@@ -380,12 +393,12 @@ class Proxy:
         )
         scrub = bodies.Scrub(self.secrets)
         while True:
-            event = await up.next_event()
+            event = await up.next_event(idle=self.flush)
             if isinstance(event, h11.Data):
                 data = scrub.feed(event.data)
                 if data:
                     received.feed(data)
-                    await self.to_client(h11.Data(data=data), flush=True)
+                    await self.to_client(h11.Data(data=data))
             elif isinstance(event, h11.EndOfMessage):
                 data = scrub.flush()
                 if data:
@@ -471,7 +484,7 @@ class Proxy:
             time_us,
             started,
             101,
-            response_headers=headers.for_record(response.headers, self.options),
+            response_headers=self.rules.for_record(response.headers),
         )
         client_rest, _ = self.client.trailing_data
         up_rest, _ = up.h11.trailing_data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ class UpstreamConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.CLIENT)
+        self.pending: list[bytes] = []
 
     @classmethod
     async def open(cls, upstream: Upstream) -> UpstreamConnection:
@@ -56,20 +58,28 @@ class UpstreamConnection:
         )
         return cls(reader, writer)
 
-    async def send(self, event: Any, drain: bool = True) -> None:
+    def send(self, event: Any) -> None:
+        """Queue `event` for the upstream; `flush` writes what is queued."""
         data = self.h11.send(event)
         if data:
-            self.writer.write(data)
-        if drain:
-            await self.writer.drain()
+            self.pending.append(data)
 
-    async def next_event(self) -> Any:
+    async def flush(self) -> None:
+        if self.pending:
+            self.writer.write(b"".join(self.pending))
+            self.pending.clear()
+        await self.writer.drain()
+
+    async def next_event(self, idle: Callable[[], Awaitable[None]] | None = None) -> Any:
+        """The upstream's next h11 event; `idle` runs before the connection waits for bytes
+        (the shell writes what it holds for the client then, not once per event)."""
         while True:
             event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.reader.read(READ_SIZE))
-                continue
-            return event
+            if event is not h11.NEED_DATA:
+                return event
+            if idle is not None:
+                await idle()
+            self.h11.receive_data(await self.reader.read(READ_SIZE))
 
     @property
     def reusable(self) -> bool:
