@@ -8,8 +8,9 @@ API (DESIGN.md §4 `broker.listen`). So the listener:
 2. not 0x16 (a TLS handshake record): answers a plain-text HTTP 400 saying "use https" and
    closes (anything else that is not TLS is just closed);
 3. TLS: wraps the socket (`connect_accepted_socket(ssl=...)`) and peeks at the first decrypted
-   bytes: the tunnel magic `JITCTL-TUNNEL/1` goes to the gateway as asyncio streams, anything
-   else goes to uvicorn's h11 protocol driving the ASGI app.
+   bytes: the tunnel magic `JITCTL-TUNNEL/1` goes to the gateway as a `Link` (the gateway's
+   protocol, jitctl.gateway.link), anything else goes to uvicorn's h11 protocol driving the
+   ASGI app.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PLAIN_HTTP_REFUSAL = (
 )
 REFUSAL_TEXT = b"This is a jitctl broker. It speaks only HTTPS (TLS): use https:// in the URL.\n"
 
-TunnelHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+TunnelHandler = Callable[[Any], Awaitable[None]]  # given a jitctl.gateway.link.Link
 
 
 class _Sniffer(asyncio.Protocol):
@@ -190,12 +191,11 @@ class BrokerServer:
             transport.write(b'{"error": "tunnels are not enabled on this broker"}\n')
             transport.close()
             return
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        protocol = asyncio.StreamReaderProtocol(reader)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        from jitctl.gateway.link import Link
+
+        link = Link()
+        transport.set_protocol(link)
+        link.connection_made(transport)
         if buffered:
-            reader.feed_data(buffered)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        self._spawn(self._tunnel_handler(reader, writer))
+            link.data_received(buffered)
+        self._spawn(self._tunnel_handler(link))

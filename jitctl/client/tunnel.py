@@ -9,7 +9,6 @@ printed on stderr with its reason: the actor always learns why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from jitctl.errors import (
     UsageError,
 )
 from jitctl.gateway import frames
+from jitctl.gateway.link import Link, LinkClosed
 from jitctl.plugin import RemoteProtocolError
-
-READ_SIZE = 256 * 1024
 
 _CODES: dict[str, type[JitctlError]] = {
     "auth": AuthError,
@@ -68,18 +66,17 @@ def refusal_error(reply: dict[str, Any]) -> JitctlError:
     )
 
 
-async def open_tunnel(
-    spec: TunnelSpec, op: str = "open"
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
+async def open_tunnel(spec: TunnelSpec, op: str = "open") -> tuple[Link, dict[str, Any]]:
     """Connect to the gateway and send the preamble; raises the mapped error on refusal."""
     from jitctl.broker.tlsfiles import client_context
 
     parts = urlsplit(spec.broker_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host, port, ssl=client_context(spec.ca_file), server_hostname=host, limit=1 << 20
+        _, link = await asyncio.wait_for(
+            loop.create_connection(
+                Link, host, port, ssl=client_context(spec.ca_file), server_hostname=host
             ),
             timeout=10,
         )
@@ -90,28 +87,29 @@ async def open_tunnel(
         raise UnreachableError(
             f"cannot reach the broker at {spec.broker_url}: {exc}", hint
         ) from None
-    writer.write(frames.MAGIC + frames.encode_line(spec.preamble(op)))
+    link.write(frames.MAGIC + frames.encode_line(spec.preamble(op)))
     try:
-        line = await asyncio.wait_for(reader.readline(), timeout=30)
-        reply = (
-            frames.decode_line(line)
-            if line
-            else {"ok": False, "error": "broker closed the connection"}
-        )
-    except (OSError, TimeoutError, ValueError) as exc:
-        writer.close()
-        raise UnreachableError(f"the broker did not answer the tunnel request: {exc}") from None
+        reply = frames.decode_line(await link.readline(timeout=30))
+    except LinkClosed:
+        reply = {"ok": False, "error": "broker closed the connection"}
+    except (OSError, TimeoutError, ValueError, RemoteProtocolError) as exc:
+        link.close()
+        error = str(exc) or "no answer within 30 seconds"
+        raise UnreachableError(f"the broker did not answer the tunnel request: {error}") from None
     if not reply.get("ok"):
-        writer.close()
+        link.close()
         raise refusal_error(reply)
-    return reader, writer, reply
+    return link, reply
 
 
 async def check_target(spec: TunnelSpec) -> dict[str, Any]:
     """Ask the gateway whether this identity may open this target, without opening it."""
-    _, writer, reply = await open_tunnel(spec, op="check")
-    writer.close()
+    link, reply = await open_tunnel(spec, op="check")
+    link.close()
     return reply
+
+
+READ_AHEAD = 256 * 1024
 
 
 class LocalListener:
@@ -129,11 +127,14 @@ class LocalListener:
         self.on_event = on_event or (lambda message, trouble: None)
         self._server: asyncio.Server | None = None
         self.sessions: list[str] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._relays: set[_LocalSide] = set()
 
     async def start(self) -> int:
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            self._server = await loop.create_server(
+                lambda: _LocalSide(self), "127.0.0.1", self.port
+            )
         except OSError as exc:
             raise UsageError(
                 f"cannot listen on 127.0.0.1:{self.port}: {exc.strerror or exc}",
@@ -145,67 +146,141 @@ class LocalListener:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        relays = list(self._relays)
+        for relay in relays:
+            relay.finish()
+        await asyncio.gather(*(relay.opening for relay in relays), return_exceptions=True)
 
-    async def _accept(
-        self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self._relay(local_reader, local_writer)
-        except asyncio.CancelledError:
-            pass  # close() cancelled us: the tunnel is being shut down on purpose
-        finally:
-            self._tasks.discard(task)
-            local_writer.close()
 
-    async def _relay(
-        self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter
-    ) -> None:
+class _LocalSide(asyncio.Protocol):
+    """One local connection: buffered (up to READ_AHEAD) until its tunnel is open, then relayed
+    as frames. (Reading early, not leaving bytes in the kernel, lets a refused connection
+    close with a FIN rather than a reset.)
+
+    Callback-driven on both sides (jitctl.gateway.link says why): a local read becomes a data
+    frame in `data_received`, a frame from the broker a local write. Each side is paused
+    while the other does not take what it is given.
+    """
+
+    def __init__(self, listener: LocalListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.link: Link | None = None
+        self.session_id = ""
+        self.decoder = frames.FrameDecoder()
+        self.local_eof = False  # the local client half-closed before the tunnel was open
+        self.early: list[bytes] = []  # what the local client sent before the tunnel was open
+        self.early_size = 0
+        self.done = False
+        self.opening: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.listener._relays.add(self)
+        self.opening = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
+        listener = self.listener
         try:
-            reader, writer, reply = await open_tunnel(self.spec)
+            link, reply = await open_tunnel(listener.spec)
         except JitctlError as exc:
-            self.on_event(exc.diagnostics(), True)
+            listener.on_event(exc.diagnostics(), True)
+            self.finish()
             return
-        session_id = str(reply.get("session_id", ""))
-        self.sessions.append(session_id)
-        self.on_event(f"session {session_id} opened to {self.spec.target}", False)
+        if self.done:  # the local client left, or the listener closed, meanwhile
+            link.close()
+            return
+        self.link = link
+        self.session_id = str(reply.get("session_id", ""))
+        listener.sessions.append(self.session_id)
+        listener.on_event(f"session {self.session_id} opened to {listener.spec.target}", False)
+        link.on_writing_paused = self._broker_full
+        link.divert(self._from_broker, self._broker_ended)
+        for data in self.early:
+            link.write(frames.data_frame(data))
+        self.early.clear()
+        if self.local_eof:
+            link.write(frames.eof_frame())
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
-        async def upward() -> None:
-            while chunk := await local_reader.read(READ_SIZE):
-                writer.write(frames.data_frame(chunk))
-                await writer.drain()
-            writer.write(frames.eof_frame())
-            await writer.drain()
+    # -- the local client -----------------------------------------------------------------------
 
-        async def downward() -> str:
-            decoder = frames.FrameDecoder()
-            while chunk := await reader.read(READ_SIZE):
-                for event in decoder.feed(chunk):
-                    if isinstance(event, frames.Data):
-                        local_writer.write(event.data)
-                        await local_writer.drain()
-                    elif isinstance(event, frames.Eof):
-                        if local_writer.can_write_eof():
-                            local_writer.write_eof()
-                    else:
-                        return event.reason if event.error else ""
-            return "the broker closed the connection"
+    def data_received(self, data: bytes) -> None:
+        if self.link is not None:
+            self.link.write(frames.data_frame(data))
+        elif not self.done:
+            self.early.append(data)
+            self.early_size += len(data)
+            if self.early_size >= READ_AHEAD and self.transport is not None:
+                self.transport.pause_reading()
 
-        up = asyncio.ensure_future(upward())
-        down = asyncio.ensure_future(downward())
+    def eof_received(self) -> bool:
+        if self.link is not None:
+            self.link.write(frames.eof_frame())
+        else:
+            self.local_eof = True
+        return True  # keep writing to the local client what the upstream still sends
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.finish()  # the broker sees the tunnel close: the session ends
+
+    def pause_writing(self) -> None:
+        if self.link is not None:
+            self.link.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.link is not None:
+            self.link.resume_reading()
+
+    # -- the broker -----------------------------------------------------------------------------
+
+    def _broker_full(self, paused: bool) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            (self.transport.pause_reading if paused else self.transport.resume_reading)()
+
+    def _from_broker(self, data: bytes) -> None:
+        if self.done:
+            return
+        assert self.transport is not None
         try:
-            reason = await down
-            if reason:
-                self.on_event(f"session {session_id} closed by the broker: {reason}", True)
-        except (ConnectionError, RemoteProtocolError) as exc:
-            self.on_event(f"session {session_id} lost: {exc}", True)
-        finally:
-            up.cancel()
-            with contextlib.suppress(BaseException):
-                await up
-            writer.close()
+            events = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._say(f"session {self.session_id} lost: {exc}")
+            return
+        for event in events:
+            if isinstance(event, frames.Data):
+                self.transport.write(event.data)
+            elif isinstance(event, frames.Eof):
+                if self.transport.can_write_eof():
+                    self.transport.write_eof()
+            else:
+                if event.error and event.reason:
+                    self._say(f"session {self.session_id} closed by the broker: {event.reason}")
+                self.finish()
+                return
+
+    def _broker_ended(self, exc: Exception | None) -> None:
+        if exc is None:
+            reason = "the broker closed the connection"
+            self._say(f"session {self.session_id} closed by the broker: {reason}")
+        else:
+            self._say(f"session {self.session_id} lost: {exc}")
+
+    def _say(self, message: str) -> None:
+        if not self.done:
+            self.listener.on_event(message, True)
+            self.finish()
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.listener._relays.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+        if self.link is not None:
+            self.link.close()
+        if not self.opening.done():
+            self.opening.cancel()

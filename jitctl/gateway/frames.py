@@ -92,6 +92,12 @@ class FrameDecoder:
                 events.append(_close(payload))
         return events
 
+    def take_pending(self) -> bytes:
+        """The bytes of an incomplete frame, handed back (the decoder starts afresh)."""
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        return pending
+
     @property
     def pending(self) -> int:
         return len(self._buffer)

@@ -19,6 +19,7 @@ from jitctl.broker.app import may_reach
 from jitctl.broker.identity import Identity, TokenRejected
 from jitctl.gateway import frames
 from jitctl.gateway.approvals import SessionApprovals, admit_grant
+from jitctl.gateway.link import Link, LinkClosed
 from jitctl.gateway.refusals import Refused, actor_of
 from jitctl.gateway.session import Session
 from jitctl.plugin import RemoteProtocolError
@@ -36,26 +37,24 @@ class TunnelGateway:
         # (protocol-flow §55.2.7: cancels arrive on a new connection).
         self.cancel_registry: dict[bytes, Any] = {}
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if peername else ""
+    async def handle(self, link: Link) -> None:
+        peername = link.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else ""
         try:
-            await self._handle(reader, writer, peer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await self._handle(link, peer)
+        except ConnectionError:
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await link.closed(timeout=2)
 
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _handle(self, link: Link, peer: str) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=15)
-            preamble = frames.decode_line(line)
+            preamble = frames.decode_line(await link.readline(timeout=15))
+        except LinkClosed:
+            return
         except (TimeoutError, ValueError, RemoteProtocolError) as exc:
-            writer.write(frames.encode_line({"ok": False, "code": "protocol", "error": str(exc)}))
+            error = str(exc) or "no preamble within 15 seconds"
+            link.write(frames.encode_line({"ok": False, "code": "protocol", "error": error}))
             return
         identity: Identity | None = None
         try:
@@ -64,7 +63,7 @@ class TunnelGateway:
             grant = await admit_grant(self.runtime, identity, target)  # docs/approvals.md
         except Refused as refusal:
             await self._record_refusal(refusal, identity, preamble, peer)
-            writer.write(
+            link.write(
                 frames.encode_line(
                     {
                         "ok": False,
@@ -82,9 +81,9 @@ class TunnelGateway:
             from jitctl.gateway.shell_io import check_extras
 
             reply = {**check_extras(self.runtime, target), **reply}  # plugin's (ssh: host key)
-            writer.write(frames.encode_line(reply))
+            link.write(frames.encode_line(reply))
             return
-        session = Session(self, identity, target, preamble, peer, reader, writer)
+        session = Session(self, identity, target, preamble, peer, link)
         session.holds = SessionApprovals(session, grant)
         try:
             await session.run()
