@@ -12,9 +12,11 @@ Rules:
   arrive, on `checkpoint()` (the gateway calls it at each session end) and on `close()`.
   Each one is also written to the checkpoint file outside the store.
 - Lazy appends (`append_nowait(record, lazy=True)`: records nobody waits for, such as
-  upstream->client bytes) do not trigger a commit of their own: the writer holds them up to
-  `lazy_delay` seconds for an urgent record to share its fsync. A request/reply round trip then
-  pays one fsync instead of two.
+  upstream->client bytes) do not trigger a commit of their own: they wait up to `lazy_delay`
+  seconds for an urgent record to share its fsync. A request/reply round trip then pays one
+  fsync instead of two. They do not even wake the writer thread: a timer on the loop does,
+  if no urgent record came first (a thread wake-up and the GIL hand-off it brings cost more
+  than the loop's timer, and a ping-pong would pay them on every reply).
 - Fail closed: the first store (or checkpoint file) failure is kept in `failed`; every pending
   and later append raises `AuditUnavailable`, `healthy` turns False and `on_failure` is called.
   The writer never retries behind the operator's back: a restart re-checks the store.
@@ -61,6 +63,8 @@ class AuditWriter:
         self.max_batch = max_batch
         self.lazy_delay = lazy_delay
         self._urgent = 0  # queued entries somebody waits for
+        self._flush = False  # lazy_delay passed: write the queued lazy records now
+        self._lazy_timer: asyncio.TimerHandle | None = None  # the loop's; only it touches this
         self.on_failure = on_failure
         self.failed: AuditUnavailable | None = None
         self.last_checkpoint: Record | None = None
@@ -150,11 +154,21 @@ class AuditWriter:
             self._queue.append((item, future, urgent))
             if urgent:
                 self._urgent += 1
-                if self._urgent == 1:  # the writer may be holding lazy records for us
+                if self._urgent == 1:  # the writer waits (maybe with lazy records) for us
                     self._cond.notify()
-            elif len(self._queue) == 1:  # the writer waits on an empty queue
+            elif len(self._queue) >= self.max_batch:
                 self._cond.notify()
+        if not urgent and self._lazy_timer is None:
+            self._lazy_timer = self._loop.call_later(self.lazy_delay, self._lazy_due)
         return future
+
+    def _lazy_due(self) -> None:
+        """On the loop, `lazy_delay` after a lazy record: have the writer write what waits."""
+        self._lazy_timer = None
+        with self._cond:
+            if self._queue:
+                self._flush = True
+                self._cond.notify()
 
     def _settle(self, entries: Sequence[_Entry], records: Sequence[Record] | None) -> None:
         """On the loop: resolve futures with their records, or fail them all."""
@@ -177,23 +191,22 @@ class AuditWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing and not self._interval_due():
-                    self._cond.wait(timeout=self._wait_time())
-                # Only lazy records queued: give an urgent one a moment to share the commit.
-                hold_until = time.monotonic() + self.lazy_delay
-                while (
-                    self._queue
-                    and not self._urgent
-                    and not self._closing
-                    and len(self._queue) < self.max_batch
-                    and (remaining := hold_until - time.monotonic()) > 0
+                while not (
+                    self._urgent
+                    or self._flush
+                    or self._closing
+                    or len(self._queue) >= self.max_batch
+                    or self._interval_due()
                 ):
-                    self._cond.wait(timeout=remaining)
+                    self._cond.wait(timeout=self._wait_time())
+                self._flush = False
                 batch = [
                     self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
                 ]
                 self._urgent = sum(1 for entry in self._queue if entry[2])
                 last = self._closing and not self._queue
+            if not batch and not last and not self._interval_due():
+                continue
             if not self._write(batch, final=last) or last:
                 return
 
