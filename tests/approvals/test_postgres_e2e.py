@@ -49,7 +49,7 @@ credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "
 
 [targets.access]
 approvers = ["dba"]
-approval_timeout = "2s"
+approval_timeout = "5s"  # room for two CLI calls on a loaded machine
 
 [[targets.rules]]
 name = "schema-changes"
@@ -233,10 +233,10 @@ def test_a_held_statement_nobody_approves_times_out_and_fails_like_a_block(
             started = time.monotonic()
             with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
                 conn.execute("ALTER TABLE items ADD COLUMN nope int")
-            assert 1.5 < time.monotonic() - started < 6
+            assert 4.5 < time.monotonic() - started < 9
             message = caught.value.diag.message_primary or ""
             assert message.startswith("jitctl: statement not approved: approval request ")
-            assert "timed out: nobody approved it within 2s" in message
+            assert "timed out: nobody approved it within 5s" in message
             assert notices and WAITING.search(notices[0])
             # What Postgres gives after a failed statement inside a transaction:
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
