@@ -197,6 +197,7 @@ class Figures:
     rtt_cpu: CpuMeter | None = None
     opened: dict[str, list[float]] = field(default_factory=lambda: {"direct": [], "tunnel": []})
     commits: list[float] = field(default_factory=list)
+    disk_mbps: float = 0.0
     records: int = 0
     diagnosis: list[str] = field(default_factory=list)
 
@@ -235,6 +236,8 @@ def run(quick: bool = False) -> Section:
         # Before the broker writes hundreds of MB: their writeback would slow these fsyncs.
         say("tunnel: durable SQLite commits on the disk the broker will use")
         fig.commits = commit_latency(Path(tmp), 200 if quick else 500)
+        say("tunnel: durable sequential write rate of that disk")
+        fig.disk_mbps = disk_write_rate(Path(tmp), 256 if quick else 1024)
         state = Path(tmp) / "broker"
         with BrokerProcess(_config(issuer.url, direct), state_dir=state) as broker:
             assert broker.proc is not None
@@ -350,6 +353,26 @@ def commit_latency(directory: Path, count: int) -> list[float]:
         db.close()
 
 
+def disk_write_rate(directory: Path, mb: int) -> float:
+    """MB/s of durable sequential writes on this disk (1 MiB writes, an fdatasync every 2 MiB,
+    as the broker's group commits come under bulk load): the most any write-ahead recorder can
+    tunnel here, since every client->upstream byte must be on disk before it is forwarded."""
+    path = directory / "disk-rate.bin"
+    block = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        start = time.perf_counter()
+        for n in range(mb):
+            os.write(fd, block)
+            if n % 2:
+                os.fdatasync(fd)
+        os.fdatasync(fd)
+        return mb / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
 def _count_records(state: Path) -> int:
     import sqlite3
 
@@ -379,6 +402,14 @@ def _section(fig: Figures) -> Section:
                 f"{fig.mbps('tunnel') / fig.mbps('direct'):.1%}",
                 f"≥ {THROUGHPUT_GOAL:.0%} of direct",
                 fig.throughput_met,
+            ),
+            Row(
+                "bulk upload against this disk's durable write rate (the write-ahead ceiling)",
+                f"{fig.mbps('tunnel'):.0f} MB/s",
+                f"{fig.disk_mbps:.0f} MB/s",
+                f"{fig.mbps('tunnel') / fig.disk_mbps:.1%}",
+                "(reference)",
+                None,
             ),
             Row(
                 f"round trip ({PING} B), median of {trips}",
@@ -452,7 +483,14 @@ INTRO = (
     "**What the tunnel pays for:** every client→upstream byte is recorded in the audit store "
     "(SQLite, WAL, `synchronous=FULL`: an fsync per commit) and is forwarded only once that "
     "record is durable (write-ahead; commits are grouped). Upstream→client bytes are recorded "
-    "too, without waiting for the disk."
+    "too, without waiting for the disk.\n\n"
+    "**Why the throughput goal cannot be met on this machine:** write-ahead means no "
+    "client→upstream byte leaves before it is on disk, so the tunnel can never move bytes "
+    "faster than the disk makes them durable. The table shows that rate, measured in the same "
+    "run (1 GiB in 1 MiB writes, an fdatasync every 2 MiB: long enough to get past the disk's "
+    "write cache); loopback TCP is several times faster than it, "
+    'so "≥ 50% of direct" would need a disk faster than half of loopback. SQLite\'s WAL also '
+    "writes each byte twice (the WAL, then the checkpoint into the database file)."
 )
 
 
