@@ -20,6 +20,7 @@ Rules (notes §8, §11):
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Container
 from typing import Protocol
 
@@ -28,6 +29,7 @@ from jitctl.plugin import RemoteProtocolError
 from .messages import MAX_MESSAGE
 
 STREAM_FROM = 256 * 1024
+_HEADER = struct.Struct("!BI").unpack_from  # type byte, int32 length: one call, no slice
 
 
 class _Hold(bytes):
@@ -115,10 +117,10 @@ class Frames:
         pos = run = 0  # run: start of the current unchanged stretch
         changed = False
         view = memoryview(data)  # over immutable bytes: slices never pin a resizable buffer
+        header = _HEADER
         while size - pos >= 5:
             sink = self.sink  # may change between messages (the core switches phases)
-            kind = data[pos]
-            length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+            kind, length = header(data, pos)
             end = pos + 1 + length
             if end > size or length < 4:
                 if self._partial(kind, length, size - pos):
