@@ -30,6 +30,11 @@ Rules (notes/postgres-wire.md §9, §10):
   `SET client_encoding` to UTF8 itself is not flagged (libpq's PQsetClientEncoding sends it).
 - Results are cached by exact text (bounded LRU); texts over `MAX_CACHED_CHARS` are not cached,
   so the cache stays bounded in bytes as well as entries.
+- A text the exact cache has not seen may still reuse the classification of a statement whose
+  parse tree differs from its own only in constants (templates.py, which says why that is
+  exactly as safe), if that statement's walk proved it never read a constant: one statement,
+  plain DML, no `set_config`, no bodies. Its result is then a copy with its own text (and
+  `template` set).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import functools
 import json
 
+from . import templates
 from .sqlkinds import (
     DANGEROUS_FUNCTIONS,
     DANGEROUS_PATTERN,
@@ -107,22 +113,39 @@ def _parse(sql: str, depth: int) -> Classification:
     from pglast import parser  # heavy import (≈40 ms), only where SQL is classified
 
     try:
-        tree = json.loads(parser.parse_sql_json(sql))
+        tree_json = parser.parse_sql_json(sql)
     except parser.ParseError as exc:
         message, location = (*exc.args, None)[:2]
         where = f" at character {location + 1}" if isinstance(location, int) else ""
         return _unparseable(sql, f"{message}{where}")
     encoded = None if sql.isascii() else sql.encode()
-    infos, error = [], None
+    shape = None
+    if depth == 0 and len(sql) <= MAX_CACHED_CHARS:
+        shape = templates.shape(tree_json)
+        if shape is not None:
+            found = templates.find(shape, _cut(sql, encoded, shape.start, shape.length))
+            if found is not None:
+                return found
+    tree = json.loads(tree_json)
+    infos, error, literal_free = [], None, True
     for raw in tree.get("stmts", ()):
-        start = raw.get("stmt_location", 0)
-        length = raw.get("stmt_len", 0)
-        end = start + length if length else None
-        text = (sql[start:end] if encoded is None else encoded[start:end].decode()).strip()
-        info, stmt_error = StatementWalker(text, depth, _classify).run(raw["stmt"])
+        text = _cut(sql, encoded, raw.get("stmt_location", 0), raw.get("stmt_len", 0))
+        walker = StatementWalker(text, depth, _classify)
+        info, stmt_error = walker.run(raw["stmt"])
         infos.append(info)
         error = error or stmt_error
-    return Classification(tuple(infos), error)
+        literal_free = literal_free and walker.literal_free
+    result = Classification(tuple(infos), error)
+    if shape is not None and len(infos) == 1 and error is None and literal_free:
+        templates.keep(shape, result)
+    return result
+
+
+def _cut(sql: str, encoded: bytes | None, start: int, length: int) -> str:
+    """One statement's text: libpg_query's offsets count bytes (`encoded`: the UTF-8 text when
+    it is not ASCII); a length of 0 runs to the end."""
+    end = start + length if length else None
+    return (sql[start:end] if encoded is None else encoded[start:end].decode()).strip()
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -133,3 +156,4 @@ def _cached(sql: str) -> Classification:
 def clear_caches() -> None:
     """Forget every cached result (benchmarks measure cold caches with it)."""
     _cached.cache_clear()
+    templates.clear()

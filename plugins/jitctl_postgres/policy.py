@@ -22,7 +22,10 @@ Rules (DESIGN §4; notes/postgres-wire.md §9):
   deny/approve, since `search_path` decides where that name resolves.
 - `groups` is about the caller: the rule applies only to members of one of the listed groups.
 - Decisions are cached per (classification, groups); classifications are themselves cached by
-  exact text, so this is a cache per (exact text, groups).
+  exact text, so this is a cache per (exact text, groups). A classification copied from a
+  template (templates.py) is decided by its template's cached decision: decisions depend on
+  kinds, tables, functions, flags and groups, never on the text (which only names the
+  statement that decided).
 """
 
 from __future__ import annotations
@@ -93,7 +96,16 @@ class Policy:
         )(self._decide)
 
     def decide(self, classification: Classification, groups: Sequence[str]) -> Decision:
-        return self._cached(classification, frozenset(groups))
+        template = classification.template
+        if template is None:
+            return self._cached(classification, frozenset(groups))
+        # A copy of `template` for a text whose tree differs only in constants (templates.py):
+        # the same single statement but for its text, and decisions never read the text except
+        # to name the statement that decided. So: the template's decision, naming this text.
+        decision = self._cached(template, frozenset(groups))
+        return Decision(
+            decision.action, decision.rule, decision.reason, classification.statements[0].text
+        )
 
     def _decide(self, classification: Classification, groups: frozenset[str]) -> Decision:
         if not classification.statements:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 LEXING_SETTINGS = frozenset(
@@ -133,6 +133,10 @@ class StatementInfo:
 class Classification:
     statements: tuple[StatementInfo, ...]
     error: str | None = None
+    # The classification this one was copied from, for a text whose parse tree differs from
+    # that one's only in its constants (templates.py): the same in everything but the
+    # statement's text. Not part of equality: it says how the result was found, not what it is.
+    template: Classification | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def kinds(self) -> frozenset[str]:

@@ -13,6 +13,11 @@ Rules (notes/postgres-wire.md §9, §10):
   each embedded SQL text is classified through the `nested` callback (which bounds the depth) and
   merged into this statement. Dynamic EXECUTE adds kind "unknown" and flag "dynamic_sql"; an
   EXECUTE of a string literal also merges what the literal does, so reasons can name it.
+- `literal_free` says whether the result may be shared with texts whose trees differ only in
+  constants and offsets (templates.py). Constants are `A_Const` nodes, a leaf the walk never
+  enters: a handler reads one only through `self._constant()`, which clears the flag. No
+  handler reads offsets (`location` and kin). Handlers outside `LITERAL_FREE` clear it too, as
+  does reading the statement's text: only what is known not to depend on either is shared.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class StatementWalker:
         self.classes: set[str] = set()
         self.flags: set[str] = set()
         self.error: str | None = None
+        self.literal_free = True  # see the module docstring
         self._claimed: set[int] = set()  # ids of RangeVar dicts already recorded as written
 
     def run(self, stmt: dict[str, Any]) -> tuple[StatementInfo, str | None]:
@@ -110,6 +116,8 @@ class StatementWalker:
                     if action is _SKIP:
                         continue
                     if action is not _DESCEND:
+                        if action not in LITERAL_FREE:
+                            self.literal_free = False
                         action(self, value)
                     push((value, scope))
                 elif kind is list:
@@ -220,14 +228,14 @@ class StatementWalker:
             self.classes.add("READ")
         for option in body.get("options", ()):
             opt = option.get("DefElem", {})
-            if opt.get("defname") == "format" and constant(opt.get("arg")) == "binary":
+            if opt.get("defname") == "format" and self._constant(opt.get("arg")) == "binary":
                 self.flags.add("copy_binary")
 
     def _explain(self, body: dict[str, Any]) -> None:
         self.add_kind("explain")
         for option in body.get("options", ()):
             opt = option.get("DefElem", {})
-            if opt.get("defname") == "analyze" and _truthy(opt.get("arg")):
+            if opt.get("defname") == "analyze" and self._truthy(opt.get("arg")):
                 self.flags.add("explain_analyze")
 
     def _transaction(self, body: dict[str, Any]) -> None:
@@ -273,7 +281,7 @@ class StatementWalker:
         # gateway checked), and it skips role and session_authorization (GUC_NO_RESET_ALL).
         if action != "VAR_RESET_ALL":
             args = body.get("args") or [None]
-            self._setting(body.get("name", ""), constant(args[0]) if len(args) == 1 else None)
+            self._setting(body.get("name", ""), self._constant(args[0]) if len(args) == 1 else None)
 
     def _setting(self, name: str | None, value: str | None) -> None:
         """Flag a change of setting `name` (None: cannot be known, so assume the worst)."""
@@ -313,7 +321,7 @@ class StatementWalker:
         literal that parses as SQL (connection strings do not); none → the call is opaque."""
         readable = False
         for arg in args:
-            text = constant(arg)
+            text = self._constant(arg)
             if text:
                 result = self._classify(text, self.depth + 1)
                 if result.error is None and result.statements:
@@ -324,15 +332,15 @@ class StatementWalker:
 
     def _set_config(self, args: list[dict[str, Any]]) -> None:
         """set_config(setting_name, new_value, is_local): a name we cannot read is any name."""
-        setting = constant(args[0]) if args else None
-        value = constant(args[1]) if len(args) > 1 else None
+        setting = self._constant(args[0]) if args else None
+        value = self._constant(args[1]) if len(args) > 1 else None
         self._setting(setting, value)
 
     def _do(self, body: dict[str, Any]) -> None:
         self.add_kind("do")
         options = _def_elems(body.get("args", ()))
-        language = str(constant(options.get("language")) or "plpgsql").lower()
-        source = constant(options.get("as"))
+        language = str(self._constant(options.get("language")) or "plpgsql").lower()
+        source = self._constant(options.get("as"))
         if language != "plpgsql" or source is None:
             self._opaque()
         else:
@@ -345,13 +353,14 @@ class StatementWalker:
         self.add_kind("create")
         if "sql_body" in body:  # BEGIN ATOMIC …: already parsed, the walk visits it
             return
+        self.literal_free = False  # the body is read from the statement's text
         options = _def_elems(body.get("options", ()))
-        language = str(constant(options.get("language")) or "").lower()
+        language = str(self._constant(options.get("language")) or "").lower()
         items = options.get("as", {}).get("List", {}).get("items", [])
         if language == "plpgsql":
             self._plpgsql(self.text, unreadable=self._opaque)
         elif language == "sql" and items:
-            result = self._classify(str(constant(items[0]) or ""), self.depth + 1)
+            result = self._classify(str(self._constant(items[0]) or ""), self.depth + 1)
             if result.error:
                 self._opaque()
             else:
@@ -363,6 +372,18 @@ class StatementWalker:
         """Code we cannot read (dynamic SQL, other languages): it may do anything."""
         self.kinds.add("unknown")
         self.flags.add("dynamic_sql")
+
+    def _constant(self, node: Any) -> str | None:
+        """`constant(node)`, the only way a handler may read a constant: the result now
+        depends on it, so it is never shared with other literal values (templates.py)."""
+        self.literal_free = False
+        return constant(node)
+
+    def _truthy(self, arg: Any) -> bool:
+        """A DefElem option's value: absent means true (EXPLAIN ANALYZE); false/off/no/0 are
+        false."""
+        value = self._constant(arg)
+        return value is None or value.lower() not in ("false", "off", "no", "0")
 
     # -- PL/pgSQL -----------------------------------------------------------------------------
 
@@ -427,6 +448,21 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
     "FetchStmt": StatementWalker._fetch,
     "ReturnStmt": StatementWalker._ignore,  # RETURN inside a BEGIN ATOMIC body
 }
+# Handlers whose result depends on the tree's node types, keywords and names only (never on a
+# constant's value, an offset or the statement's text), so the result may be shared with
+# texts whose trees differ only in those (templates.py). `_func_call` reads constants only for
+# set_config and the query functions, through `_constant`, which then clears `literal_free`.
+LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = frozenset(
+    {
+        StatementWalker._select,
+        StatementWalker._insert,
+        StatementWalker._update,
+        StatementWalker._delete,
+        StatementWalker._merge,
+        StatementWalker._func_call,
+        StatementWalker._transaction,
+    }
+)
 
 
 def _prefix_kind(name: str) -> str:
@@ -481,9 +517,3 @@ def _qualified(schema: str | None, relname: str) -> str:
 def _def_elems(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     elems = (item.get("DefElem", {}) for item in items)
     return {e.get("defname"): e.get("arg") for e in elems}
-
-
-def _truthy(arg: Any) -> bool:
-    """A DefElem option's value: absent means true (EXPLAIN ANALYZE); false/off/no/0 are false."""
-    value = constant(arg)
-    return value is None or value.lower() not in ("false", "off", "no", "0")

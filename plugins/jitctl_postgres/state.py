@@ -93,7 +93,9 @@ _FIELDS: dict[int, tuple[Any, dict[str, Any]]] = {}
 
 def classification_fields(classification: Any) -> dict[str, Any]:
     """The payload fields describing a classification (cached: classifications are cached by
-    text upstream, so repeated statements reuse one object)."""
+    text upstream, so repeated statements reuse one object; a copy made from a template
+    (templates.py) differs from it only in its text, which is not among these fields)."""
+    classification = getattr(classification, "template", None) or classification
     cached = _FIELDS.get(id(classification))
     if cached is not None and cached[0] is classification:
         return cached[1]
