@@ -142,13 +142,14 @@ class Proxy:
         method = request.method.decode("ascii", "replace").upper()
         raw_target = request.target.decode("latin-1")
         raw_path, _, query = raw_target.partition("?")
+        fields = list(request.headers)  # h11's Headers iterate slowly; several passes follow
         base: dict[str, Any] = {
             "method": method,
             "path": "",
             "query": self.masked(headers.query_for_record(query)),
-            "request_headers": self.rules.for_record(request.headers),
+            "request_headers": self.rules.for_record(fields),
         }
-        request_type = headers.header(request.headers, b"content-type")
+        request_type = headers.header(fields, b"content-type")
         early: list[bytes] = []
         complete = False
         try:
@@ -164,7 +165,7 @@ class Proxy:
             body = b"".join(early) if complete else None
         decision = self.policy.decide(method, path, body)
         upstream_headers, dropped = self.rules.to_upstream(
-            request.headers,
+            fields,
             self.upstream.host_header,
             self.injected,
             identity_encoding=self.masks is not None,
@@ -332,12 +333,13 @@ class Proxy:
                 response = await up.next_event()
         except (OSError, h11.ProtocolError) as exc:
             raise Refusal(502, {"error": f"{self.target.name} failed: {exc}"}) from None
-        if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
-            return await self.upgraded(response, base, time_us, started)
-        if not isinstance(response, h11.Response):
+        if not isinstance(response, h11.Response | h11.InformationalResponse):
             raise Refusal(502, {"error": f"{self.target.name} closed the connection"})
-        content_type = headers.header(response.headers, b"content-type")
-        encoding = headers.header(response.headers, b"content-encoding").lower()
+        fields = list(response.headers)  # h11's Headers iterate slowly; several passes follow
+        if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
+            return await self.upgraded(response, fields, base, time_us, started)
+        content_type = headers.header(fields, b"content-type")
+        encoding = headers.header(fields, b"content-encoding").lower()
         masked = (
             self.masks is not None
             and bodies.maskable(content_type)
@@ -350,9 +352,9 @@ class Proxy:
         counts: Counter[str] = Counter()
         try:
             if masked:
-                counts = await self.masked_response(up, response, content_type, received)
+                counts = await self.masked_response(up, response, fields, content_type, received)
             else:
-                await self.streamed_response(up, response, received)
+                await self.streamed_response(up, response, fields, received)
         except (OSError, h11.ProtocolError) as exc:
             raise Refusal(502, {"error": f"{self.target.name} failed: {exc}"}) from None
         if up.reusable:
@@ -370,7 +372,7 @@ class Proxy:
             time_us,
             started,
             response.status_code,
-            response_headers=self.rules.for_record(response.headers),
+            response_headers=self.rules.for_record(fields),
             request_bytes=sent.size,
             response_bytes=received.size,
             request_body=request_text,
@@ -382,12 +384,16 @@ class Proxy:
         return True
 
     async def streamed_response(
-        self, up: UpstreamConnection, response: h11.Response, received: bodies.Capture
+        self,
+        up: UpstreamConnection,
+        response: h11.Response,
+        fields: headers.Headers,
+        received: bodies.Capture,
     ) -> None:
         await self.to_client(
             h11.Response(
                 status_code=response.status_code,
-                headers=headers.to_client(response.headers) + self.closing(),
+                headers=headers.to_client(fields) + self.closing(),
                 reason=response.reason,
             )
         )
@@ -413,6 +419,7 @@ class Proxy:
         self,
         up: UpstreamConnection,
         response: h11.Response,
+        fields: headers.Headers,
         content_type: bytes,
         received: bodies.Capture,
     ) -> Counter[str]:
@@ -439,10 +446,12 @@ class Proxy:
         whole = scrub.feed(b"".join(chunks)) + scrub.flush()
         body, counts = bodies.mask_body(whole, content_type, self.masks, self.fields)
         received.feed(body)
-        fields = headers.to_client(response.headers, reframe=True) + self.closing()
-        fields.append((b"content-length", b"%d" % len(body)))
+        to_client = headers.to_client(fields, reframe=True) + self.closing()
+        to_client.append((b"content-length", b"%d" % len(body)))
         await self.to_client(
-            h11.Response(status_code=response.status_code, headers=fields, reason=response.reason)
+            h11.Response(
+                status_code=response.status_code, headers=to_client, reason=response.reason
+            )
         )
         await self.to_client(h11.Data(data=body))
         await self.to_client(h11.EndOfMessage(), flush=True)
@@ -465,6 +474,7 @@ class Proxy:
     async def upgraded(
         self,
         response: h11.InformationalResponse,
+        fields: headers.Headers,
         base: dict[str, Any],
         time_us: int,
         started: float,
@@ -474,7 +484,7 @@ class Proxy:
         await self.to_client(
             h11.InformationalResponse(
                 status_code=101,
-                headers=[*headers.to_client(response.headers), (b"connection", b"upgrade")],
+                headers=[*headers.to_client(fields), (b"connection", b"upgrade")],
                 reason=response.reason,
             ),
             flush=True,
@@ -484,7 +494,7 @@ class Proxy:
             time_us,
             started,
             101,
-            response_headers=self.rules.for_record(response.headers),
+            response_headers=self.rules.for_record(fields),
         )
         client_rest, _ = self.client.trailing_data
         up_rest, _ = up.h11.trailing_data
