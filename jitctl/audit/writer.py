@@ -65,6 +65,7 @@ class AuditWriter:
         self._urgent = 0  # queued entries somebody waits for
         self._flush = False  # lazy_delay passed: write the queued lazy records now
         self._lazy_timer: asyncio.TimerHandle | None = None  # the loop's; only it touches this
+        self._lazy_since: float | None = None  # when the oldest lazy record still queued came
         self.on_failure = on_failure
         self.failed: AuditUnavailable | None = None
         self.last_checkpoint: Record | None = None
@@ -152,6 +153,8 @@ class AuditWriter:
             # caller's first check, and then nobody would ever resolve this future.
             self._refuse_if_unhealthy()
             self._queue.append((item, future, urgent))
+            if not urgent and self._lazy_since is None:
+                self._lazy_since = time.monotonic()
             if urgent:
                 self._urgent += 1
                 if self._urgent == 1:  # the writer waits (maybe with lazy records) for us
@@ -163,12 +166,19 @@ class AuditWriter:
         return future
 
     def _lazy_due(self) -> None:
-        """On the loop, `lazy_delay` after a lazy record: have the writer write what waits."""
+        """On the loop: once the oldest queued lazy record has waited `lazy_delay`, have the
+        writer write it (an urgent record usually took it along before)."""
+        assert self._loop is not None
         self._lazy_timer = None
         with self._cond:
-            if self._queue:
+            if self._lazy_since is None:
+                return
+            wait = self._lazy_since + self.lazy_delay - time.monotonic()
+            if wait <= 0:
                 self._flush = True
                 self._cond.notify()
+                return
+        self._lazy_timer = self._loop.call_later(wait, self._lazy_due)
 
     def _settle(self, entries: Sequence[_Entry], records: Sequence[Record] | None) -> None:
         """On the loop: resolve futures with their records, or fail them all."""
@@ -200,10 +210,12 @@ class AuditWriter:
                 ):
                     self._cond.wait(timeout=self._wait_time())
                 self._flush = False
+                self._lazy_since = None
                 batch = [
                     self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
                 ]
                 self._urgent = sum(1 for entry in self._queue if entry[2])
+                self._flush = bool(self._queue)  # a full batch left some: they go next
                 last = self._closing and not self._queue
             if not batch and not last and not self._interval_due():
                 continue

@@ -258,6 +258,27 @@ def test_a_lazy_record_shares_the_commit_of_the_urgent_one_that_follows(
     assert writer.commits == 2  # the shared commit, then close()'s final checkpoint
 
 
+def test_in_a_ping_pong_every_reply_rides_the_next_request(
+    store: AuditStore, key: SigningKey, tmp_path: Path
+) -> None:
+    """The delay counts from the oldest lazy record still queued, not from the first one ever:
+    requests that keep coming within it leave no reply to a commit of its own."""
+
+    async def body() -> AuditWriter:
+        writer = AuditWriter(store, key, None, checkpoint_every=10**6, lazy_delay=0.3)
+        await writer.start()
+        for n in range(12):  # 12 trips of 0.1 s: four times the delay in all
+            await writer.append(chunk(2 * n))  # the request: urgent
+            writer.append_nowait(chunk(2 * n + 1), lazy=True)  # its reply
+            await asyncio.sleep(0.1)
+        await writer.append(chunk(99))
+        await writer.close()
+        return writer
+
+    # 13 urgent commits, each taking the reply before it along, and close()'s checkpoint.
+    assert run(body).commits == 14
+
+
 def test_lazy_records_alone_are_committed_after_the_delay(
     store: AuditStore, key: SigningKey, tmp_path: Path
 ) -> None:
