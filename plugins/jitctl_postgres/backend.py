@@ -28,6 +28,7 @@ from . import copyspec, notices
 from .frontend import denial_fields
 from .messages import (
     MAX_MESSAGE,
+    Column,
     command_tag,
     copy_response,
     error_fields,
@@ -41,6 +42,7 @@ from .state import Kill, SessionState, result_fields
 from .statements import Z_OWNERS, Expect, Pending, Result
 
 MASK_CAP = 32 * 1024 * 1024
+COLUMNS_CACHE = 64
 ALWAYS = frozenset(b"TCEnNASZGHVtIs123Kc")
 ROWS = (Expect.QUERY, Expect.EXECUTE, Expect.INTERNAL)
 
@@ -56,6 +58,8 @@ class Backend:
         self.internal = internal  # the core's handler for its own catalog query's messages
         self.held_ready: bytes = b""  # the first ReadyForQuery, released after the catalog query
         self.parameters = notices.Parameters(state)
+        # Parsed RowDescriptions by body; the lists are shared, never changed.
+        self._columns: dict[bytes, list[Column]] = {}
         # DataRows are copied out only to mask or sample them (the catalog query runs only on
         # masked targets, so its rows are covered); CopyData only to mask it.
         rows = {0x44} if state.masks is not None or state.record_rows > 0 else set()
@@ -146,7 +150,7 @@ class Backend:
         masks = self.state.masks
         if masks is not None:
             replacement, counts, values = mask_data_row(result.shape, body, masks.marker)
-            result.masked.update(counts)
+            result.count_masked(counts)
         else:
             replacement, values = None, None
         if len(result.sample) < self.state.record_rows:
@@ -164,7 +168,12 @@ class Backend:
 
     def _row_description(self, body: bytes | None, length: int) -> bytes | None:
         assert body is not None
-        columns = row_description(body)
+        columns = self._columns.get(body)
+        if columns is None:  # a session sees the same few result shapes again and again
+            columns = row_description(body)
+            if len(self._columns) >= COLUMNS_CACHE:
+                self._columns.clear()
+            self._columns[body] = columns
         head = self._head(Expect.QUERY, Expect.INTERNAL, Expect.DESCRIBE)
         if head.expect is Expect.DESCRIBE:
             self._described(head, columns)
@@ -345,7 +354,7 @@ class Backend:
         if result.copy_out is None:
             raise Kill("42501", "jitctl: COPY data without a CopyOutResponse on a masked target")
         line, counts = result.copy_out.line(body)
-        result.masked.update(counts)
+        result.count_masked(counts)
         return None if line == body else message(b"d", line)
 
     def _copy_done(self, body: bytes | None, length: int) -> bytes | None:

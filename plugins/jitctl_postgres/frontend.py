@@ -200,10 +200,12 @@ class Frontend:
     # -- message handlers ---------------------------------------------------------------------
 
     def _query(self, body: bytes) -> bytes | None:
-        reader = Reader(body)
-        text = decode(reader.cstring())
-        if not reader.at_end():
+        end = body.find(b"\0")
+        if end < 0:
+            raise RemoteProtocolError("string without its NUL terminator")
+        if end != len(body) - 1:
             raise RemoteProtocolError("bytes after the Query string")
+        text = decode(body[:end])
         classification = self.state.services.classify(text)
         decision = self._decide(classification, text)
         pending = Pending(Expect.QUERY, seq=self.book.next_seq(), text=text)
@@ -313,10 +315,15 @@ class Frontend:
         data = b""
         if prepared is not None:
             pending.text = prepared.text
-            shown, data = text_fields(prepared.text)
-            payload.update(shown)
-            payload.update(classification_fields(prepared.classification))
-            payload.update(decision_fields(prepared.decision))
+            if prepared.fields is None:  # the same for every execution: built once
+                shown, prepared.data = text_fields(prepared.text)
+                prepared.fields = {
+                    **shown,
+                    **classification_fields(prepared.classification),
+                    **decision_fields(prepared.decision),
+                }
+            payload.update(prepared.fields)
+            data = prepared.data
             if self.state.masks is not None and "copy" in prepared.text.lower():
                 pending.copy_specs = copyspec.copy_specs(prepared.text)
         else:

@@ -66,7 +66,7 @@ class SessionState:
     def record(
         self, kind: str, payload: dict[str, Any], *, durable: bool = False, data: bytes = b""
     ) -> None:
-        self.out.append(Record(kind, payload, data=data, durable=durable))
+        self.out.append(Record(kind, payload, data, durable))
 
     def inflight(self, seq: int | None) -> None:
         """Tell the cancel registry which statement a cancel would hit (notes §3)."""

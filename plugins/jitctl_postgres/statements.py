@@ -40,6 +40,7 @@ class Expect(enum.Enum):
 
 
 Z_OWNERS = (Expect.QUERY, Expect.SYNC, Expect.FUNCTION, Expect.INTERNAL)
+_SYNC, _COPY_END = Expect.SYNC, Expect.COPY_END  # hot paths: a global, not an enum lookup
 
 
 @dataclass(slots=True)
@@ -50,6 +51,10 @@ class Prepared:
     decision: Any
     seq: int
     columns: list[Column] | None = None  # from Describe S
+    # What every Execute of it records besides the execution's own fields (text,
+    # classification, decision), and the whole text when it is cut: built at the first one.
+    fields: dict[str, Any] | None = None
+    data: bytes = b""
 
 
 @dataclass(slots=True)
@@ -75,11 +80,17 @@ class Result:
     formats: list[int] = field(default_factory=list)
     types: list[int] = field(default_factory=list)
     rows: int = 0
-    masked: Counter[str] = field(default_factory=Counter)
+    masked: Counter[str] | None = None  # made on the first masked value (most results have none)
     sample: list[Any] = field(default_factory=list)
     copy_bytes: int = 0
     copy_messages: int = 0
     copy_out: Any = None  # results.CopyOut
+
+    def count_masked(self, counts: Counter[str]) -> None:
+        if counts:
+            if self.masked is None:
+                self.masked = Counter()
+            self.masked.update(counts)
 
 
 @dataclass(slots=True)
@@ -120,17 +131,18 @@ class Book:
 
     def push(self, pending: Pending) -> bool:
         """Queue an expected response; False if the server will discard the message."""
-        if pending.expect is Expect.SYNC:
+        if pending.expect is _SYNC:
             self.skipping = False
-        elif self.skipping and pending.expect is not Expect.COPY_END:
+        elif self.skipping and pending.expect is not _COPY_END:
             return False
         self.fifo.append(pending)
         return True
 
     def head(self) -> Pending | None:
-        while self.fifo and self.fifo[0].expect is Expect.COPY_END:
-            self.fifo.popleft()
-        return self.fifo[0] if self.fifo else None
+        fifo = self.fifo
+        while fifo and fifo[0].expect is _COPY_END:
+            fifo.popleft()
+        return fifo[0] if fifo else None
 
     def pop(self) -> Pending:
         return self.fifo.popleft()
