@@ -7,7 +7,9 @@
   types (images, archives, octet streams) pass through untouched and unbuffered.
 - `mask_body`: a JSON document is masked by field name (the masks' column names) and by
   detectors (`jitctl.masking.mask_json`); text, and JSON that does not parse, by detectors.
-  A body that is not UTF-8 is withheld (fail closed).
+  A body that is not UTF-8 is withheld (fail closed). Without detectors, a body in which no
+  field name occurs (and no JSON escape could spell one) has nothing to mask and is returned
+  as it is, without being parsed.
 - `for_record`: the recorded form of a captured body, masked the same way; binary bodies are
   recorded by size only.
 """
@@ -77,6 +79,8 @@ def mask_body(
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return policy.marker, Counter({"WITHHELD": 1})
+    if not policy.detectors and not _may_name(text, fields):
+        return body, Counter()
     if is_json(content_type) or (not media_type(content_type) and text.lstrip()[:1] in "{["):
         try:
             document = json.loads(text)
@@ -94,6 +98,15 @@ def mask_body(
 
 
 _NOT_JSON = object()
+
+
+def _may_name(text: str, fields: Iterable[str]) -> bool:
+    """Whether a JSON member in `text` could be named like one of `fields` (case-insensitive,
+    as `mask_json` compares). A backslash could hide a name behind escapes (`\\u0073sn`)."""
+    if "\\" in text:
+        return True
+    folded = text.casefold()
+    return any(name.casefold() in folded for name in fields)
 
 
 def for_record(

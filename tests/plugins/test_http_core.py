@@ -155,3 +155,38 @@ def test_credential_query_parameters_are_redacted_for_the_trail() -> None:
     assert headers.query_for_record(query) == (
         "q=1&access_token=[REDACTED]&key=[REDACTED]&page=2&flag"
     )
+
+
+def test_without_detectors_a_body_naming_no_masked_field_is_returned_as_it_is() -> None:
+    masks = [Mask(columns=["ssn"])]
+    policy = MaskPolicy.from_config(masks)
+    fields = bodies.field_names(masks)
+    body = b'{"name": "Ada",  "note": "spacing kept"}'
+    masked, counts = bodies.mask_body(body, b"application/json", policy, fields)
+    assert masked is body and not counts
+    for named in (b'{"SSN": "1"}', b'{"\\u0073sn": "1"}', b'{"a": {"Ssn": [1]}}'):
+        masked, counts = bodies.mask_body(named, b"application/json", policy, fields)
+        assert b"[MASKED]" in masked and counts, named
+
+
+_NAMES = st.sampled_from(["ssn", "SSN", "Ssn", "ß", "ss", "note", "id", "é"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _NAMES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(document=_JSON, ascii_only=st.booleans(), columns=st.sampled_from([["ssn"], ["ss"]]))
+def test_masking_by_field_name_alone_finds_what_walking_the_document_finds(
+    document: object, ascii_only: bool, columns: list[str]
+) -> None:
+    from jitctl.masking import mask_json
+
+    masks = [Mask(columns=columns)]
+    policy, fields = MaskPolicy.from_config(masks), bodies.field_names(masks)
+    body = json.dumps(document, ensure_ascii=ascii_only).encode()
+    masked, counts = bodies.mask_body(body, b"application/json", policy, fields)
+    expected, expected_counts = mask_json(document, fields, policy)
+    assert counts == expected_counts
+    assert json.loads(masked) == (expected if expected_counts else document)
