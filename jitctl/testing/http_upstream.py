@@ -5,6 +5,8 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
 - `/users...`: a JSON document with personal fields (`email`, `ssn`) to mask;
 - `/text`: a text/plain body with an email address in it;
 - `/stream?bytes=N`: N bytes of application/octet-stream, chunked, made as they are sent;
+- `/drip?parts=N&pause=S`: N chunks `part 1\n`, `part 2\n`... of text/plain, S seconds apart
+  (a stream whose bytes must reach the client as they come, e.g. server-sent events);
 - `/ping`: a short text/plain "pong" (benchmark);
 - any request with `Upgrade`: 101, then every byte echoed back (a stand-in for WebSocket);
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +101,20 @@ class _Handler(BaseHTTPRequestHandler):
                 piece = CHUNK[: min(left, len(CHUNK))]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 left -= len(piece)
+            self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/drip":
+            query = parse_qs(url.query)
+            parts, pause = int(query.get("parts", ["2"])[0]), float(query.get("pause", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for n in range(1, parts + 1):
+                if n > 1:
+                    time.sleep(pause)
+                piece = b"part %d\n" % n
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
         else:
             self._send(200, json.dumps(seen).encode(), "application/json")

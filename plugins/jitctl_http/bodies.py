@@ -134,7 +134,9 @@ class Scrub:
     """Replaces the broker's own secrets in a response stream with `*` of the same length (so
     framing stays right): an upstream that echoes its request headers (a debug endpoint, an
     error page) must not hand the injected credential to the client or the trail. A secret cut
-    by a chunk boundary is caught: the last `len(longest) - 1` bytes wait for the next chunk."""
+    by a chunk boundary is caught: a chunk's end that a secret starts with waits for the next
+    chunk. Only such an end waits, so a stream of small events (server-sent events, a long
+    poll) reaches the client as it comes."""
 
     def __init__(self, secrets: Iterable[bytes]) -> None:
         self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
@@ -153,9 +155,22 @@ class Scrub:
         if not self.secrets:
             return data
         data = self._replace(self.held + bytes(data))
-        cut = max(len(data) - self.keep, 0)
+        cut = len(data) - self._partial(data)
         self.held = data[cut:]
         return data[:cut]
+
+    def _partial(self, data: bytes) -> int:
+        """The length of the longest end of `data` that some secret starts with (a secret
+        that a chunk boundary cuts starts in such an end); 0 if there is none."""
+        longest = 0
+        for secret in self.secrets:
+            at = data.find(secret[:1], max(len(data) - self.keep, 0))
+            while at != -1:
+                if secret.startswith(data[at:]):  # the earliest such start is the longest end
+                    longest = max(longest, len(data) - at)
+                    break
+                at = data.find(secret[:1], at + 1)
+        return longest
 
     def flush(self) -> bytes:
         held, self.held = self._replace(self.held), b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ class FakeIO:
         self.ended = asyncio.Event()
         self.chunks = list(chunks)
         self.sent = bytearray()
+        self.writes: list[tuple[float, bytes]] = []  # (monotonic time, bytes) per write
         self.records: list[Record] = []
         self.review = review
         self.holds: list[Hold] = []
@@ -46,6 +48,7 @@ class FakeIO:
 
     async def write(self, data: bytes) -> None:
         self.sent += data
+        self.writes.append((time.monotonic(), data))
 
     def record(self, record: Record, time_us: int = 0) -> Any:
         self.records.append(record)
@@ -161,3 +164,14 @@ def test_an_unreachable_upstream_refuses_the_session() -> None:
     io = FakeIO(Target(name="api", protocol="http", address="127.0.0.1:9"), [])
     drive(io)
     assert io.reason.startswith("upstream: cannot reach api")
+
+
+def test_a_streamed_response_reaches_the_client_as_the_upstream_sends_it(
+    upstream: HttpUpstream,
+) -> None:
+    io = FakeIO(target(upstream), [b"GET /drip?parts=2&pause=0.5 HTTP/1.1\r\nHost: x\r\n\r\n"])
+    out = drive(io)
+    assert b"part 1" in out and b"part 2" in out
+    first = next(at for at, data in io.writes if b"part 1" in data)
+    second = next(at for at, data in io.writes if b"part 2" in data)
+    assert second - first >= 0.3  # part 1 was not held back until the upstream sent part 2

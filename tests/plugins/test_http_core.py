@@ -150,6 +150,30 @@ def test_the_brokers_secret_is_scrubbed_across_any_chunking(step: int) -> None:
     assert len(out) == len(stream) and secret not in out and scrub.found == 2
 
 
+def test_the_scrubber_holds_back_only_an_end_a_secret_could_start_with() -> None:
+    scrub = bodies.Scrub([b"s3cr3t-token-value"])
+    assert scrub.feed(b"data: event 1\n\n") == b"data: event 1\n\n"  # nothing waits
+    assert scrub.feed(b"data: s3cr3t-to") == b"data: "  # could be the secret: waits
+    assert scrub.feed(b"ken-value\n") == b"*" * 18 + b"\n"
+    assert scrub.feed(b"x s3") == b"x " and scrub.feed(b"cond") == b"s3cond"
+
+
+_PIECES = [b"s3cr3t-token-value", b"s3cr3", b"t-token", b"-value", b"s", b"\n"]
+
+
+@given(st.lists(st.sampled_from(_PIECES)), st.integers(1, 40))
+def test_no_chunking_lets_a_secret_or_a_cut_one_through(pieces: list[bytes], step: int) -> None:
+    secret = b"s3cr3t-token-value"
+    stream = b"".join(pieces)
+    scrubbed = stream.replace(secret, b"*" * len(secret))
+    scrub = bodies.Scrub([secret])
+    out = b""
+    for i in range(0, len(stream), step):
+        out += scrub.feed(stream[i : i + step])
+        assert scrubbed.startswith(out)  # nothing left that a later chunk would have scrubbed
+    assert out + scrub.flush() == scrubbed
+
+
 def test_credential_query_parameters_are_redacted_for_the_trail() -> None:
     query = "q=1&access_token=abc&key=k&page=2&flag"
     assert headers.query_for_record(query) == (
