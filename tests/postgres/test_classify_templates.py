@@ -11,9 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitctl_postgres import classify as classifier
-from jitctl_postgres import templates
-from jitctl_postgres.classify import Classification, classify
+from jitctl_postgres.classify import Classification, classify, clear_caches
 from jitctl_postgres.policy import Policy
 
 from .test_classify import FLAGS, KINDS, NOT_FLAGGED, TABLES, UNPARSEABLE
@@ -22,26 +20,22 @@ from .test_policy import DISGUISES, GUARDS, HIDDEN_WRITES, LEXING, NO_DESTROY, O
 
 @pytest.fixture(autouse=True)
 def _cold() -> Iterator[None]:
-    classifier.clear_caches()
+    clear_caches()
     yield
-    classifier.clear_caches()
+    clear_caches()
 
 
 def scratch(sql: str) -> Classification:
-    """`sql` classified with no cache of any kind (the reference every hit must equal)."""
-    saved = dict(templates._templates)
-    templates._templates.clear()
-    try:
-        return classifier._classify(sql, 0)
-    finally:
-        templates._templates.clear()
-        templates._templates.update(saved)
+    """`sql` classified with every cache empty (the reference every reuse must equal)."""
+    clear_caches()
+    return classify(sql)
 
 
 def after(warm: str, probe: str) -> Classification:
-    """`probe` classified (past the exact-text cache) once `warm` has been classified."""
+    """`probe` classified right after `warm`, from otherwise empty caches."""
+    clear_caches()
     classify(warm)
-    return classifier._classify(probe, 0)
+    return classify(probe)
 
 
 POLICIES = [
@@ -52,10 +46,10 @@ POLICIES = [
 
 
 def assert_same(got: Classification, sql: str) -> None:
+    decisions = [policy.decide(got, ("agents",)) for policy in POLICIES]
     expected = scratch(sql)
     assert got == expected  # statements (texts included) and error
-    for policy in POLICIES:
-        assert policy.decide(got, ("agents",)) == policy.decide(expected, ("agents",))
+    assert decisions == [policy.decide(expected, ("agents",)) for policy in POLICIES]
 
 
 # (warm, probe): the probe's tree differs from the warm text's only in constants, offsets,
@@ -66,9 +60,9 @@ SHARED = [
         "SELECT abalance FROM pgbench_accounts WHERE aid = 7;",
     ),
     ("SELECT * FROM t WHERE a = 1", "/* é */\n select  *  from t where a = -22 -- x"),
-    ("SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = $q$'\";}{\"location\":1}}$q$"),
+    ("SELECT * FROM t WHERE a = 'x'", 'SELECT * FROM t WHERE a = $q$\'";}{"location":1}}$q$'),
     ("SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = E'\\\\\\'\\x41'"),
-    ("SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = '\"}},\"stmt_len\":1}]}'"),
+    ("SELECT * FROM t WHERE a = 'x'", 'SELECT * FROM t WHERE a = \'"}},"stmt_len":1}]}\''),
     ("SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = U&'d\\0061ta'"),
     ("UPDATE t SET a = 'é' WHERE id = 1", "UPDATE t SET a = 'ééé€' WHERE id = 22;"),
     ("INSERT INTO t VALUES (1, 'a', NULL)", "INSERT INTO t VALUES (2.5e3, '', true);"),
@@ -224,7 +218,6 @@ LITERALS = st.one_of(
 def test_any_two_literal_fillings_of_a_shape_classify_as_from_scratch(
     shape: str, first: tuple[str, str], second: tuple[str, str]
 ) -> None:
-    classifier.clear_caches()
     warm, probe = shape.format(*first), shape.format(*second)
     assert_same(after(warm, probe), probe)
 
