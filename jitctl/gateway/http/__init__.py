@@ -15,7 +15,12 @@ is one client connection, which may carry many requests (keep-alive). For each r
    configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
 5. `http.response` ends every exchange, forwarded or refused: the request's method, path,
    query, headers and decision, the status, timing, headers and bounded, masked body excerpts
-   (one record per read keeps the trail's cost per request low; docs/audit-schema.md).
+   (one record per read keeps the trail's cost per request low; docs/audit-schema.md). It is
+   a non-durable `Record`: nothing waits for it, unlike the write-ahead `http.request`.
+
+Bytes for either side are written when the shell is about to wait for I/O, not once per h11
+event: a response whose head and body arrived in one read leaves in one write (one tunnel
+frame), and a stream still leaves as it arrives.
 
 An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
 raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
