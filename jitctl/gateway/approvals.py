@@ -53,7 +53,8 @@ async def admit_grant(runtime: Any, identity: Any, target: Any) -> Any:
     return grant
 
 
-def _review(request: Any, timeout: float) -> Review:
+def review_of(request: Any, timeout: float) -> Review:
+    """The Review a decided approval request gives the core that held the statement."""
     from jitctl.approvals.models import Status
 
     by = tuple(b for b in request.decided_by.split(", ") if b)
@@ -107,7 +108,7 @@ class SessionApprovals:
 
     # -- holds ----------------------------------------------------------------------------------
 
-    def _timeout(self) -> float:
+    def timeout(self) -> float:
         """The target's approval_timeout, cut to what is left of the session and the grant."""
         session = self.session
         limit = float(session.target.access.approval_timeout)
@@ -121,7 +122,7 @@ class SessionApprovals:
         from jitctl.approvals.rules import Problem
 
         session = self.session
-        timeout = self._timeout()
+        timeout = self.timeout()
         if self.approvals is None:
             self._resume_later(core, command, Review(False, "unavailable", "no approvals here"))
             return
@@ -162,7 +163,7 @@ class SessionApprovals:
             raise
         if decided is None:
             return  # the session ended first; the request is cancelled
-        review = _review(decided, timeout)
+        review = review_of(decided, timeout)
         if await self._resume(core, command, review) and review.approved:
             with contextlib.suppress(Problem):
                 await self.approvals.executed(decided, session.session_id)

@@ -156,14 +156,14 @@ class GatewayShellIO:
         """File `hold` as an approval request and wait for its decision (docs/approvals.md);
         refused ("unavailable") when the broker has no approvals or cannot file it."""
         from jitctl.approvals.rules import Problem
-        from jitctl.gateway.approvals import _review
+        from jitctl.gateway.approvals import review_of
 
         s = self.session
         holds = getattr(s, "holds", None)
         approvals = getattr(holds, "approvals", None)
         if holds is None or approvals is None:
             return Review(False, "unavailable", "this broker has no approvals")
-        timeout = holds._timeout()
+        timeout = holds.timeout()
         try:
             request = await approvals.hold(s.actor, s.target, s.session_id, hold, timeout)
         except Problem as exc:
@@ -178,7 +178,7 @@ class GatewayShellIO:
             raise
         if decided is None:
             return Review(False, "unavailable", "the session ended while it was held")
-        review = _review(decided, timeout)
+        review = review_of(decided, timeout)
         if review.approved:
             with contextlib.suppress(Problem):
                 await approvals.executed(decided, s.session_id)
