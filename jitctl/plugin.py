@@ -155,8 +155,10 @@ class ShellIO(Protocol):
 
     `record` may be called from the event loop only (threads: `loop.call_soon_threadsafe`);
     it appends in call order and returns an asyncio future that is done once the record is
-    durable. A record that cannot be written ends the session (`ended` is set): the plugin
-    must then stop relaying (fail closed).
+    on disk. Mark what must be on disk before bytes move `durable=True`: a non-durable record
+    shares a later commit (up to the audit writer's `lazy_delay`, 5 ms, after it), so waiting
+    for its future is correct but slow. A record that cannot be written ends the session
+    (`ended` is set): the plugin must then stop relaying (fail closed).
     """
 
     context: SessionContext

@@ -139,7 +139,8 @@ class GatewayShellIO:
         if time_us:
             new = dataclasses.replace(new, time_us=time_us)
         try:
-            future: asyncio.Future[Any] = s.audit.append_nowait(new)
+            # A non-durable record rides the next commit (AuditWriter: lazy), as for cores.
+            future: asyncio.Future[Any] = s.audit.append_nowait(new, lazy=not record.durable)
         except Exception as exc:
             s._end(f"audit store unavailable, forwarding stopped: {exc}", True)
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
