@@ -25,6 +25,7 @@ import re
 Span = tuple[int, int]
 
 _DIGITS = frozenset(b"0123456789")
+_ISSUERS = b"23456"  # first digits of payment cards (an int `in` bytes is a byte search)
 _B64URL_TO_STD = bytes.maketrans(b"-_", b"+/")
 # Luhn: the doubled digit's digit sum, as a bytes.translate table over ASCII digits.
 _LUHN_DOUBLE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
@@ -53,28 +54,35 @@ def card_spans(data: bytes, start: int, end: int) -> list[Span]:
     year) find the card; a single 20-digit group is never a card.
     """
     run = data[start:end]
+    if run.isdigit():  # one group: the whole run is a card, or nothing is
+        if 13 <= len(run) <= 19 and run[0] in _ISSUERS and luhn_ok(run):
+            return [(start, end)]
+        return []
     digits = run.replace(b"-", b"").replace(b" ", b"")
-    if 13 <= len(digits) <= 19 and run[0] in b"23456" and luhn_ok(digits):
+    if 13 <= len(digits) <= 19 and run[0] in _ISSUERS and luhn_ok(digits):
         return [(start, end)]  # the whole run: every window inside it is covered anyway
-    if len(digits) == len(run):
-        return []  # one group, and not a card
+    if len(digits) < 13:
+        return []  # no window can hold a card
     groups = run.replace(b"-", b" ").split(b" ")
-    offsets = []
-    pos = start
-    for group in groups:
-        offsets.append(pos)
-        pos += len(group) + 1
     spans: list[Span] = []
+    left = len(digits)  # digits in the groups from i on
+    pos = start
     for i, first in enumerate(groups):
-        if first[:1] not in (b"2", b"3", b"4", b"5", b"6"):
-            continue
-        total = 0
-        for j in range(i, len(groups)):
-            total += len(groups[j])
-            if total > 19:
-                break
-            if total >= 13 and luhn_ok(b"".join(groups[i : j + 1])):
-                spans.append((offsets[i], offsets[j] + len(groups[j])))
+        if left < 13:
+            break  # no window from here on can hold 13 digits
+        if first and first[0] in _ISSUERS:
+            total = 0
+            window_end = pos
+            for group in groups[i:]:
+                total += len(group)
+                window_end += len(group)
+                if total > 19:
+                    break
+                if total >= 13 and luhn_ok(digits[len(digits) - left : len(digits) - left + total]):
+                    spans.append((pos, window_end))
+                window_end += 1  # the separator
+        left -= len(first)
+        pos += len(first) + 1
     return spans
 
 
@@ -89,7 +97,7 @@ def ssn_spans(data: bytes, start: int, end: int) -> list[Span]:
     SSA never issues area 000, 666 or 900-999, group 00 or serial 0000; the Woolworth wallet
     number 078-05-1120 and the 1960s ad number 219-09-9999 are samples, not people.
     """
-    if _digit_at(data, start - 1) or _digit_at(data, end):
+    if (start and data[start - 1] in _DIGITS) or (end < len(data) and data[end] in _DIGITS):
         return []
     digits = data[start:end].replace(b"-", b"").replace(b" ", b"")
     area, group, serial = digits[:3], digits[3:5], digits[5:]
@@ -99,6 +107,9 @@ def ssn_spans(data: bytes, start: int, end: int) -> list[Span]:
 
 
 # -- phone numbers -----------------------------------------------------------------------------
+
+_DIGIT_RUN = re.compile(rb"[0-9]+")
+_NOT_DIGITS = bytes(c for c in range(256) if c not in _DIGITS)
 
 
 def phone_spans(data: bytes, start: int, end: int) -> list[Span]:
@@ -110,33 +121,31 @@ def phone_spans(data: bytes, start: int, end: int) -> list[Span]:
     parentheses, since a bare 10-digit string is as likely an id as a phone. Neither may be
     glued to further digits.
     """
-    if _digit_at(data, start - 1):
+    if start and data[start - 1] in _DIGITS:
         return []
     text = data[start:end]
+    glued = end < len(data) and data[end] in _DIGITS
     if text[:1] != b"+":
-        if _digit_at(data, end) or text.isdigit():
+        if glued or text.isdigit():
             return []
         return [(start, end)]
     if text.count(b".") == 1:
         return []
-    digits = 0
-    last_end = start
-    i = start
-    while i < end:
-        if data[i] in _DIGITS:
-            j = i
-            while j < end and data[j] in _DIGITS:
-                j += 1
-            if digits + (j - i) > 15:
+    digits = len(text.translate(None, _NOT_DIGITS))
+    if digits <= 15:  # every group fits, the usual case: it ends after the last digit
+        last_end = start + len(text.rstrip(_NOT_DIGITS))
+    else:
+        digits = 0
+        last_end = start
+        for group in _DIGIT_RUN.finditer(data, start, end):
+            group_start, group_end = group.span()
+            if digits + group_end - group_start > 15:
                 break
-            digits += j - i
-            last_end = j
-            i = j
-        else:
-            i += 1
+            digits += group_end - group_start
+            last_end = group_end
     if digits < 8:
         return []
-    if last_end == end and _digit_at(data, end):
+    if last_end == end and glued:
         return []
     return [(start, last_end)]
 
@@ -160,7 +169,9 @@ IBAN_LENGTHS: dict[bytes, int] = {
 }
 
 
-_IBAN_LETTERS = {ord(ch): str(ord(ch) - 55) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+# str.translate table: capitals become 10..35, every other ASCII character stays (a list
+# indexes faster than a dict looks up).
+_IBAN_LETTERS = [chr(c) if not 65 <= c <= 90 else str(c - 55) for c in range(128)]
 
 
 def iban_ok(iban: bytes) -> bool:
@@ -171,9 +182,9 @@ def iban_ok(iban: bytes) -> bool:
     return int(rearranged) % 97 == 1
 
 
-# Where an IBAN may start: two capitals and two digits. Two such heads cannot overlap, so a
-# non-overlapping finditer sees every one. The standard library's `re` is fine for these
-# patterns: no nested repetition, so no backtracking blow-up.
+# Where an IBAN may start: two capitals and two digits. Two such heads cannot overlap (a head's
+# digits are not capitals), so searching on after each one sees every one. The standard
+# library's `re` is fine for these patterns: no nested repetition, so no backtracking blow-up.
 _IBAN_HEAD = re.compile(rb"[A-Z]{2}[0-9]{2}")
 # Per registered length: that many IBAN characters, single spaces allowed between them.
 _IBAN_BODY = {
@@ -190,20 +201,26 @@ def iban_spans(data: bytes, start: int, end: int) -> list[Span]:
     (`GB12DE89...`) does not hide the real IBAN after it.
     """
     spans: list[Span] = []
-    after = start
-    for head in _IBAN_HEAD.finditer(data, start, end):
+    pos = start
+    while pos < end:
+        head = _IBAN_HEAD.search(data, pos, end)
+        if head is None:
+            break
         i = head.start()
+        pos = i + 4
         length = IBAN_LENGTHS.get(data[i : i + 2])
-        if length is None or i < after:
+        if length is None:
             continue
         body = _IBAN_BODY[length].match(data, i)
         if body is not None and iban_ok(body.group().replace(b" ", b"")):
             spans.append(body.span())
-            after = body.end()
+            pos = body.end()
     return spans
 
 
 # -- JSON Web Tokens ---------------------------------------------------------------------------
+
+_json_decode = json.JSONDecoder().decode  # json.loads without its keyword handling
 
 
 def jwt_spans(data: bytes, start: int, end: int) -> list[Span]:
@@ -213,9 +230,9 @@ def jwt_spans(data: bytes, start: int, end: int) -> list[Span]:
         return []
     try:
         raw = binascii.a2b_base64(header.translate(_B64URL_TO_STD) + b"=" * (-len(header) % 4))
-        if b'"alg"' not in raw:  # cheap reject before parsing
+        if raw.find(b'"alg"') < 0:  # cheap reject before parsing
             return []
-        decoded = json.loads(raw.decode("utf-8"))
+        decoded = _json_decode(raw.decode("utf-8"))
     except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
         return []
     return [(start, end)] if isinstance(decoded, dict) and "alg" in decoded else []
