@@ -9,10 +9,13 @@ import base64
 import json
 
 import pytest
+import re2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jitctl.errors import ConfigError
 from jitctl.masking import DETECTORS, MaskPolicy, UnknownDetector, known_detectors
-from jitctl.masking.detectors import get_detectors
+from jitctl.masking.detectors import Detector, get_detectors, shape_of
 from jitctl.masking.validators import iban_ok, luhn_ok
 
 
@@ -205,3 +208,57 @@ def test_masking_settles_when_a_token_changes_a_neighbour() -> None:
     once, _ = policy.mask_text("GB82WEST12345698765432536-22-1234")
     assert once == "[IBAN_CODE][US_SOCIAL_SECURITY_NUMBER]"
     assert policy.mask_text(once) == (once, {})
+
+
+# -- the scanner's shortcuts: what every match must contain --------------------------------------
+
+_SHORTCUT = [d for d in DETECTORS.values() if d.needs or d.shape]
+_ALPHABET = '0123456789 -.+()@:_"AIKSTBCEGWZaiyzkebcdfx\n\\'
+_PIECES = [
+    "alice@example.com",
+    "4111 1111 1111 1111",
+    "536-22-1234",
+    "+1 (415) 555-0100",
+    "GB82 WEST 1234 5698 7654 32",
+    "AKIAIOSFODNN7EXAMPLE",
+    "A3TX" + "7" * 16,
+    GCP_KEY,
+    JWT,
+    PEM,
+    f'"private_key_id" : "{KEY_ID}"',
+]
+
+
+def _matches(pattern: str, data: bytes) -> list[bytes]:
+    """Every match of `pattern` starting anywhere in `data` (RE2, as the scanner runs it)."""
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    rx = re2.compile(pattern.encode(), options)
+    found = (rx.match(data, pos) for pos in range(len(data)))
+    return [m.group() for m in found if m is not None]
+
+
+@pytest.mark.parametrize("detector", _SHORTCUT, ids=lambda d: d.name)
+@settings(max_examples=300)
+@given(
+    st.lists(st.one_of(st.text(alphabet=_ALPHABET, max_size=40), st.sampled_from(_PIECES))).map(
+        "".join
+    )
+)
+def test_every_match_holds_what_the_scanner_looks_for(detector: Detector, text: str) -> None:
+    """`needs` and `shape` let the scanner skip a search; a match without them would be missed."""
+    for match in _matches(detector.pattern, text.encode()):
+        if detector.needs:
+            assert detector.needs in match
+        if detector.shape:
+            shape = shape_of(match, detector.shape_drops)
+            assert any(needle in shape for needle in detector.shape), (match, shape)
+
+
+@pytest.mark.parametrize("detector", _SHORTCUT, ids=lambda d: d.name)
+def test_the_shortcuts_hold_on_the_cases(detector: Detector) -> None:
+    for text, _ in CASES[detector.name]:
+        for match in _matches(detector.pattern, text.encode()):
+            assert not detector.needs or detector.needs in match
+            shape = shape_of(match, detector.shape_drops)
+            assert not detector.shape or any(needle in shape for needle in detector.shape)
