@@ -13,8 +13,8 @@ Rules:
   was not scanned. A row whose length differs from the result shape is withheld whole.
 - Fast path: the values of a row (or a batch of rows, `mask_rows`, in chunks of about
   `scanner.CHUNK` bytes) are joined with NUL and scanned together; no pattern matches NUL, so
-  findings never cross values. A row with a value holding NUL, or not UTF-8, takes the
-  per-value path.
+  findings never cross values. `mask_row` is compiled per result shape (rowcode.py). A row
+  with a value holding NUL, or not UTF-8, takes the per-value path.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 
+from jitctl.masking import rowcode
 from jitctl.masking.scanner import Scanner
 
 MASKED = b"[MASKED]"  # a value of a masked column
@@ -38,6 +39,11 @@ _new_counter = partial(Counter.__new__, Counter)
 
 class RowMasker:
     """Masks rows of one result shape (which columns are masked) and free text."""
+
+    mask_row: rowcode.MaskRow
+    """`mask_row(values) -> (masked values, counts)`: the row with masked columns replaced and
+    findings redacted, and what was masked. The per-DataRow hot path: compiled for this shape
+    (rowcode.py); a row it cannot take as it is goes to the per-value path."""
 
     def __init__(
         self,
@@ -55,51 +61,22 @@ class RowMasker:
         self._width = len(self._masked)
         self._marker = marker
         self._candidates = None if self._scanner is None else self._scanner.candidates
+        if self._width:
+            make = rowcode.factory(self._width, self._mask_idx, self._scanner is not None)
+            self.mask_row = make(
+                self._candidates,
+                None if self._scanner is None else self._scanner.redact_hits,
+                self._mask_row_slowly,
+                self._marker,
+                self._labels,
+                _new_counter,
+            )
+        else:
+            self.mask_row = self._mask_row_slowly
 
     @property
     def masked_columns(self) -> tuple[bool, ...]:
         return self._masked
-
-    def mask_row(self, values: Sequence[Value]) -> tuple[list[Value], Counter[str]]:
-        """The row with masked columns replaced and findings redacted, and what was masked."""
-        # The per-DataRow hot path, kept flat and inline (benchmarks/bench_masking.py).
-        try:
-            counts = _new_counter()
-            out = list(values)
-            if len(out) != self._width:
-                return self._withhold_all(out, counts), counts
-            for i in self._mask_idx:
-                if out[i] is not None:
-                    out[i] = self._marker
-                    counts[self._labels[i]] = counts.get(self._labels[i], 0) + 1
-            candidates = self._candidates
-            if candidates is None:
-                return out, counts
-            # Markers and b"" for NULL join in too: they hold no candidate, and one part per
-            # column makes the way back a plain index.
-            parts = [b"" if v is None else v for v in out] if None in out else out
-            joined = b"\0".join(parts)  # type: ignore[arg-type]
-            if not joined.isascii():
-                joined.decode("utf-8")  # strict; raising sends the row to the per-value path
-            hits = candidates(joined)
-            if not hits:  # no candidate anywhere: nothing can change (no pattern spans NUL)
-                return out, counts
-            if joined.count(0) != len(parts) - 1:
-                raise ValueError("a value holds NUL")
-            masked = self._scanner.redact_hits(joined, hits, counts)  # type: ignore[union-attr]
-            if masked is joined:  # candidates, but none confirmed
-                return out, counts
-            pieces = masked.split(b"\0")
-            if len(pieces) != len(parts):
-                raise ValueError("a replacement crossed a value boundary")
-            if parts is out:
-                return pieces, counts  # type: ignore[return-value]
-            for i, piece in enumerate(pieces):
-                if out[i] is not None:  # a NULL's b"" has no finding: NULL stays None
-                    out[i] = piece
-            return out, counts
-        except Exception:
-            return self._mask_row_slowly(values)
 
     def mask_rows(self, rows: Sequence[Sequence[Value]]) -> tuple[list[list[Value]], Counter[str]]:
         """`mask_row` over a batch scanned together: faster per row, same result."""
