@@ -121,11 +121,13 @@ class Scanner:
         """Confirmed findings of the detectors in `hits`, sorted by start, longest first."""
         return [(start, -neg_end, index) for start, neg_end, index in self._findings(data, hits)[0]]
 
-    def _findings(self, data: bytes, hits: Sequence[int]) -> tuple[list[Finding], list[Span]]:
+    def _findings(
+        self, data: bytes, hits: Sequence[int]
+    ) -> tuple[list[Finding], list[Span] | None]:
         """Findings as (start, -end, index), sorted: leftmost, then longest, then registry order;
-        and the loose candidates, those not confirmed whole, as (start, end)."""
+        and the loose candidates, those not confirmed whole, as (start, end) (None: none)."""
         found: list[Finding] = []
-        loose: list[Span] = []
+        loose: list[Span] | None = None
         append = found.append
         size = len(data)
         plan = self._plan
@@ -149,7 +151,7 @@ class Scanner:
                     for span_start, span_end in confirmed:
                         append((span_start, -span_end, index))
                     if len(confirmed) != 1 or confirmed[0] != (start, end):
-                        loose.append((start, end))
+                        loose = [(start, end)] if loose is None else [*loose, (start, end)]
                 # Patterns never match the empty string, so end > pos; the guard is for
                 # detectors from elsewhere (MaskPolicy's `scanner` argument).
                 pos = end if end > pos else pos + 1
@@ -191,27 +193,27 @@ class Scanner:
         is text of the input; the search for its detector, resuming after each match, would
         have come to a candidate overlapping it, and every candidate was masked.
         """
-        # The per-row hot path: `_findings` and `_replace` inlined for the usual case (every
-        # detector plain, no validator), the general case handed to them.
-        names, tokens = self.names, self._tokens
-        for _ in range(MAX_PASSES):
+        passes = 0
+        while True:
             found, loose = self._findings(data, hits)
             if not found:
                 return data
-            if len(found) == 1:
+            if len(found) == 1:  # the usual case, without merging
                 start, neg_end, index = found[0]
-                counts[names[index]] = counts.get(names[index], 0) + 1
-                masked = data[:start] + tokens[index] + data[-neg_end:]
+                name = self.names[index]
+                counts[name] = counts.get(name, 0) + 1
+                masked = data[:start] + self._tokens[index] + data[-neg_end:]
             else:
                 masked = self._replace(data, found, counts)
-            if not loose or _covered(loose, found):
+            if loose is None or _covered(loose, found):
                 return masked
             data = masked
-            again = self.candidates(data)
-            if not again:
+            hits = self.candidates(data)
+            if not hits:
                 return data
-            hits = again
-        raise RuntimeError("masking did not settle")  # callers withhold the value
+            passes += 1
+            if passes == MAX_PASSES:
+                raise RuntimeError("masking did not settle")  # callers withhold the value
 
     def _replace(self, data: bytes, found: list[Finding], counts: Counter[str]) -> bytes:
         """`data` with the sorted (start, -end, index) findings replaced by their tokens;
@@ -291,11 +293,11 @@ class Scanner:
             piece = chunk[chunk.rfind(0, 0, start) + 1 : start] + tokens[index]
             piece += chunk[end:part_end] if part_end >= 0 else chunk[end:]
             counts[names[index]] = counts.get(names[index], 0) + 1
-            settled = not loose or _covered(loose, found)
+            settled = loose is None or _covered(loose, found)
             part = base + chunk.count(0, 0, start)
             changed[part] = piece if settled else self._settle(piece, counts)
             return
-        settled = not loose or _covered(loose, found)
+        settled = loose is None or _covered(loose, found)
         merged = _merge(found)
         size = len(chunk)
         part = base

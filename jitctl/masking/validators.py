@@ -27,15 +27,18 @@ Span = tuple[int, int]
 _DIGITS = frozenset(b"0123456789")
 _ISSUERS = b"23456"  # first digits of payment cards (an int `in` bytes is a byte search)
 _B64URL_TO_STD = bytes.maketrans(b"-_", b"+/")
-# Luhn: the doubled digit's digit sum, as a bytes.translate table over ASCII digits.
-_LUHN_DOUBLE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+# Luhn: what doubling adds to a digit's contribution (mod 10), as a bytes.translate table.
+_LUHN_ADDED = bytes.maketrans(b"0123456789", bytes([0, 1, 2, 3, 4, 6, 7, 8, 9, 10]))
 
 
 def luhn_ok(digits: bytes) -> bool:
-    """Luhn (mod 10) check over ASCII digits, rightmost digit undoubled."""
-    plain = digits[-1::-2]
-    doubled = digits[-2::-2].translate(_LUHN_DOUBLE)
-    return (sum(plain) - 48 * len(plain) + sum(doubled)) % 10 == 0
+    """Luhn (mod 10) check over ASCII digits, rightmost digit undoubled.
+
+    The Luhn sum is the digit sum plus, for each doubled digit d, what doubling adds: d for
+    d < 5, d - 9 (congruent to d + 1 mod 10) from 5 on.
+    """
+    added = digits[-2::-2].translate(_LUHN_ADDED)
+    return (sum(digits) - 48 * len(digits) + sum(added)) % 10 == 0
 
 
 def _digit_at(data: bytes, index: int) -> bool:
@@ -58,7 +61,7 @@ def card_spans(data: bytes, start: int, end: int) -> list[Span]:
         if 13 <= len(run) <= 19 and run[0] in _ISSUERS and luhn_ok(run):
             return [(start, end)]
         return []
-    digits = run.replace(b"-", b"").replace(b" ", b"")
+    digits = run.translate(None, b" -")
     if 13 <= len(digits) <= 19 and run[0] in _ISSUERS and luhn_ok(digits):
         return [(start, end)]  # the whole run: every window inside it is covered anyway
     if len(digits) < 13:
@@ -99,7 +102,7 @@ def ssn_spans(data: bytes, start: int, end: int) -> list[Span]:
     """
     if (start and data[start - 1] in _DIGITS) or (end < len(data) and data[end] in _DIGITS):
         return []
-    digits = data[start:end].replace(b"-", b"").replace(b" ", b"")
+    digits = data[start:end].translate(None, b" -")
     area, group, serial = digits[:3], digits[3:5], digits[5:]
     if area in (b"000", b"666") or area[:1] == b"9" or group == b"00" or serial == b"0000":
         return []
@@ -203,12 +206,16 @@ def iban_spans(data: bytes, start: int, end: int) -> list[Span]:
     spans: list[Span] = []
     pos = start
     while pos < end:
-        head = _IBAN_HEAD.search(data, pos, end)
-        if head is None:
-            break
-        i = head.start()
+        length = IBAN_LENGTHS.get(data[pos : pos + 2])
+        if length is not None and end - pos >= 4 and data[pos + 2 : pos + 4].isdigit():
+            i = pos  # a head right here: the usual case, a candidate starts with one
+        else:
+            head = _IBAN_HEAD.search(data, pos, end)
+            if head is None:
+                break
+            i = head.start()
+            length = IBAN_LENGTHS.get(data[i : i + 2])
         pos = i + 4
-        length = IBAN_LENGTHS.get(data[i : i + 2])
         if length is None:
             continue
         body = _IBAN_BODY[length].match(data, i)

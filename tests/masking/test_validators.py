@@ -213,3 +213,16 @@ def test_fast_validator_equals_the_plain_one_on_the_hard_cases(name: str) -> Non
     ]
     for text in cases:
         _check(name, text.encode())
+
+
+def textbook_luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=25))
+def test_luhn_is_the_textbook_luhn(digits: str) -> None:
+    assert luhn_ok(digits.encode()) is textbook_luhn(digits)
