@@ -208,9 +208,10 @@ class Scanner:
             if loose is None or _covered(loose, found):
                 return masked
             data = masked
-            hits = self.candidates(data)
-            if not hits:
+            again = self.candidates(data)
+            if not again:
                 return data
+            hits = again
             passes += 1
             if passes == MAX_PASSES:
                 raise RuntimeError("masking did not settle")  # callers withhold the value
