@@ -203,6 +203,20 @@ class Scanner:
                 name = self.names[index]
                 counts[name] = counts.get(name, 0) + 1
                 masked = data[:start] + self._tokens[index] + data[-neg_end:]
+            elif len(found) == 2 and found[1][0] > -found[0][1]:  # two apart: no merging
+                (start, neg_end, index), (second, second_neg_end, second_index) = found
+                name, second_name = self.names[index], self.names[second_index]
+                counts[name] = counts.get(name, 0) + 1
+                counts[second_name] = counts.get(second_name, 0) + 1
+                masked = b"".join(
+                    (
+                        data[:start],
+                        self._tokens[index],
+                        data[-neg_end:second],
+                        self._tokens[second_index],
+                        data[-second_neg_end:],
+                    )
+                )
             else:
                 masked = self._replace(data, found, counts)
             if loose is None or _covered(loose, found):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import binascii
 import json
+import json.scanner
 import re
+from collections.abc import Callable
 
 Span = tuple[int, int]
 
@@ -227,7 +229,25 @@ def iban_spans(data: bytes, start: int, end: int) -> list[Span]:
 
 # -- JSON Web Tokens ---------------------------------------------------------------------------
 
-_json_decode = json.JSONDecoder().decode  # json.loads without its keyword handling
+# json.loads, less its Python layers: JSON text is one value between optional whitespace
+# (RFC 8259 §2: space, tab, LF, CR), and the scanner raises StopIteration where it finds none.
+# (typeshed types make_scanner's context as the scanner class; a JSONDecoder is what it reads.)
+_json_value: Callable[[str, int], tuple[object, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
+_JSON_SPACE = " \t\n\r"
+
+
+def _json_loads(text: str) -> object:
+    """`json.loads(text)`; ValueError where it would raise."""
+    text = text.strip(_JSON_SPACE)
+    try:
+        value, end = _json_value(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("data after the JSON value")
+    return value
 
 
 def jwt_spans(data: bytes, start: int, end: int) -> list[Span]:
@@ -239,7 +259,7 @@ def jwt_spans(data: bytes, start: int, end: int) -> list[Span]:
         raw = binascii.a2b_base64(header.translate(_B64URL_TO_STD) + b"=" * (-len(header) % 4))
         if raw.find(b'"alg"') < 0:  # cheap reject before parsing
             return []
-        decoded = _json_decode(raw.decode("utf-8"))
+        decoded = _json_loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
         return []
     return [(start, end)] if isinstance(decoded, dict) and "alg" in decoded else []

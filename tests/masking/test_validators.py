@@ -226,3 +226,15 @@ def textbook_luhn(digits: str) -> bool:
 @given(st.text(alphabet="0123456789", min_size=1, max_size=25))
 def test_luhn_is_the_textbook_luhn(digits: str) -> None:
     assert luhn_ok(digits.encode()) is textbook_luhn(digits)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=' \t\n\r\x0b\ufeff{}[]":,0123456789.eE+-aglntrufs\\', max_size=24))
+def test_jwt_headers_are_read_as_json_loads_reads_them(text: str) -> None:
+    def outcome(loads: Callable[[str], object]) -> str:
+        try:
+            return repr(loads(text))
+        except ValueError:
+            return "refused"
+
+    assert outcome(validators._json_loads) == outcome(json.loads)
