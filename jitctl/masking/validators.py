@@ -60,7 +60,12 @@ def card_spans(data: bytes, start: int, end: int) -> list[Span]:
     """
     run = data[start:end]
     if run.isdigit():  # one group: the whole run is a card, or nothing is
-        if 13 <= len(run) <= 19 and run[0] in _ISSUERS and luhn_ok(run):
+        # luhn_ok(run), inline: one call fewer on the commonest candidate
+        if (
+            13 <= len(run) <= 19
+            and run[0] in _ISSUERS
+            and (sum(run) - 48 * len(run) + sum(run[-2::-2].translate(_LUHN_ADDED))) % 10 == 0
+        ):
             return [(start, end)]
         return []
     digits = run.translate(None, b" -")
