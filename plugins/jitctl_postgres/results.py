@@ -53,6 +53,9 @@ class Shape:
         self.text_types = text_types
         self.masker = None
         self.masked: list[bool] = [False] * len(columns)
+        # Every column in text format (the usual case): DataRow values go to the masker as
+        # they are, without the per-value look at formats below.
+        self.text_only = not any(self.formats)
         if masks is not None:
             cols = [self._column(masks, c, tables, attnames or {}) for c in columns]
             self.masker = masks.row_masker(cols)
@@ -76,9 +79,11 @@ class Shape:
     def mask(self, values: list[bytes | None]) -> tuple[list[bytes | None], Counter[str]]:
         """The masked values of one row (the shape's masker must exist)."""
         assert self.masker is not None
-        counts: Counter[str] = Counter()
         if len(values) != len(self.formats):
             return [None if v is None else b"[WITHHELD]" for v in values], Counter(WITHHELD=1)
+        if self.text_only:
+            return self.masker.mask_row(values)  # type: ignore[no-any-return]
+        counts: Counter[str] = Counter()
         scan: list[bytes | None] = list(values)
         kept: dict[int, bytes] = {}
         for i, fmt in enumerate(self.formats):
