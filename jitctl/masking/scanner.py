@@ -128,19 +128,19 @@ class Scanner:
         and the loose candidates, those not confirmed whole, as (start, end) (None: none)."""
         found: list[Finding] = []
         loose: list[Span] | None = None
-        append = found.append
         size = len(data)
         plan = self._plan
+        anchor = _UNANCHORED
         for index in hits:
             match, confirm, plain, needs, shape = plan[index]
             pos = 0
             while True:
-                spans = match(_UNANCHORED, data, pos, size)
+                spans = match(anchor, data, pos, size)
                 start, end = spans[0]
                 if end < 0:
                     break
                 if plain:
-                    append((start, -end, index))
+                    found.append((start, -end, index))
                 else:
                     mask_start, mask_end = spans[-1]  # group 1 if the pattern has one
                     confirmed = (
@@ -149,7 +149,7 @@ class Scanner:
                         else confirm(data, mask_start, mask_end)
                     )
                     for span_start, span_end in confirmed:
-                        append((span_start, -span_end, index))
+                        found.append((span_start, -span_end, index))
                     if len(confirmed) != 1 or confirmed[0] != (start, end):
                         loose = [(start, end)] if loose is None else [*loose, (start, end)]
                 # Patterns never match the empty string, so end > pos; the guard is for
