@@ -43,7 +43,8 @@ class RowMasker:
     mask_row: rowcode.MaskRow
     """`mask_row(values) -> (masked values, counts)`: the row with masked columns replaced and
     findings redacted, and what was masked. The per-DataRow hot path: compiled for this shape
-    (rowcode.py); a row it cannot take as it is goes to the per-value path."""
+    (rowcode.py); a row it cannot take as it is goes to the per-value path. A row with nothing
+    masked may get `rowcode.NO_COUNTS`, a shared empty Counter that refuses changes."""
 
     def __init__(
         self,
