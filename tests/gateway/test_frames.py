@@ -80,3 +80,25 @@ def test_any_data_stream_survives_framing_split_anywhere(chunks: list[bytes], st
     for start in range(0, len(wire), step):
         events += decoder.feed(wire[start : start + step])
     assert events == [frames.Data(c) for c in chunks] + [frames.Eof()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=10),
+    st.integers(min_value=0, max_value=3500),
+)
+def test_taking_the_pending_bytes_and_feeding_them_back_loses_and_reorders_nothing(
+    chunks: list[bytes], cut: int
+) -> None:
+    """What the relay does when a Hold stops a chunk's frames midway (jitctl.gateway.relay):
+    it takes the incomplete frame's bytes and feeds them again later, behind nothing else."""
+    wire = b"".join(frames.data_frame(c) for c in chunks)
+    decoder = frames.FrameDecoder()
+    events = decoder.feed(wire[:cut])
+    pending = decoder.take_pending()
+    assert decoder.pending == 0
+    taken = sum(5 + len(e.data) for e in events if isinstance(e, frames.Data))
+    assert len(pending) == len(wire[:cut]) - taken
+    fresh = frames.FrameDecoder()
+    events += fresh.feed(pending + wire[cut:])
+    assert events == [frames.Data(c) for c in chunks]
