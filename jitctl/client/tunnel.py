@@ -149,7 +149,8 @@ class LocalListener:
         relays = list(self._relays)
         for relay in relays:
             relay.finish()
-        await asyncio.gather(*(relay.opening for relay in relays), return_exceptions=True)
+        opening = [relay.opening for relay in relays if relay.opening is not None]
+        await asyncio.gather(*opening, return_exceptions=True)
 
 
 class _LocalSide(asyncio.Protocol):
@@ -172,7 +173,7 @@ class _LocalSide(asyncio.Protocol):
         self.early: list[bytes] = []  # what the local client sent before the tunnel was open
         self.early_size = 0
         self.done = False
-        self.opening: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.opening: asyncio.Task[None] | None = None  # _open: the tunnel being set up
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -282,5 +283,6 @@ class _LocalSide(asyncio.Protocol):
             self.transport.close()
         if self.link is not None:
             self.link.close()
-        if not self.opening.done():
-            self.opening.cancel()
+        opening = self.opening
+        if opening is not None and not opening.done() and opening is not asyncio.current_task():
+            opening.cancel()  # still dialling the broker: stop

@@ -115,11 +115,15 @@ class Link(asyncio.Protocol):
                     raise ValueError(f"line longer than {MAX_LINE} bytes")
                 if self._ended:
                     raise LinkClosed("the connection closed")
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+                await self._news()
+
+    async def _news(self) -> None:
+        """Wait for more bytes or the end (`_wake`)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def divert(
         self, on_data: Callable[[bytes], None], on_end: Callable[[Exception | None], None]
@@ -198,8 +202,4 @@ class Link(asyncio.Protocol):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while not self._ended:
-                    self._waiter = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._waiter
-                    finally:
-                        self._waiter = None
+                    await self._news()
