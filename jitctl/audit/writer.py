@@ -268,9 +268,16 @@ class AuditWriter:
             entries = batch + list(self._queue)
             self._queue.clear()
             self._urgent = 0
-        self._call(self._settle, entries, None)
-        if self.on_failure is not None:
-            self._call(self.on_failure, error)
+        # One loop callback, the failure hook first: whoever wakes from a failed append
+        # finds the broker already told (two callbacks could land loop turns apart).
+        self._call(self._report_failure, entries, error)
+
+    def _report_failure(self, entries: list[_Entry], error: AuditUnavailable) -> None:
+        try:
+            if self.on_failure is not None:
+                self.on_failure(error)
+        finally:
+            self._settle(entries, None)
 
     def _call(self, fn: Callable[..., object], *args: object) -> None:
         assert self._loop is not None
