@@ -91,6 +91,10 @@ def _compile_set(patterns: Sequence[str]) -> Callable[[bytes], Sequence[int] | N
         pattern_set.Add(pattern.encode("ascii"))
     pattern_set.Compile()
     # The binding's set returns a (possibly empty) list; the wrapper only adds `or None`.
+    # It drops RE2::Set's error result, which is safe, not fail-open: the only error is a DFA
+    # out of memory, and RE2 rules that out when compiling (CompileSet runs the DFA once and
+    # Compile fails, which raises above, if it cannot; the DFA then keeps room for 20 states
+    # and a many-match search resets its cache rather than giving up).
     match: Callable[[bytes], Sequence[int] | None] = getattr(pattern_set, "_set", pattern_set).Match
     return match
 
