@@ -306,6 +306,9 @@ class SessionReader:
             )
         )
         input_id = index.id_of(TERM_INPUT)
+        request_id, response_id = index.id_of("http.request"), index.id_of("http.response")
+        if response_id >= 0:
+            candidates.add(response_id)
         kinds, enters = index.kinds, index.enters
         pos = position + step
         while pos >= 0:
@@ -315,12 +318,22 @@ class SessionReader:
                 self.build()  # waits for a building worker, or finishes the index here
                 continue
             kid = kinds[pos]
-            if (kid == input_id and enters[pos]) or (
+            if kid == response_id and not self._unannounced(pos, request_id, response_id):
+                pass  # its request is the stop (write_ahead="changes" records safe ones once)
+            elif (kid == input_id and enters[pos]) or (
                 kid in candidates and is_command(self.record(pos))
             ):
                 return pos
             pos += step
         return None
+
+    def _unannounced(self, pos: int, request_id: int, response_id: int) -> bool:
+        """Whether the http.response at `pos` answers a request with no record of its own:
+        none since the previous response (exchanges on one connection never overlap)."""
+        kinds = self.index.kinds
+        if request_id < 0:
+            return True
+        return kinds.rfind(bytes([request_id]), 0, pos) <= kinds.rfind(bytes([response_id]), 0, pos)
 
     def last_resize(self, position: int) -> Record | None:
         """The latest `term.resize` at or before `position`."""

@@ -83,6 +83,30 @@ def test_next_command_finds_statements_and_typed_lines(trail: Trail) -> None:
     assert ssh.next_command(first, -1) is None
 
 
+def test_next_command_stops_once_per_http_exchange(trail: Trail) -> None:
+    """write_ahead="changes" records a GET only as its response; a DELETE has both records."""
+
+    def http(kind: str, method: str, at: int) -> NewRecord:
+        return NewRecord(kind, "http-wa", "api", None, {"method": method}, b"", T0 + at)
+
+    trail.store.append_batch(
+        [
+            NewRecord("session.start", "http-wa", "api", None, {"protocol": "http"}, b"", T0),
+            http("http.response", "GET", 1),
+            http("http.request", "DELETE", 2),
+            http("http.response", "DELETE", 3),
+            http("http.response", "GET", 4),
+            http("http.response", "GET", 5),
+        ]
+    )
+    reader = SessionReader(trail.store, "http-wa")
+    stops, position = [], 0
+    while (position := reader.next_command(position)) is not None:
+        stops.append(position)
+    assert stops == [1, 2, 4, 5]
+    assert reader.next_command(5, -1) == 4 and reader.next_command(2, -1) == 1
+
+
 def straight_replay(trail: Trail, upto: int) -> list[str]:
     records = trail.records["terminal"]
     screen = pyte.Screen(80, 24)
