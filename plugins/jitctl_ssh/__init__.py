@@ -6,7 +6,7 @@ the gateway's paramiko shell (`jitctl.gateway.ssh`) terminates the client's SSH 
 gateway's host key, opens its own SSH connection to the host with the broker's credential, and
 relays channel by channel through the pure cores of this package:
 
-- `shellwords`, `cmdline`: what an exec command line would run (shell syntax, `sh -c`,
+- `shellwords`, `shellquote`, `cmdline`: what an exec command line would run (shell syntax, `sh -c`,
   substitutions, wrappers);
 - `policy`: rules, shells, sftp, uploads/downloads, forwarding -> `Decision`;
 - `channel`: terminal and exec stream recording (`term.*`, `ssh.data`, `ssh.exit`);

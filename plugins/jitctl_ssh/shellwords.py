@@ -6,13 +6,16 @@ It hands the text of every command substitution (`$( … )`, backticks, also ins
 quotes and unquoted here-documents) and process substitution (`<( … )`) to `nested`, and the
 reason for anything it cannot read (unbalanced quotes or parentheses) to `opaque`. A word
 records whether an expansion made it non-literal (`$VAR`, `$( … )`) and whether unquoted glob
-or brace characters could rewrite it. Pure; any input is fine.
+or brace characters could rewrite it. Pure; any input is fine. Where a quoted or substituted
+region ends, and what `$'…'` and backtick text mean, is shellquote.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from jitctl_ssh.shellquote import ansi_c, backtick_end, matching, unescape_backtick
 
 _OPERATORS = ("&&", "||", ";;", "|&", ";", "&", "|", "\n")
 _REDIRECTS = ("<<<", "<<-", "<<", ">>", ">&", "<&", "&>>", "&>", ">|", "<>", "<", ">")
@@ -37,78 +40,6 @@ class Lexer:
         self.nested, self.opaque = nested, opaque
         self.heredocs: list[tuple[str, bool]] = []  # (delimiter, body expands)
 
-    def _matching(self, start: int, open_: str, close: str) -> int:
-        """Index just past the `close` that balances the `open_` before `start`, or -1."""
-        level, i, s = 1, start, self.s
-        while i < len(s):
-            c = s[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == "'":
-                j = s.find("'", i + 1)
-                if j < 0:
-                    return -1
-                i = j + 1
-                continue
-            if c == '"':
-                j = self._dquote_end(i + 1)
-                if j < 0:
-                    return -1
-                i = j
-                continue
-            if c == "`":
-                j = self._backtick_end(i + 1)
-                if j < 0:
-                    return -1
-                i = j
-                continue
-            if s.startswith(open_, i):
-                level += 1
-                i += len(open_)
-                continue
-            if c == close:
-                level -= 1
-                if level == 0:
-                    return i + 1
-            i += 1
-        return -1
-
-    def _backtick_end(self, i: int) -> int:
-        s = self.s
-        while i < len(s):
-            if s[i] == "\\":
-                i += 2
-                continue
-            if s[i] == "`":
-                return i + 1
-            i += 1
-        return -1
-
-    def _dquote_end(self, i: int) -> int:
-        s = self.s
-        while i < len(s):
-            c = s[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                return i + 1
-            if s.startswith("$(", i):
-                j = self._matching(i + 2, "(", ")")
-                if j < 0:
-                    return -1
-                i = j
-                continue
-            if c == "`":
-                j = self._backtick_end(i + 1)
-                if j < 0:
-                    return -1
-                i = j
-                continue
-            i += 1
-        return -1
-
     def _dollar(self, buf: list[str]) -> bool:
         """At `$`: consume an expansion; True when it made the word non-literal."""
         s, i = self.s, self.i
@@ -127,7 +58,7 @@ class Lexer:
             self.i = j
             return True
         if s.startswith("$(", i):
-            j = self._matching(i + 2, "(", ")")
+            j = matching(self.s, i + 2, "(", ")")
             if j < 0:
                 self.opaque("unbalanced $(")
                 self.i = len(s)
@@ -136,7 +67,7 @@ class Lexer:
             self.i = j
             return True
         if s.startswith("${", i):
-            j = self._matching(i + 2, "{", "}")
+            j = matching(self.s, i + 2, "{", "}")
             if j < 0:
                 self.opaque("unbalanced ${")
                 self.i = len(s)
@@ -157,7 +88,7 @@ class Lexer:
             j = i + 2
             while j < len(s) and s[j] != "'":
                 j += 2 if s[j] == "\\" else 1
-            buf.append(_ansi_c(s[i + 2 : j]))
+            buf.append(ansi_c(s[i + 2 : j]))
             self.i = j + 1
             return False
         buf.append("$")
@@ -174,11 +105,11 @@ class Lexer:
             elif c == "$":
                 self._dollar([])
             elif c == "`":
-                j = self._backtick_end(self.i + 1)
+                j = backtick_end(self.s, self.i + 1)
                 if j < 0:
                     self.opaque("unbalanced backtick")
                     return
-                self.nested(_unescape_backtick(s[self.i + 1 : j - 1]))
+                self.nested(unescape_backtick(s[self.i + 1 : j - 1]))
                 self.i = j
             else:
                 self.i += 1
@@ -225,12 +156,12 @@ class Lexer:
                         if self._dollar(buf):
                             literal = False
                     elif d == "`":
-                        j = self._backtick_end(self.i + 1)
+                        j = backtick_end(self.s, self.i + 1)
                         if j < 0:
                             self.opaque("unbalanced backtick")
                             self.i = len(s)
                             return Word("".join(buf), False, True)
-                        self.nested(_unescape_backtick(s[self.i + 1 : j - 1]))
+                        self.nested(unescape_backtick(s[self.i + 1 : j - 1]))
                         literal = False
                         self.i = j
                     else:
@@ -244,12 +175,12 @@ class Lexer:
                 if self._dollar(buf):
                     literal = False
             elif c == "`":
-                j = self._backtick_end(self.i + 1)
+                j = backtick_end(self.s, self.i + 1)
                 if j < 0:
                     self.opaque("unbalanced backtick")
                     self.i = len(s)
                     return Word("".join(buf), False)
-                self.nested(_unescape_backtick(s[self.i + 1 : j - 1]))
+                self.nested(unescape_backtick(s[self.i + 1 : j - 1]))
                 literal = False
                 self.i = j
             else:
@@ -283,7 +214,7 @@ class Lexer:
                 self.i += 2
                 continue
             if c in "<>" and s.startswith(("<(", ">("), self.i):
-                j = self._matching(self.i + 2, "(", ")")
+                j = matching(self.s, self.i + 2, "(", ")")
                 if j < 0:
                     self.opaque("unbalanced process substitution")
                     return out
@@ -364,47 +295,3 @@ class Lexer:
             if expands and ("$(" in body or "`" in body):
                 Lexer(body, self.nested, self.opaque).scan_expansions()
         self.heredocs = []
-
-
-_C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b",
-              "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
-
-
-def _ansi_c(text: str) -> str:
-    """The text of bash's `$'...'` quoting: C escapes, \\xHH and octal \\NNN."""
-    out, i = [], 0
-    while i < len(text):
-        c = text[i]
-        if c != "\\" or i + 1 >= len(text):
-            out.append(c)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "x":
-            hexdigits = ""
-            for d in text[i + 2 : i + 4]:
-                if d not in "0123456789abcdefABCDEF":
-                    break
-                hexdigits += d
-            if hexdigits:
-                out.append(chr(int(hexdigits, 16)))
-                i += 2 + len(hexdigits)
-                continue
-        elif nxt in "01234567":
-            j = i + 1
-            while j < min(i + 4, len(text)) and text[j] in "01234567":
-                j += 1
-            out.append(chr(int(text[i + 1 : j], 8) & 0xFF))
-            i = j
-            continue
-        elif nxt in _C_ESCAPES:
-            out.append(_C_ESCAPES[nxt])
-            i += 2
-            continue
-        out.append(c + nxt)  # an unknown escape stays as written
-        i += 2
-    return "".join(out)
-
-
-def _unescape_backtick(text: str) -> str:
-    return text.replace("\\`", "`").replace("\\$", "$").replace("\\\\", "\\")
