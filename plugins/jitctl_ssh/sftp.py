@@ -16,7 +16,7 @@ the gateway sees every operation:
   filtered to that list so clients do not try others; `copy-data` (a server-side copy the
   gateway could not hash) is never relayed;
 - a packet that does not parse ends the channel (`RemoteProtocolError`): the host only ever
-  sees packets the gateway has read completely.
+  sees packets the gateway has read completely (sftp_framing.py splits the stream).
 
 Paths are recorded and checked absolute: a relative path is taken from `home` (the upstream
 user's home directory, when the shell knows it).
@@ -29,10 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jitctl.plugin import Direction, Forward, Record, RemoteProtocolError, Shutdown
+from jitctl.plugin import Direction, Forward, Record, Shutdown
 from jitctl_ssh.channel import ExitStatus, SendStderr, exit_commands
 from jitctl_ssh.hashing import Hasher
 from jitctl_ssh.policy import Decision, SshPolicy, normalise_path
+from jitctl_ssh.sftp_framing import relay
 from jitctl_ssh.sftp_wire import (
     CLOSE,
     DATA,
@@ -53,7 +54,6 @@ from jitctl_ssh.sftp_wire import (
     HANDLE,
     INIT,
     LSTAT,
-    MAX_PACKET,
     MKDIR,
     NAME,
     OPEN,
@@ -145,70 +145,10 @@ class SftpRelay:
         self.pending: dict[int, _Pending] = {}
         self.version: int | None = None
 
-    # -- framing --------------------------------------------------------------------------------
-
-    @staticmethod
-    def _packets(buffer: bytes | bytearray) -> tuple[list[tuple[int, int]], int]:
-        """(start, end) of each complete packet in `buffer`, and the bytes they take."""
-        spans, pos, size = [], 0, len(buffer)
-        while pos + 4 <= size:
-            (length,) = struct.unpack_from(">I", buffer, pos)
-            if length < 1 or length > MAX_PACKET:
-                raise RemoteProtocolError(f"sftp packet of {length} bytes")
-            if pos + 4 + length > size:
-                break
-            spans.append((pos, pos + 4 + length))
-            pos += 4 + length
-        return spans, pos
-
-    def _run(
-        self,
-        buffer: bytearray,
-        data: bytes,
-        handle: Callable[[memoryview, list[Command]], bool | bytes],
-    ) -> tuple[list[Command], list[bytes]]:
-        """Feed `data`; each complete packet is passed on as it is (True), dropped (False) or
-        replaced (bytes). Runs of passed packets are forwarded as one piece."""
-        if buffer:
-            buffer += data
-            source: bytes | bytearray = buffer
-        else:
-            source = data  # the usual case: no partial packet waiting, no copy
-        spans, used = self._packets(source)
-        commands: list[Command] = []
-        passed: list[bytes] = []
-        view = memoryview(source)
-        try:
-            run_start = -1
-            for start, end in spans:
-                verdict = handle(view[start:end], commands)
-                if verdict is True:
-                    if run_start < 0:
-                        run_start = start
-                    continue
-                if run_start >= 0:
-                    passed.append(bytes(view[run_start:start]))
-                    run_start = -1
-                if isinstance(verdict, bytes):
-                    passed.append(verdict)
-            if run_start >= 0:
-                passed.append(
-                    source
-                    if run_start == 0 and used == len(source) and isinstance(source, bytes)
-                    else bytes(view[run_start:used])
-                )
-        finally:
-            view.release()
-        if source is buffer:
-            del buffer[:used]
-        else:
-            buffer += memoryview(data)[used:]
-        return commands, passed
-
     # -- client -> host -------------------------------------------------------------------------
 
     def client_data(self, data: bytes) -> list[Command]:
-        commands, passed = self._run(self._up, data, self._request)
+        commands, passed = relay(self._up, data, self._request)
         out: list[Command] = []
         # Records and denials come in packet order; forwards wait behind durable records.
         out += commands
@@ -219,13 +159,7 @@ class SftpRelay:
     def _deny(
         self, request_id: int, op: str, paths: list[str], decision: Decision, out: list[Command]
     ) -> bool:
-        payload: dict[str, Any] = {"channel": self.channel, "op": op}
-        if paths:
-            payload["path"] = paths[0]
-        if len(paths) > 1:
-            payload["path2"] = paths[1]
-        payload.update(decision.payload())
-        out.append(Record(KIND, payload))
+        self._record(op, paths, out, False, **decision.payload())
         out.append(
             Forward(
                 Direction.DOWN,
@@ -392,7 +326,7 @@ class SftpRelay:
     # -- host -> client -------------------------------------------------------------------------
 
     def upstream_data(self, data: bytes, more: bool = False) -> list[Command]:
-        commands, passed = self._run(self._down, data, self._response)
+        commands, passed = relay(self._down, data, self._response)
         if passed:
             commands.append(Forward(Direction.DOWN, b"".join(passed)))
         return commands
