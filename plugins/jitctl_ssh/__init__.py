@@ -10,8 +10,8 @@ relays channel by channel through the pure cores of this package:
   substitutions, wrappers);
 - `policy`: rules, shells, sftp, uploads/downloads, forwarding -> `Decision`;
 - `channel`: terminal and exec stream recording (`term.*`, `ssh.data`, `ssh.exit`);
-- `sftp`, `sftp_framing`, `sftp_wire`, `hashing`: the SFTP relay (per-operation checks and records, content
-  hashes in offset order);
+- `sftp`, `sftp_framing`, `sftp_wire`, `hashing`: the SFTP relay (per-operation checks and
+  records, content hashes in offset order);
 - `scp`: the legacy scp protocol (per-file checks, records, hashes);
 - `streammask`: masking a stream whose secrets may straddle reads;
 - `events`: the records of requests (connection, shell, exec, subsystem, forwarding).
