@@ -243,7 +243,16 @@ BUCKETS = (
     ("audit trail (jitctl/audit)", "jitctl/audit/"),
     (
         "classifier and policy",
-        ("classify.py", "templates.py", "sqlwalk.py", "sqlkinds.py", "plpgsql.py", "policy.py"),
+        (
+            "classify.py",
+            "templates.py",
+            "sqlwalk.py",
+            "sqlbodies.py",
+            "sqlsettings.py",
+            "sqlkinds.py",
+            "plpgsql.py",
+            "policy.py",
+        ),
     ),
     ("postgres core (framing, attribution, records)", "jitctl_postgres/"),
     ("gateway shell (jitctl/gateway)", "jitctl/gateway/"),

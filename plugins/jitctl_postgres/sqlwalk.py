@@ -9,13 +9,12 @@ Rules (notes/postgres-wire.md §9, §10):
 - CTE names are scoped as Postgres scopes them: a CTE body sees the CTEs before it (all of them
   under RECURSIVE); the statement sees them all; nothing outside sees any. A CTE reference is not
   a table, but a same-named table outside that scope is.
-- PL/pgSQL (DO bodies, `CREATE FUNCTION … LANGUAGE plpgsql`) goes through `parse_plpgsql_json`;
-  each embedded SQL text is classified through the `nested` callback (which bounds the depth) and
-  merged into this statement. Dynamic EXECUTE adds kind "unknown" and flag "dynamic_sql"; an
-  EXECUTE of a string literal also merges what the literal does, so reasons can name it.
+- Code carried as text (DO bodies, function bodies, query strings passed to dblink and kin) is
+  sqlbodies.py's; settings a statement changes (SET, set_config) are sqlsettings.py's. Their
+  handlers sit in the same dispatch table and take the walker as their first argument.
 - `literal_free` says whether the result may be shared with texts whose trees differ only in
   constants and offsets (templates.py). Constants are `A_Const` nodes, a leaf the walk never
-  enters: a handler reads one only through `self._constant()`, which clears the flag. No
+  enters: a handler reads one only through `read_constant()`, which clears the flag. No
   handler reads offsets (`location` and kin). Handlers outside `LITERAL_FREE` clear it too, as
   does reading the statement's text: only what is known not to depend on either is shared.
 """
@@ -23,23 +22,20 @@ Rules (notes/postgres-wire.md §9, §10):
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from . import plpgsql
+from . import sqlbodies, sqlsettings
 from .sqlkinds import (
     DANGEROUS_FUNCTIONS,
     DANGEROUS_PATTERN,
     KIND_CLASSES,
     LEAF_NODES,
-    LEXING_SETTINGS,
     NODE_KINDS,
     QUERY_FUNCTIONS,
     ROLE_NODES,
     TABLE_OBJECTS,
     TRANSACTION_KINDS,
-    UTF8_NAMES,
     WRITE_FIELDS,
     Classification,
     StatementInfo,
@@ -53,7 +49,7 @@ class StatementWalker:
     """Collects what one top-level statement does by walking its JSON parse tree."""
 
     def __init__(self, text: str, depth: int, nested: Nested) -> None:
-        self.text, self.depth, self._classify = text, depth, nested
+        self.text, self.depth, self.nested = text, depth, nested
         self.kind = ""
         self.kinds: set[str] = set()
         self.read: set[str] = set()
@@ -228,7 +224,7 @@ class StatementWalker:
             self.classes.add("READ")
         for option in body.get("options", ()):
             opt = option.get("DefElem", {})
-            if opt.get("defname") == "format" and self._constant(opt.get("arg")) == "binary":
+            if opt.get("defname") == "format" and self.read_constant(opt.get("arg")) == "binary":
                 self.flags.add("copy_binary")
 
     def _explain(self, body: dict[str, Any]) -> None:
@@ -274,35 +270,6 @@ class StatementWalker:
             # DISCARD ALL runs SET SESSION AUTHORIZATION DEFAULT, undoing any role the broker set.
             self.flags.add("session_authorization")
 
-    def _variable_set(self, body: dict[str, Any]) -> None:
-        action = body.get("kind", "")
-        self.add_kind("reset" if action.startswith("VAR_RESET") else "set")
-        # RESET ALL is left alone: it restores the values the session started with (which the
-        # gateway checked), and it skips role and session_authorization (GUC_NO_RESET_ALL).
-        if action != "VAR_RESET_ALL":
-            args = body.get("args") or [None]
-            self._setting(body.get("name", ""), self._constant(args[0]) if len(args) == 1 else None)
-
-    def _setting(self, name: str | None, value: str | None) -> None:
-        """Flag a change of setting `name` (None: cannot be known, so assume the worst)."""
-        if name is None:
-            self.flags |= {"lexing_change", "set_role"}
-            return
-        name = name.lower()
-        if name in LEXING_SETTINGS:
-            # Encoding names compare like the server's clean_encoding_name: "UTF-8" is "utf8".
-            encoding = re.sub(r"[^a-z0-9]", "", (value or "").lower())
-            if not (name == "client_encoding" and encoding in UTF8_NAMES):
-                self.flags.add("lexing_change")
-        elif name == "role":
-            self.flags.add("set_role")
-        elif name == "session_authorization":
-            self.flags.add("session_authorization")
-        elif name == "search_path":
-            self.flags.add("search_path")
-        elif name == "session_replication_role":
-            self.flags.add("replication_role")  # replica disables triggers and FK checks
-
     def _func_call(self, body: dict[str, Any]) -> None:
         parts = [p.get("String", {}).get("sval", "") for p in body.get("funcname", ())]
         name = ".".join(parts).lower()
@@ -312,68 +279,11 @@ class StatementWalker:
         if base in DANGEROUS_FUNCTIONS or DANGEROUS_PATTERN.fullmatch(base):
             self.flags.add("dangerous_function")
         if base == "set_config":
-            self._set_config(body.get("args", ()))
+            sqlsettings.set_config(self, body.get("args", ()))
         elif base in QUERY_FUNCTIONS:
-            self._query_arguments(body.get("args", ()))
+            sqlbodies.query_arguments(self, body.get("args", ()))
 
-    def _query_arguments(self, args: list[dict[str, Any]]) -> None:
-        """dblink_exec(conn, 'DROP …'), query_to_xml('SELECT …', …): classify every string
-        literal that parses as SQL (connection strings do not); none → the call is opaque."""
-        readable = False
-        for arg in args:
-            text = self._constant(arg)
-            if text:
-                result = self._classify(text, self.depth + 1)
-                if result.error is None and result.statements:
-                    self._absorb(result)
-                    readable = True
-        if not readable:
-            self._opaque()
-
-    def _set_config(self, args: list[dict[str, Any]]) -> None:
-        """set_config(setting_name, new_value, is_local): a name we cannot read is any name."""
-        setting = self._constant(args[0]) if args else None
-        value = self._constant(args[1]) if len(args) > 1 else None
-        self._setting(setting, value)
-
-    def _do(self, body: dict[str, Any]) -> None:
-        self.add_kind("do")
-        options = _def_elems(body.get("args", ()))
-        language = str(self._constant(options.get("language")) or "plpgsql").lower()
-        source = self._constant(options.get("as"))
-        if language != "plpgsql" or source is None:
-            self._opaque()
-        else:
-            self._plpgsql(plpgsql.do_block(source))
-
-    def _create_function(self, body: dict[str, Any]) -> None:
-        """Classify the body now: a later `SELECT f()` is opaque. A body we cannot read (other
-        languages, or one libpg_query's PL/pgSQL compiler rejects though the server would not,
-        e.g. `VARIADIC r int[]`) is opaque rather than unparseable: it does not run yet."""
-        self.add_kind("create")
-        if "sql_body" in body:  # BEGIN ATOMIC …: already parsed, the walk visits it
-            return
-        self.literal_free = False  # the body is read from the statement's text
-        options = _def_elems(body.get("options", ()))
-        language = str(self._constant(options.get("language")) or "").lower()
-        items = options.get("as", {}).get("List", {}).get("items", [])
-        if language == "plpgsql":
-            self._plpgsql(self.text, unreadable=self._opaque)
-        elif language == "sql" and items:
-            result = self._classify(str(self._constant(items[0]) or ""), self.depth + 1)
-            if result.error:
-                self._opaque()
-            else:
-                self._absorb(result)
-        elif language not in ("c", "internal"):
-            self._opaque()
-
-    def _opaque(self) -> None:
-        """Code we cannot read (dynamic SQL, other languages): it may do anything."""
-        self.kinds.add("unknown")
-        self.flags.add("dynamic_sql")
-
-    def _constant(self, node: Any) -> str | None:
+    def read_constant(self, node: Any) -> str | None:
         """`constant(node)`, the only way a handler may read a constant: the result now
         depends on it, so it is never shared with other literal values (templates.py)."""
         self.literal_free = False
@@ -382,46 +292,8 @@ class StatementWalker:
     def _truthy(self, arg: Any) -> bool:
         """A DefElem option's value: absent means true (EXPLAIN ANALYZE); false/off/no/0 are
         false."""
-        value = self._constant(arg)
+        value = self.read_constant(arg)
         return value is None or value.lower() not in ("false", "off", "no", "0")
-
-    # -- PL/pgSQL -----------------------------------------------------------------------------
-
-    def _plpgsql(self, create_function: str, unreadable: Callable[[], None] | None = None) -> None:
-        try:
-            body = plpgsql.read(create_function)
-        except plpgsql.BodyError as exc:
-            if unreadable is not None:
-                unreadable()
-            else:
-                self._fail(f"PL/pgSQL body: {exc}")
-            return
-        for sql in body.sql:
-            self._nested(sql)
-        for kind in body.kinds:
-            self.add_kind(kind)
-        if body.dynamic:
-            self._opaque()
-
-    def _nested(self, sql: str) -> None:
-        self._absorb(self._classify(sql, self.depth + 1))
-
-    def _absorb(self, result: Classification) -> None:
-        """Add what a body's SQL does to this statement."""
-        for info in result.statements:
-            self.kinds |= info.kinds
-            self.read |= info.tables_read
-            self.written |= info.tables_written
-            self.functions |= info.functions
-            self.classes |= info.classes
-            self.flags |= info.flags
-        if result.error:
-            self.error = self.error or result.error
-
-    def _fail(self, error: str) -> None:
-        self.kinds.add("unknown")
-        self.flags.add("unparseable")
-        self.error = self.error or error
 
 
 _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
@@ -438,10 +310,10 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
     "GrantStmt": StatementWalker._grant,
     "GrantRoleStmt": StatementWalker._grant_role,
     "DiscardStmt": StatementWalker._discard,
-    "VariableSetStmt": StatementWalker._variable_set,
+    "VariableSetStmt": sqlsettings.variable_set,
     "FuncCall": StatementWalker._func_call,
-    "DoStmt": StatementWalker._do,
-    "CreateFunctionStmt": StatementWalker._create_function,
+    "DoStmt": sqlbodies.do,
+    "CreateFunctionStmt": sqlbodies.create_function,
     "CreateTableAsStmt": StatementWalker._create_table_as,
     "CreateForeignTableStmt": StatementWalker._create_foreign_table,
     "VacuumStmt": StatementWalker._vacuum,
@@ -451,7 +323,7 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
 # Handlers whose result depends on the tree's node types, keywords and names only (never on a
 # constant's value, an offset or the statement's text), so the result may be shared with
 # texts whose trees differ only in those (templates.py). `_func_call` reads constants only for
-# set_config and the query functions, through `_constant`, which then clears `literal_free`.
+# set_config and the query functions, through `read_constant`, which clears `literal_free`.
 LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = frozenset(
     {
         StatementWalker._select,
@@ -487,7 +359,7 @@ _SKIP: Action = _skip
 _DESCEND: Action = _descend
 _FIELDS: dict[str, Action] = {
     "withClause": _SKIP,
-    "setstmt": StatementWalker._variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
+    "setstmt": sqlsettings.variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
     "funccall": StatementWalker._func_call,  # CALL: an unwrapped FuncCall
 }
 
@@ -512,8 +384,3 @@ _ACTIONS: dict[str, Action] = {}  # filled as keys are first seen (a few hundred
 
 def _qualified(schema: str | None, relname: str) -> str:
     return f"{schema}.{relname}".lower() if schema else relname.lower()
-
-
-def _def_elems(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    elems = (item.get("DefElem", {}) for item in items)
-    return {e.get("defname"): e.get("arg") for e in elems}
