@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,17 @@ from .statements import Book
 
 TEXT_CAP = 64 * 1024
 PARAM_CAP = 1024
+
+
+class Phase(enum.Enum):
+    """Where a session is (core.py and opening.py say what each phase does)."""
+
+    STARTUP = "startup"
+    AUTH = "auth"
+    CONNECTING = "connecting"
+    READY = "ready"
+    CANCEL = "cancel"
+    CLOSED = "closed"
 
 
 class Kill(Exception):
