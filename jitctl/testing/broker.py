@@ -218,3 +218,22 @@ class BrokerProcess:
         from jitctl.broker.tlsfiles import client_context
 
         return client_context(self.ca_file or None)
+
+    # -- the trail ------------------------------------------------------------------------------
+
+    def records(self, *kinds: str) -> list[Any]:
+        """The records of `kinds` (all when none) in the broker's default store, in order."""
+        from jitctl.audit.store import open_store
+
+        with open_store(f"sqlite:///{self.state_dir / 'audit.db'}", create=False) as store:
+            return list(store.iter_records(kinds=list(kinds) or None))
+
+    def wait_for_records(self, predicate: Any, *kinds: str, timeout: float = 10.0) -> list[Any]:
+        """`records(*kinds)` once `predicate` holds for them. Records that follow what a client
+        sees (a lazy `session.end`, `approval.executed`) reach the store moments later."""
+        deadline = time.monotonic() + timeout
+        while not predicate(found := self.records(*kinds)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {kinds or 'records'}: {found[-5:]}")
+            time.sleep(0.05)
+        return found

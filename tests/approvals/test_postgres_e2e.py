@@ -157,13 +157,6 @@ def dsn(port: int) -> str:
     return f"host=127.0.0.1 port={port} user=agent dbname=app passfile={NO_PASSFILE}"
 
 
-def trail(broker: BrokerProcess, *kinds: str) -> list[Any]:
-    from jitctl.audit.store import open_store
-
-    with open_store(f"sqlite:///{broker.state_dir / 'audit.db'}") as store:
-        return list(store.iter_records(kinds=list(kinds) or None))
-
-
 def test_a_held_alter_is_released_by_an_approval_from_another_process(
     broker: BrokerProcess, people: dict[str, Person], db: str, tmp_path: Path
 ) -> None:
@@ -204,9 +197,13 @@ def test_a_held_alter_is_released_by_an_approval_from_another_process(
     assert "done: ALTER TABLE 1" in out  # the SELECT behind it ran after it, in order
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM items WHERE tier IS NULL").fetchone() == (0,)
-    steps = trail(broker, "approval.requested", "approval.approved", "approval.granted")
-    steps += trail(broker, "approval.executed")
-    kinds = [r.kind for r in sorted(steps, key=lambda r: r.seq) if r.payload["id"] == request_id]
+    steps = broker.wait_for_records(  # approval.executed follows the forwarded statement
+        lambda found: any(
+            r.kind == "approval.executed" and r.payload["id"] == request_id for r in found
+        ),
+        *("approval.requested", "approval.approved", "approval.granted", "approval.executed"),
+    )
+    kinds = [r.kind for r in steps if r.payload["id"] == request_id]
     assert kinds == [
         "approval.requested",
         "approval.approved",
@@ -215,7 +212,7 @@ def test_a_held_alter_is_released_by_an_approval_from_another_process(
     ]
     # psycopg sends Parse/Bind/Execute: the statement is recorded at its Execute.
     (statement,) = [
-        r for r in trail(broker, "pg.statement") if "ADD COLUMN tier" in r.payload["text"]
+        r for r in broker.records("pg.statement") if "ADD COLUMN tier" in r.payload["text"]
     ]
     assert statement.payload["decision"] == "approved"
     assert statement.payload["reason"] == f"approved in request {request_id} by bob"
@@ -251,9 +248,9 @@ def test_a_held_statement_nobody_approves_times_out_and_fails_like_a_block(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'nope'"
         ).fetchone()
     assert columns == (0,)
-    expired = trail(broker, "approval.expired")
+    expired = broker.records("approval.expired")
     assert expired and expired[-1].payload["kind"] == "statement"
-    blocked = trail(broker, "pg.blocked")[-1].payload
+    blocked = broker.records("pg.blocked")[-1].payload
     assert blocked["decision"] == "unapproved" and "timed out" in blocked["reason"]
 
 
@@ -316,10 +313,10 @@ def test_an_expired_grant_ends_a_live_psql_session_with_a_clear_message(
     assert "FATAL:  jitctl: " + reason in err, err
     assert "jitctl request create pg-jit" in err
     assert reason in connect_err  # `jitctl connect` says why the broker closed it
-    (start,) = [r for r in trail(broker, "session.start") if r.payload.get("grant") == grant["id"]]
-    (end,) = [r for r in trail(broker, "session.end") if r.session_id == start.session_id]
+    (start,) = [r for r in broker.records("session.start") if r.payload.get("grant") == grant["id"]]
+    (end,) = [r for r in broker.records("session.end") if r.session_id == start.session_id]
     assert reason in end.payload["reason"] and end.payload["status"] == "error"
-    expired = [r for r in trail(broker, "approval.expired") if r.payload["id"] == grant["id"]]
+    expired = [r for r in broker.records("approval.expired") if r.payload["id"] == grant["id"]]
     assert len(expired) == 1 and expired[0].payload["reason"] == "the grant ran out"
 
 

@@ -163,21 +163,6 @@ def whole_module(request: pytest.FixtureRequest) -> None:
         pytest.skip("checks the trail the whole module leaves: run the module without -k")
 
 
-def trail(broker: BrokerProcess, *kinds: str) -> list[Any]:
-    from jitctl.audit.store import open_store
-
-    with open_store(f"sqlite:///{broker.state_dir / 'audit.db'}") as store:
-        return list(store.iter_records(kinds=list(kinds) or None))
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 # -- clients work -------------------------------------------------------------------------------
 
 
@@ -218,25 +203,23 @@ def test_ctrl_c_in_psql_cancels_pg_sleep(port: int, broker: BrokerProcess) -> No
         text=True,
         env=client_env(),
     )
-    wait_for(
-        lambda: any(
-            "pg_sleep(30)" in str(r.payload.get("text")) for r in trail(broker, "pg.statement")
-        )
+    broker.wait_for_records(
+        lambda found: any("pg_sleep(30)" in str(r.payload.get("text")) for r in found),
+        "pg.statement",
     )
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=20)
     assert "canceling statement due to user request" in err
     assert time.monotonic() - started < 20
-    assert any(r.payload.get("found") for r in trail(broker, "pg.cancel"))
+    assert any(r.payload.get("found") for r in broker.records("pg.cancel"))
 
 
 def test_psycopg_cancel_interrupts_a_running_statement(port: int, broker: BrokerProcess) -> None:
     def cancel_once_running(conn: Any) -> None:
-        wait_for(
-            lambda: any(
-                "pg_sleep(29)" in str(r.payload.get("text")) for r in trail(broker, "pg.statement")
-            )
+        broker.wait_for_records(
+            lambda found: any("pg_sleep(29)" in str(r.payload.get("text")) for r in found),
+            "pg.statement",
         )
         time.sleep(0.2)
         conn.cancel()
@@ -423,14 +406,14 @@ def test_an_agent_through_jitctl_exec_needs_only_database_url(
     assert result.returncode == 5, result.stderr
     count, email = result.stdout.split()
     assert int(count) >= 2 and email != EMAIL and EMAIL not in result.stdout
-    executed = [r for r in trail(broker, "pg.statement") if r.actor.agent == "pg-bot"]
+    executed = [r for r in broker.records("pg.statement") if r.actor.agent == "pg-bot"]
     assert any("count(*)" in r.payload.get("text", "") for r in executed)
 
 
 def test_zz_every_statement_the_server_ran_is_in_the_trail_with_its_caller(
     pg: PostgresServer, broker: BrokerProcess, whole_module: None
 ) -> None:
-    recorded = trail(broker, "pg.statement")
+    recorded = broker.records("pg.statement")
     texts = {r.payload.get("text") for r in recorded}
     assert all(r.actor is not None and r.actor.subject == SUBJECT for r in recorded)
     ran = [(app, text) for app, text in _server_statements(pg) if app != "setup"]
@@ -444,13 +427,13 @@ def test_zz_the_trail_holds_no_masked_value_and_verifies(
 ) -> None:
     dump = "\n".join(
         json.dumps(dict(r.payload), default=str) + r.data.decode("utf-8", "replace")
-        for r in trail(broker)
+        for r in broker.records()
     )
     for secret in SECRETS:
         assert secret not in dump
-    results = [r.payload for r in trail(broker, "pg.result") if r.payload.get("masked")]
+    results = [r.payload for r in broker.records("pg.result") if r.payload.get("masked")]
     assert results and any("rows_sample" in r for r in results)
-    blocked = trail(broker, "pg.blocked")
+    blocked = broker.records("pg.blocked")
     assert len(blocked) >= len(DISGUISES)
     verify = broker.jitctl("audit", "verify", "--state-dir", str(broker.state_dir))
     assert verify.returncode == 0, verify.stdout + verify.stderr
