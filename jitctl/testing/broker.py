@@ -3,6 +3,8 @@
     with BrokerProcess(config_text, state_dir=tmp) as broker:
         broker.url, broker.ca_file, broker.env   # env: for CLI subprocesses (JITCTL_HOME, ...)
         broker.jitctl("whoami", "--json")
+        broker.records("session.start")          # its trail (the default SQLite store)
+        broker.wait_for_records(lambda found: len(found) > 2, "tcp.data")  # lazy ones too
 
 Readiness is announced by the broker writing `<state_dir>/broker.json` with its pid; then
 `/readyz` is polled over TLS with the broker's CA.
