@@ -7,7 +7,7 @@ It is a *development* issuer and says so on every page and in its discovery docu
 
 Rules:
 - One RSA-2048 key, kept in `<state_dir>/dev-issuer-key.pem` (0600) so tokens survive a restart;
-  `kid` is its RFC 7638 thumbprint. `/jwks` publishes the public half only.
+  `kid` is its RFC 7638 thumbprint. `/jwks` publishes the public half only (devkey.py).
 - Tokens are RS256 JWTs with aud "jitctl" (the CLI's public client id): the broker verifies the
   access token and the ID token alike. Refresh tokens are opaque and kept in memory only, so a
   broker restart ends every refresh session (users run `jitctl login` again).
@@ -22,8 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import os
 import secrets
 import threading
 import time
@@ -33,10 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
+from jitctl.broker.devkey import DevKey
 from jitctl.config import DevClient, DevSection, DevUser
 
 if TYPE_CHECKING:
@@ -101,31 +96,6 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError(f"{path} does not hold an RSA key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    os.replace(tmp, path)
-    return key
-
-
 class DevIssuer:
     """A small OpenID provider for `broker serve --dev`; see the module docstring."""
 
@@ -148,21 +118,8 @@ class DevIssuer:
         self.code_lifetime = code_lifetime
         self.device_lifetime = device_lifetime
         self.refresh_lifetime = refresh_lifetime
-        self._key = _load_or_create_key(Path(state_dir) / "dev-issuer-key.pem")
-        public = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        # RFC 7638 §3: the thumbprint hashes the required members in lexicographic order.
-        canonical = json.dumps(
-            {k: public[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
-        )
-        self.kid = _b64(hashlib.sha256(canonical.encode()).digest())
-        self._public_jwk = {
-            "kty": "RSA",
-            "n": public["n"],
-            "e": public["e"],
-            "kid": self.kid,
-            "alg": "RS256",
-            "use": "sig",
-        }
+        self.key = DevKey(Path(state_dir) / "dev-issuer-key.pem", self.issuer_url, CLIENT_ID)
+        self.kid = self.key.kid
         self._lock = threading.Lock()
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _Refresh] = {}
@@ -172,7 +129,7 @@ class DevIssuer:
     # -- keys and tokens ---------------------------------------------------------------------
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [dict(self._public_jwk)]}
+        return self.key.jwks()
 
     def users(self) -> list[DevUser]:
         return list(self.dev.users) if self.dev.users else list(DEFAULT_USERS)
@@ -192,37 +149,20 @@ class DevIssuer:
         typ: str = "JWT",
     ) -> str:
         """A signed RS256 token for `subject`; `extra` claims are added last (and may override)."""
-        now = int(time.time())
         lifetime = self.dev.token_lifetime if lifetime is None else lifetime
-        claims: dict[str, Any] = {
-            "iss": self.issuer_url,
-            "sub": subject,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + int(lifetime),
-            "jti": uuid.uuid4().hex,
-            "name": subject,
-            "groups": list(groups),
-        }
-        if email:
-            claims["email"] = email
-            claims["email_verified"] = True
-        claims.update(extra or {})
-        return jwt.encode(
-            claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": typ}
+        return self.key.mint(
+            subject,
+            email=email,
+            groups=groups,
+            audience=audience,
+            lifetime=lifetime,
+            extra=extra,
+            typ=typ,
         )
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a token this issuer minted; raises `jwt.InvalidTokenError` otherwise."""
-        return jwt.decode(
-            token,
-            self._key.public_key(),
-            algorithms=["RS256"],
-            audience=CLIENT_ID,
-            issuer=self.issuer_url,
-            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-        )
+        return self.key.verify(token)
 
     def _user_tokens(
         self, user: DevUser, scope: str, *, nonce: str = "", family: str = ""
