@@ -3,6 +3,7 @@
 Layout (imports flow downwards only; docs/approvals.md tells the flows):
 - `models`: the request and vote values, statuses and their JSON views;
 - `rules`: pure decisions — who may approve, what a vote does, when a grant is live;
+- `filing`: pure — the checks before a request is filed, and what a new request holds;
 - `store`: the `approval_requests` / `approval_votes` tables in the broker's store database
   (SQLite or PostgreSQL, the audit store's URL; the audit tables are never touched);
 - `wakeups`: how a broker learns that another one decided (LISTEN/NOTIFY, else polling);

@@ -13,6 +13,7 @@ Rules:
   it expires the request itself — unless another broker decided first, which the locked
   re-read then returns.
 - Grants: sessions riding on a grant register a callback (`watch_grant`, grants.py).
+- What a new request holds, and the checks before it is filed, are filing.py's (pure).
 - A sweep every `poll_interval` expires what is due (any broker may) and re-checks the grants
   this broker's sessions ride on.
 """
@@ -26,11 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jitctl.approvals import rules
+from jitctl.approvals import filing, rules
+from jitctl.approvals.filing import REASON_CAP, actor_of, reviewer_of
 from jitctl.approvals.grants import EndSession, GrantWatch
-from jitctl.approvals.models import Kind, Request, Status, Vote, new_id
+from jitctl.approvals.models import Kind, Request, Status, Vote
 from jitctl.approvals.notify import Notifier, message_for
-from jitctl.approvals.rules import Problem, Reviewer
+from jitctl.approvals.rules import Problem
 from jitctl.approvals.store import ApprovalStore, Duplicate, StoreUnavailable
 from jitctl.approvals.wakeups import Wakeups
 from jitctl.audit.records import Actor
@@ -38,19 +40,6 @@ from jitctl.audit.records import Actor
 log = logging.getLogger("jitctl.approvals")
 
 TEXT_CAP = 64 * 1024
-
-
-def actor_of(identity: Any) -> Actor:
-    return Actor(
-        subject=identity.subject,
-        email=getattr(identity, "email", "") or "",
-        groups=tuple(getattr(identity, "groups", ()) or ()),
-        issuer=getattr(identity, "issuer", "") or "",
-    )
-
-
-def reviewer_of(identity: Any) -> Reviewer:
-    return Reviewer(identity.subject, identity.email or "", tuple(identity.groups))
 
 
 class Approvals:
@@ -152,54 +141,16 @@ class Approvals:
     async def request_access(
         self, identity: Any, target_name: str, reason: str, duration: float
     ) -> Request:
-        from jitctl.broker.app import may_reach
-
-        target = self.config.target(target_name)
-        if target is None:
-            raise Problem(404, "not_found", f"no target named {target_name!r}")
-        if not may_reach(identity, target):
-            raise Problem(
-                403,
-                "denied",
-                f"{identity.subject} may not reach {target_name!r} at all (needs one of the "
-                f"groups: {', '.join(target.allow_groups) or 'none configured'})",
-            )
-        if not target.access.require_request:
-            raise Problem(
-                400,
-                "invalid_request",
-                f"{target_name} needs no access request; connect directly "
-                f"(`jitctl connect {target_name}`)",
-            )
-        if not reason.strip():
-            raise Problem(400, "invalid_request", "a reason is required (--reason)")
-        rules.check_duration(target, duration)
-        self._need_audit()
-        now = self.clock()
-        request = Request(
-            id=new_id(),
-            kind=Kind.ACCESS,
-            target=target.name,
-            status=Status.PENDING,
-            requester=actor_of(identity),
-            reason=reason.strip()[:2000],
-            created_at=now,
-            deadline=now + self.config.approvals.request_ttl,
-            approvers=tuple(target.access.approvers),
-            min_approvals=target.access.min_approvals,
-            duration=duration,
-            broker=self.broker_id,
+        request, auto = filing.access_request(
+            self.config,
+            identity,
+            target_name,
+            reason,
+            duration,
+            now=self.clock(),
+            broker_id=self.broker_id,
         )
-        auto = sorted(set(identity.groups) & set(target.access.auto_approve_groups))
-        if auto:
-            request = _replace(
-                request,
-                status=Status.APPROVED,
-                decided_at=now,
-                expires_at=now + duration,
-                decided_by="auto",
-                decision_reason=f"member of {', '.join(auto)} (auto_approve_groups)",
-            )
+        self._need_audit()
         await self.store_call(self.store.insert, request)
         await self._record(
             "approval.requested",
@@ -244,24 +195,8 @@ class Approvals:
     ) -> Request:
         """File the approval request for a `jitctl.plugin.Hold`."""
         self._need_audit()
-        details = dict(hold.details)
-        approvers, minimum = rules.rule_approvers(target, str(details.get("rule") or ""))
-        now = self.clock()
-        request = Request(
-            id=hold.hold_id,
-            kind=Kind.STATEMENT,
-            target=target.name,
-            status=Status.PENDING,
-            requester=actor,
-            reason=actor.reason,
-            created_at=now,
-            deadline=now + timeout,
-            approvers=approvers,
-            min_approvals=minimum,
-            text=hold.text,
-            details=details,
-            session_id=session_id,
-            broker=self.broker_id,
+        request = filing.statement_request(
+            actor, target, session_id, hold, timeout, now=self.clock(), broker_id=self.broker_id
         )
         try:
             await self.store_call(self.store.insert, request)
@@ -272,9 +207,9 @@ class Approvals:
             request,
             actor,
             text=request.text[:TEXT_CAP],
-            details=details,
-            approvers=list(approvers),
-            min_approvals=minimum,
+            details=request.details,
+            approvers=list(request.approvers),
+            min_approvals=request.min_approvals,
             deadline=request.deadline,
         )
         self._notify("requested", request)
@@ -368,7 +303,7 @@ class Approvals:
             raise Problem(400, "invalid_request", "a reason is required to deny (--reason)")
         who = reviewer_of(identity)
         now = self.clock()
-        cast = Vote(who.subject, who.email, vote, reason.strip()[:2000], now)
+        cast = Vote(who.subject, who.email, vote, reason.strip()[:REASON_CAP], now)
 
         def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
             rules.check_review(current, who, now, vote)
@@ -399,7 +334,7 @@ class Approvals:
     async def revoke(self, request_id: str, identity: Any, reason: str) -> Request:
         who = reviewer_of(identity)
         now = self.clock()
-        why = reason.strip()[:2000]
+        why = reason.strip()[:REASON_CAP]
 
         def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
             rules.check_revoke(current, who)
@@ -467,9 +402,3 @@ class Approvals:
             with contextlib.suppress(Problem):
                 await self.expire(request.id, "nobody decided before the deadline")
         await self.grants.check_all()
-
-
-def _replace(request: Request, **changes: Any) -> Request:
-    import dataclasses
-
-    return dataclasses.replace(request, **changes)
