@@ -8,7 +8,6 @@ keyframes, search and export.
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from datetime import tzinfo
@@ -25,6 +24,7 @@ from textual.worker import get_current_worker
 
 from jitctl.replay.chain import PENDING, ChainState, verify_session
 from jitctl.replay.gate import Gate
+from jitctl.replay.hits import Hits
 from jitctl.replay.kinds import TERM_KINDS
 from jitctl.replay.player import Player
 from jitctl.replay.reader import SessionReader
@@ -84,10 +84,7 @@ class SessionScreen(Screen[None]):
         self.position = 0
         self.hex_view = False
         self.chain: ChainState = PENDING
-        self.matches: list[Match] = []
-        self.search_text = ""
-        self.searching = False
-        self._jumped = False
+        self.hits = Hits()
         self.exported: Path | None = None
         self._quit = threading.Event()
         self._gate = Gate()
@@ -172,12 +169,8 @@ class SessionScreen(Screen[None]):
             f"{offset(reader.offset_us(self.position))} / {offset(end)}",
             f"#{self.position + 1:,}/{total}",
         ]
-        if self.search_text:
-            hits = [m.position for m in self.matches]
-            at = bisect.bisect_right(hits, self.position)
-            current = at if at and hits[at - 1] == self.position else 0
-            more = "…" if self.searching else ""
-            parts.append(f"/{self.search_text}: {current}/{len(hits)}{more}")
+        if self.hits.text:
+            parts.append(self.hits.counter(self.position))
         self.query_one("#player-bar", Static).update(" · ".join(parts))
 
     # -- messages up ------------------------------------------------------------------------------
@@ -263,13 +256,12 @@ class SessionScreen(Screen[None]):
     # -- search -----------------------------------------------------------------------------------
 
     def action_search(self) -> None:
-        self.app.push_screen(PromptScreen("Search", self.search_text), self._start_search)
+        self.app.push_screen(PromptScreen("Search", self.hits.text), self._start_search)
 
     def _start_search(self, text: str | None) -> None:
         if not text:
             return
-        self.search_text, self.matches, self.searching = text, [], True
-        self._jumped = False
+        self.hits.start(text)
         self.query_one(Timeline).set_matches(set())
         self._search(text)
         self._update_bar()
@@ -297,29 +289,25 @@ class SessionScreen(Screen[None]):
             self.app.call_from_thread(self._found, found, True)
 
     def _found(self, matches: list[Match], done: bool) -> None:
-        self.matches, self.searching = matches, not done
         self.query_one(Timeline).set_matches({m.position for m in matches})
-        if not self._jumped and matches:
-            after = [m for m in matches if m.position > self.position]
-            if after or done:
-                self._jumped = True
-                self.go((after or matches)[0].position)
+        jump = self.hits.arrived(matches, done, self.position)
+        if jump is not None:
+            self.go(jump)
         if done and not matches:
-            self.notify(f"no match for {self.search_text!r}", timeout=3)
+            self.notify(f"no match for {self.hits.text!r}", timeout=3)
         self._update_bar()
 
     def action_match(self, step: int) -> None:
-        hits = [m.position for m in self.matches]
-        if not hits:
+        target = self.hits.step(self.position, step)
+        if target is None:
             self.notify("no matches (search with /)", timeout=2)
             return
-        if step > 0:
-            at = bisect.bisect_right(hits, self.position)
-            target = hits[at] if at < len(hits) else hits[0]
-        else:
-            at = bisect.bisect_left(hits, self.position) - 1
-            target = hits[at] if at >= 0 else hits[-1]
         self.go(target)
+
+    @property
+    def matches(self) -> list[Match]:
+        """The current search's hits so far, in session order."""
+        return self.hits.matches
 
     # -- export -----------------------------------------------------------------------------------
 
