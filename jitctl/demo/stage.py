@@ -1,14 +1,15 @@
-"""`jitctl demo`: the product on this machine, on embedded defaults, explained step by step.
+"""The demo's stage: the processes it starts, drives and stops, each a real `jitctl` command.
 
-Everything happens in a temporary directory (JITCTL_HOME included, so the user's own login and
-state are never touched) and is removed afterwards, also on Ctrl-C. Each step runs the real
-`jitctl` command a user would type, as a subprocess, and shows its output.
-
-The story: a throwaway PostgreSQL with customer data (emails, card numbers, SSNs) sits behind a
-dev broker whose policy masks PII, denies DROP and holds ALTER for a DBA's approval. An "agent"
-runs through `jitctl exec`: its SELECT comes back masked, its DROP is blocked, its ALTER waits
-until bob (a DBA) approves it. Then the record: sessions, a verified trail, a transcript.
-Without PostgreSQL binaries the demo says so and shows a recorded tcp tunnel instead.
+Rules:
+- Everything lives under the demo's root directory: alice's and bob's JITCTL_HOME, the broker's
+  state, the agent's script. The user's own login, keyring and state are never touched (the
+  keyring is the failing backend, so tokens go to files under those homes).
+- `jitctl` runs as a subprocess of this Python (`-m jitctl`), with the broker's URL and CA in
+  its environment; a failing step raises `JitctlError` with where to look.
+- The demo plays the people: it approves alice's device login in the dev issuer's page as a
+  browser would, and runs bob's `request approve` for each request the agent is held on.
+- `close()` stops every process it started, the broker, PostgreSQL and the echo service, also
+  after a failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,24 +17,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.panel import Panel
 from rich.syntax import Syntax
 
+from jitctl.demo.world import AGENT, CUSTOMERS, PG_TARGET, TCP_TARGET, USERS
 from jitctl.errors import JitctlError
 
 # Piped output (CI logs) gets a readable width instead of rich's 80 columns.
@@ -43,89 +40,6 @@ console = Console(
     width=None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", "110")),
 )
 
-USERS = """
-[dev]
-users = [
-  { name = "alice", email = "alice@example.com", groups = ["eng", "agents"] },
-  { name = "bob", email = "bob@example.com", groups = ["dba", "approvers"] },
-]
-"""
-
-PG_TARGET = """
-[[targets]]
-name = "shop-db"
-protocol = "postgres"
-address = "127.0.0.1:{port}"
-description = "production-like customer database (a throwaway copy)"
-allow_groups = ["agents", "dba"]
-record_rows = 3
-credential = {{ user = "{user}", password_env = "DEMO_PG_PASSWORD", database = "shop" }}
-
-[targets.access]
-approvers = ["dba"]
-approval_timeout = "45s"
-
-[[targets.rules]]
-name = "no-destruction"
-match = {{ statement = ["drop", "truncate"] }}
-action = "deny"
-
-[[targets.rules]]
-name = "schema-changes-need-a-dba"
-match = {{ statement = ["alter", "create"] }}
-action = "approve"
-approvers = ["dba"]
-
-[[targets.masks]]
-columns = ["customers.email", "*.ssn", "customers.card_number"]
-detectors = ["EMAIL_ADDRESS", "CREDIT_CARD_NUMBER", "US_SOCIAL_SECURITY_NUMBER"]
-"""
-
-TCP_TARGET = """
-[[targets]]
-name = "echo"
-protocol = "tcp"
-address = "{echo}"
-description = "a TCP echo service standing in for an internal system"
-allow_groups = ["agents"]
-"""
-
-CUSTOMERS = [
-    ("Ada Lovelace", "ada@example.com", "4111 1111 1111 1111", "123-45-6789"),
-    ("Grace Hopper", "grace@navy.example", "5555 5555 5555 4444", "234-56-7890"),
-    ("Alan Turing", "alan@bletchley.example", "4012 8888 8888 1881", "345-67-8901"),
-]
-
-AGENT = '''
-"""A tiny "AI agent": it only knows DATABASE_URL. It never sees a password."""
-import os
-import psycopg
-
-conn = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
-print("agent> SELECT name, email, card_number, ssn FROM customers")
-for row in conn.execute("SELECT name, email, card_number, ssn FROM customers ORDER BY id"):
-    print("       ", row)
-print("agent> DROP TABLE customers")
-try:
-    conn.execute("DROP TABLE customers")
-    print("        dropped?!")
-except psycopg.Error as exc:
-    print("        blocked:", exc.diag.sqlstate, exc.diag.message_primary)
-print("agent> ALTER TABLE customers ADD COLUMN loyalty_tier text   (needs a DBA)")
-conn.add_notice_handler(lambda n: print("        notice:", n.message_primary))
-try:
-    conn.execute("ALTER TABLE customers ADD COLUMN loyalty_tier text")
-    print("        done: the ALTER ran after approval")
-except psycopg.Error as exc:
-    print("        refused:", exc.diag.sqlstate, exc.diag.message_primary)
-'''
-
-
-def _step(number: int, title: str, why: str) -> None:
-    console.print()
-    console.rule(f"[bold cyan]{number}. {title}")
-    console.print(why, style="dim")
-
 
 def _show(command: list[str], result: subprocess.CompletedProcess[str]) -> None:
     console.print(f"[bold green]$[/] {' '.join(['jitctl', *command])}")
@@ -134,7 +48,7 @@ def _show(command: list[str], result: subprocess.CompletedProcess[str]) -> None:
         console.print(output.rstrip(), markup=False, highlight=False)
 
 
-class _Demo:
+class Stage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / "alice"
@@ -417,119 +331,3 @@ class _Demo:
             self.pg.stop()
         if self.echo is not None:
             self.echo.close()
-
-
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so the cleanup below always runs."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_demo(keep: bool = False) -> None:
-    started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="jitctl-demo-"))
-    if os.geteuid() == 0:
-        root.chmod(0o755)  # the throwaway PostgreSQL runs as the postgres user
-    demo = _Demo(root)
-    console.print(
-        Panel(
-            "jitctl verifies who you are, decides what you may do by parsing it, masks what you "
-            "must not see, and records every statement — before it runs — in a hash-chained, "
-            f"signed trail.\nEverything below runs in {root} and is removed at the end.",
-            title="jitctl demo",
-        )
-    )
-    try:
-        with _interruptible():
-            _step(
-                1,
-                "A database with customer PII",
-                "A throwaway PostgreSQL from this machine's binaries.",
-            )
-            with_postgres = demo.start_postgres()
-            _step(
-                2,
-                "Start a development broker",
-                "One process: the TLS API, the tunnel gateway and, with --dev, an OIDC issuer. "
-                "Its policy masks PII, denies DROP and holds ALTER for a DBA.",
-            )
-            demo.start_broker(with_postgres)
-            _step(
-                3,
-                "Log in with the device grant",
-                "How a person on a headless box — or an agent acting for them — logs in.",
-            )
-            demo.device_login("alice", demo.home)
-            demo.jitctl("whoami")
-            demo.jitctl("targets")
-            if with_postgres:
-                demo.device_login("bob", demo.bob_home, show=False)
-                _step(
-                    4,
-                    "An agent runs through `jitctl exec`",
-                    "It gets DATABASE_URL pointing at a recorded tunnel — no password. Its "
-                    "SELECT is masked inline, its DROP is blocked by parsing, its ALTER waits "
-                    "for bob's approval.",
-                )
-                console.print(
-                    Syntax(
-                        textwrap.dedent(AGENT).strip(),
-                        "python",
-                        theme="ansi_dark",
-                        background_color="default",
-                    )
-                )
-                session_id = demo.run_agent()
-            else:
-                _step(
-                    4,
-                    "A recorded tunnel",
-                    "Each connection rides TLS to the broker, which records the bytes "
-                    "durably and only then forwards them.",
-                )
-                session_id = demo.tunnel()
-            _step(5, "The record", "Who, which target, when, how long, what happened.")
-            state = ["--state-dir", str(demo.broker.state_dir)]
-            demo.jitctl("sessions", "ls", *state)
-            if session_id:
-                demo.jitctl("replay", "--print", session_id, *state, check=False)
-            _step(
-                6,
-                "Prove the trail is whole",
-                "Every hash link and every signed checkpoint is checked; any edit, insertion, "
-                "deletion, reordering or truncation is named.",
-            )
-            demo.jitctl("audit", "verify", *state)
-        elapsed = time.monotonic() - started
-        where = f"--state-dir {demo.broker.state_dir}" if keep else "--state-dir <dir>"
-        console.print()
-        console.print(
-            Panel(
-                f"Done in {elapsed:.1f}s.\n"
-                f"Replay a session in the terminal UI: jitctl replay {session_id or '<id>'} "
-                f"{where}\n"
-                "(run `jitctl demo --keep` to keep the state dir and do that now)\n"
-                "Try it yourself:\n"
-                "  jitctl broker serve --dev          # terminal 1\n"
-                "  jitctl login --device              # terminal 2\n"
-                "  jitctl audit export --format jsonl # hand the trail to a SIEM",
-                title="what next",
-            )
-        )
-    except KeyboardInterrupt:
-        console.print("\n[yellow]interrupted: cleaning up[/]")
-        raise
-    finally:
-        demo.close()
-        if keep:
-            console.print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
