@@ -13,8 +13,9 @@ rounds alternate so drift hits both.
 
 - requests/s: `CONNECTIONS` keep-alive connections, each sending `GET /ping` and reading the
   4-byte answer in a loop for the round's length (an asyncio client of raw sockets, so the
-  client is not what limits). Through the gateway every request is parsed twice by h11, its
-  credential swapped, and recorded (`http.request` + `http.response`).
+  client is not what limits). Through the gateway every request and response is parsed by
+  httptools (llhttp) and written again, the credential swapped, and the exchange recorded
+  (`http.request` + `http.response`).
 - added latency: one connection, `GET /ping` one after another, median of 500.
 - POST latency: the same with `POST /echo` (with a small JSON body), median of 200.
 - stream: one `GET /stream?bytes=N` read to the end; MB/s, and how much the broker's resident
@@ -532,7 +533,7 @@ def run(quick: bool = False) -> Section:
     section = Section(key="http", title="HTTP gateway", quick=quick, rows=rows(results))
     section.intro = (
         "A threaded Python HTTP/1.1 upstream (jitctl.testing.http_upstream, its own process) on "
-        "loopback, directly and through `jitctl connect` + the broker (h11 on both legs, the "
+        "loopback, directly and through `jitctl connect` + the broker (httptools on both legs, the "
         "client's credential dropped and a bearer token injected, one rule checked, "
         "a durable `http.request` before each request is forwarded, an `http.response` after). "
         "An asyncio raw-socket client; "
@@ -550,8 +551,8 @@ def run(quick: bool = False) -> Section:
         f"`jitctl connect` {cpu['gateway']['connect']:.0f} µs and the upstream "
         f"{cpu['gateway']['upstream']:.0f} µs ({cpu['direct']['upstream']:.0f} µs direct); "
         "they and the load client share the machine's CPUs, so the request rate follows the "
-        "sum. Of the broker's share, the http shell's own work (two h11 parses and two h11 "
-        "serialisations, the rules, header rewriting, the record payloads) measured alone is "
+        "sum. Of the broker's share, the http shell's own work (parsing and writing both legs, "
+        "the rules, header rewriting, the record payloads) measured alone is "
         f"{shell['all']['shell_us']:.0f} µs and preparing and chaining its "
         f"{shell['all']['records']:g} audit records {shell['all']['audit_prepare_link_us']:.0f} "
         "µs; the rest is the tunnel's TLS and framing, the event loop's wake-ups and the audit "

@@ -1,15 +1,15 @@
 """The http plugin: a reverse proxy with the broker's credential injected (docs/http.md).
 
-HTTP is proxied by a custom session shell (`run_session`, jitctl.plugin): the gateway's h11
-shell (`jitctl.gateway.http`) parses both legs and asks the pure modules of this package:
+HTTP is proxied by a custom session shell (`run_session`, jitctl.plugin): the gateway's shell
+(`jitctl.gateway.http`) parses both legs (httptools) and asks the pure modules of this package:
 
 - `policy`: canonical paths and the rules (method, path, groups, JSON body fields) -> `Decision`;
 - `headers`: what crosses (client credentials dropped, the broker's injected, hop-by-hop
   fields removed) and what the trail keeps (secrets redacted);
 - `bodies`: bounded body capture for the trail, JSON/text masking of responses.
 
-Cores import only the standard library (and `jitctl.masking`, itself pure); h11 and asyncio
-stay in the shell.
+Cores import only the standard library (and `jitctl.masking`, itself pure); the HTTP/1.1
+parser and asyncio stay in the shell.
 """
 
 from __future__ import annotations

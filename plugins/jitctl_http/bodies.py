@@ -144,6 +144,13 @@ class Scrub:
         self.held = b""
         self.found = 0
 
+    def fresh(self) -> Scrub:
+        """A scrubber for the next stream, with the same secrets (worked out once per
+        connection, not once per response)."""
+        scrub = Scrub.__new__(Scrub)
+        scrub.secrets, scrub.keep, scrub.held, scrub.found = self.secrets, self.keep, b"", 0
+        return scrub
+
     def _replace(self, data: bytes) -> bytes:
         for secret in self.secrets:
             if secret in data:

@@ -6,8 +6,8 @@ Rules (RFC 9110 §7.6.1 for hop-by-hop fields):
   does every client credential: `Authorization`, `Proxy-Authorization`, the target's
   `auth_header`, its `drop_headers`, and `Cookie` when `drop_cookies`. `Host` becomes the
   upstream's. Then the broker's credential is added. `Expect` goes too: the gateway answers
-  `100 Continue` itself. Framing (`Content-Length`, `Transfer-Encoding`) stays as sent: h11
-  checks it and frames the body the same way.
+  `100 Continue` itself. Framing (`Content-Length`, `Transfer-Encoding`) stays as sent: the
+  shell's parser checks it and frames the body the same way.
 - Toward the client: hop-by-hop fields go; framing stays unless the body was rewritten.
 - In the trail: only the target's `record_headers`, and secrets (`Authorization`, cookies, the
   API-key header, anything named like a token, key, secret or password) as `[REDACTED]`.

@@ -1,16 +1,17 @@
-"""The http plugin's shell: h11 on both legs of a reverse proxy (docs/http.md).
+"""The http plugin's shell: a reverse proxy with HTTP/1.1 on both legs (docs/http.md).
 
 `run_session(io)` is the http plugin's `run_session` (jitctl.plugin, custom shells). One tunnel
-is one client connection, which may carry many requests (keep-alive). For each request:
+is one client connection, which may carry many requests (keep-alive, pipelined). For each:
 
-1. h11 (server side) parses the client's request; the path is made canonical and the target's
-   rules decide (`jitctl_http.policy`), reading a JSON body first only when a rule asks for it;
+1. the client's request is parsed (`readers`: httptools, i.e. llhttp); the path is made
+   canonical and the target's rules decide (`jitctl_http.policy`), reading a JSON body first
+   only when a rule asks for it;
 2. a deny, a refused approval or an ambiguous path is answered here with a JSON body naming
    the rule and never reaches the upstream; a forwarded request is recorded as `http.request`,
    durably, before the upstream sees it (with `write_ahead = "changes"` only requests that can
    change something — anything but GET, HEAD, OPTIONS — wait for that);
-3. the request goes upstream (h11, client side) with the client's credentials dropped and the
-   broker's injected (`jitctl_http.headers`); its body is streamed, never buffered whole;
+3. the request goes upstream with the client's credentials dropped and the broker's injected
+   (`jitctl_http.headers`); its body is streamed, never buffered whole;
 4. the response is streamed back; only a response the target masks (JSON or text, with masks
    configured) is read whole first, up to `http.mask_limit` (beyond it: 502, fail closed);
 5. `http.response` ends every exchange, forwarded or refused: the request's method, path,
@@ -18,15 +19,17 @@ is one client connection, which may carry many requests (keep-alive). For each r
    (one record per read keeps the trail's cost per request low; docs/audit-schema.md). It is
    a non-durable `Record`: nothing waits for it, unlike the write-ahead `http.request`.
 
-Bytes for either side are written when the shell is about to wait for I/O, not once per h11
+Bytes for either side are written when the shell is about to wait for I/O, not once per
 event: a response whose head and body arrived in one read leaves in one write (one tunnel
 frame), and a stream still leaves as it arrives.
 
 An `Upgrade` request (WebSocket) that the upstream accepts with 101 turns the connection into a
 raw two-way relay; the first `body_limit` bytes each way are recorded, masked by detectors.
 
-Modules: `upstream` (the target's URL, one h11 client connection), `proxy` (one client
-connection: the steps above), `relay` (upgraded connections). Decisions live in the pure
+Modules: `events`, `readers` (bytes to events: httptools' callbacks and the limits, sans-I/O)
+and `writers` (events to bytes: heads, body framing); `client` and `upstream` (the two legs,
+over the tunnel and a socket); `proxy` (one client connection: the steps above), `responses`
+(step 4), `relay` (upgraded connections), `trail` (the records). Decisions live in the pure
 `jitctl_http` package.
 """
 
@@ -34,9 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import h11
-
-from jitctl.gateway.http.proxy import Proxy
+from jitctl.gateway.http.proxy import Proxy, UnsafeCredential
 from jitctl.gateway.http.upstream import Upstream, UpstreamConnection
 
 __all__ = ["run_session"]
@@ -50,13 +51,16 @@ async def run_session(io: Any) -> None:
     except (OSError, TimeoutError) as exc:
         await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {exc}")
         return
+    try:
+        proxy = Proxy(io, upstream, first)
+    except UnsafeCredential as exc:
+        first.close()
+        await io.refuse("unavailable", str(exc))
+        return
     await io.start()
-    proxy = Proxy(io, upstream, first)
     try:
         await proxy.run()
     except ConnectionError:
         io.end("the client closed the connection")
-    except h11.LocalProtocolError as exc:  # the upstream's answer cannot be relayed as HTTP/1.1
-        io.end(f"the response from {target.name} could not be relayed: {exc}", True)
     finally:
         proxy.close()

@@ -1,7 +1,9 @@
 """Upgraded connections (WebSocket): after a 101 both legs are raw byte streams.
 
-`relay` pumps them both ways until either side closes, keeping the first `limit` bytes of each
-direction for the trail (frames are not decoded) and counting the rest.
+`upgraded` answers the client with the upstream's 101 (its `Upgrade` field kept: RFC 9110
+§7.8), then `relay` pumps both legs until either side closes, starting with the bytes each
+parser had already read past the heads. The first `limit` bytes of each direction are kept
+for the trail (frames are not decoded), the rest counted; `http.upgrade.end` records them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,32 @@ import contextlib
 from typing import Any
 
 import jitctl_http.bodies as bodies
+import jitctl_http.headers as headers
 
+from jitctl.gateway.http.client import ClientConnection
+from jitctl.gateway.http.events import Framing, Response
+from jitctl.gateway.http.trail import Exchange, Trail
 from jitctl.gateway.http.upstream import READ_SIZE, UpstreamConnection
+
+
+async def upgraded(
+    client: ClientConnection,
+    up: UpstreamConnection,
+    response: Response,
+    trail: Trail,
+    exchange: Exchange,
+    limit: int,
+) -> None:
+    """The upstream accepted the client's upgrade: answer, relay, record."""
+    fields = response.headers
+    upgrade = [(b"upgrade", headers.header(fields, b"upgrade")), (b"connection", b"upgrade")]
+    client.respond(101, response.reason, headers.to_client(fields) + upgrade, Framing.NONE)
+    await client.flush()
+    trail.response(exchange, 101, response_headers=trail.rules.for_record(fields))
+    client_rest = client.reader.trailing or b""
+    up_rest = up.responses.trailing or b""
+    sent, received = await relay(client.io, up, client_rest, up_rest, limit)
+    trail.upgrade_ended(exchange, sent, received)
 
 
 async def relay(

@@ -1,4 +1,10 @@
-"""The upstream leg of the http shell: where the target is, and one h11 client connection."""
+"""The upstream leg of the http shell: where the target is, and one connection to it.
+
+A connection carries one request at a time (no pipelining upstream): `send_request` and
+`send_data` queue bytes that `flush` writes, `next_event` reads the response
+(`readers.ResponseReader`). A connection is used again only while `ready`: new, or its last
+response ended cleanly with keep-alive.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
+from jitctl.gateway.http import writers
+from jitctl.gateway.http.events import NEED_DATA, Event, Framing, Headers
+from jitctl.gateway.http.readers import ResponseReader
 
 READ_SIZE = 256 * 1024
 
@@ -40,8 +48,10 @@ class Upstream:
 class UpstreamConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.responses = ResponseReader()
         self.pending: list[bytes] = []
+        self.used = False
+        self._body = Framing.NONE
 
     @classmethod
     async def open(cls, upstream: Upstream) -> UpstreamConnection:
@@ -58,11 +68,20 @@ class UpstreamConnection:
         )
         return cls(reader, writer)
 
-    def send(self, event: Any) -> None:
-        """Queue `event` for the upstream; `flush` writes what is queued."""
-        data = self.h11.send(event)
+    def send_request(self, method: bytes, target: bytes, fields: Headers, body: Framing) -> None:
+        """Queue a request's head; its body follows framed as `body` (the client's framing)."""
+        self.used = True
+        self.responses.expect(method)
+        self._body = body
+        self.pending.append(writers.request_head(method, target, fields))
+
+    def send_data(self, data: bytes) -> None:
         if data:
-            self.pending.append(data)
+            self.pending.append(writers.chunk(data) if self._body is Framing.CHUNKED else data)
+
+    def end_request(self) -> None:
+        if self._body is Framing.CHUNKED:
+            self.pending.append(writers.LAST_CHUNK)
 
     async def flush(self) -> None:
         if self.pending:
@@ -70,20 +89,21 @@ class UpstreamConnection:
             self.pending.clear()
         await self.writer.drain()
 
-    async def next_event(self, idle: Callable[[], Awaitable[None]] | None = None) -> Any:
-        """The upstream's next h11 event; `idle` runs before the connection waits for bytes
-        (the shell writes what it holds for the client then, not once per event)."""
+    async def next_event(self, idle: Callable[[], Awaitable[None]] | None = None) -> Event:
+        """The upstream's next event; `idle` runs before the connection waits for bytes (the
+        shell writes what it holds for the client then, not once per event)."""
         while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
+            event = self.responses.next_event()
+            if event is not NEED_DATA:
                 return event
             if idle is not None:
                 await idle()
-            self.h11.receive_data(await self.reader.read(READ_SIZE))
+            self.responses.receive_data(await self.reader.read(READ_SIZE))
 
     @property
-    def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+    def ready(self) -> bool:
+        """The connection can carry the next request."""
+        return not self.used or self.responses.reusable
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,0 +1,135 @@
+"""What the trail keeps of the exchanges through the http shell (docs/audit-schema.md).
+
+- Every exchange starts an `Exchange`: the request's fields for both of its records (method,
+  canonical path and query masked by the target's detectors, credential-like query
+  parameters redacted, the selected headers with secrets redacted; the decision and rule are
+  added as they are known), and when it started.
+- `http.request` is written ahead, durably, before the upstream sees the request (the shell
+  awaits it; docs/security.md). `http.response` ends every exchange, forwarded or refused: a
+  non-durable `Record` that nothing waits for. A forwarded one adds the status, response
+  headers, sizes and the first `body_limit` bytes of each body, masked as
+  `jitctl_http.bodies` says; a response masked on its way to the client is recorded as sent.
+- `http.upgrade.end` closes an upgraded connection: the first bytes each way, masked by
+  detectors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jitctl_http.bodies as bodies
+import jitctl_http.headers as headers
+
+from jitctl.gateway.http.events import Headers
+from jitctl.plugin import Record
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's records in the making."""
+
+    base: dict[str, Any]  # the request's fields, in both records
+    time_us: int = field(default_factory=lambda: time.time_ns() // 1000)
+    started: float = field(default_factory=time.monotonic)
+
+
+class Trail:
+    def __init__(self, io: Any, rules: headers.HeaderRules, masks: Any, fields: set[str]) -> None:
+        self.io = io
+        self.rules = rules
+        self.masks = masks  # a MaskPolicy, or None when the target masks nothing
+        self.fields = fields  # JSON field names to mask
+
+    def masked(self, text: str) -> str:
+        """`text` for the trail, with the target's detectors applied (paths, queries)."""
+        if self.masks is None or not text:
+            return text
+        masked: str = self.masks.mask_text(text)[0]
+        return masked
+
+    def start(self, method: str, query: str, fields: Headers) -> Exchange:
+        return Exchange(
+            {
+                "method": method,
+                "path": "",
+                "query": self.masked(headers.query_for_record(query)),
+                "request_headers": self.rules.for_record(fields),
+            }
+        )
+
+    def request(self, exchange: Exchange) -> Awaitable[Any]:
+        """`http.request`, durable: await it before the upstream sees the request."""
+        record = Record("http.request", exchange.base, durable=True)
+        return self.io.record(record, exchange.time_us)  # type: ignore[no-any-return]
+
+    def response(self, exchange: Exchange, status: int, **more: Any) -> None:
+        payload = {
+            **exchange.base,
+            "status": status,
+            "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
+            "by": more.pop("by", "upstream"),
+            **{k: v for k, v in more.items() if v not in (None, {}, "")},
+        }
+        self.io.record(Record("http.response", payload), exchange.time_us)
+
+    def forwarded(
+        self,
+        exchange: Exchange,
+        status: int,
+        response_fields: Headers,
+        sent: bodies.Capture,
+        received: bodies.Capture,
+        types: tuple[bytes, bytes],
+        counts: Counter[str],
+        masked: bool,
+    ) -> None:
+        """`http.response` of a forwarded request; `types`: the bodies' content types;
+        `counts`: what masking the response found; `masked`: it was masked for the client."""
+        request_type, response_type = types
+        request_text, request_counts = bodies.for_record(
+            sent, request_type, self.masks, self.fields
+        )
+        response_text, _ = bodies.for_record(  # a masked body is recorded as sent
+            received, response_type, None if masked else self.masks, self.fields
+        )
+        self.response(
+            exchange,
+            status,
+            response_headers=self.rules.for_record(response_fields),
+            request_bytes=sent.size,
+            response_bytes=received.size,
+            request_body=request_text,
+            request_body_truncated=sent.truncated,
+            response_body=response_text,
+            response_body_truncated=received.truncated,
+            masked=dict(counts + request_counts) if counts or request_counts else None,
+        )
+
+    def upgrade_ended(
+        self, exchange: Exchange, sent: bodies.Capture, received: bodies.Capture
+    ) -> None:
+        texts = {}
+        counts: Counter[str] = Counter()
+        for name, capture in (("client", sent), ("upstream", received)):
+            text = bytes(capture.kept).decode("utf-8", "replace")
+            if self.masks is not None:
+                text, found = self.masks.mask_text(text)
+                counts.update(found)
+            texts[name] = text
+        self.io.record(
+            Record(
+                "http.upgrade.end",
+                {
+                    **exchange.base,
+                    "client_bytes": sent.size,
+                    "upstream_bytes": received.size,
+                    "client_head": texts["client"],
+                    "upstream_head": texts["upstream"],
+                    "masked": dict(counts),
+                },
+            )
+        )
