@@ -50,6 +50,7 @@ class BrokerSection(_Model):
     tls_cert: str = ""  # PEM chain; empty: a local CA and certificate made in state_dir
     tls_key: str = ""
     shutdown_grace: Duration = 5.0
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"  # jitctl.eventloop
 
     _durations = field_validator("shutdown_grace", mode="before")(_duration)
 

@@ -88,6 +88,11 @@ CASES = [
         '[[identity.issuers]]\nissuer = "http://idp.example.com"\n',
         "identity.issuers[0].issuer: must be an https:// URL",
     ),
+    (
+        "unknown event loop",
+        '[broker]\nevent_loop = "trio"\n',
+        "broker.event_loop: 'trio' is not allowed; input should be 'auto', 'uvloop' or 'asyncio'",
+    ),
     ("not toml", "[[targets]\n", "not valid TOML"),
 ]
 

@@ -158,8 +158,16 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
             }
         )
     )
+    from jitctl.eventloop import name as loop_name
+
     log.info(
-        "broker started", extra={"event": "broker.start", "url": runtime.public_url, "dev": dev}
+        "broker started",
+        extra={
+            "event": "broker.start",
+            "url": runtime.public_url,
+            "dev": dev,
+            "event_loop": loop_name(loop),
+        },
     )
     _banner(runtime, ca_file)
     try:
@@ -187,4 +195,6 @@ def serve(config_path: str | None, dev: bool, state_dir: str | None, listen: str
     setup_logging(config.broker.log_level)
     for warning in validate_targets(config, config_path or "(dev defaults)"):
         log.warning(warning, extra={"event": "config.warning"})
-    asyncio.run(_main(config, directory, dev))
+    from jitctl import eventloop
+
+    eventloop.run(_main(config, directory, dev), config.broker.event_loop)

@@ -11,6 +11,11 @@ API (DESIGN.md §4 `broker.listen`). So the listener:
    bytes: the tunnel magic `JITCTL-TUNNEL/1` goes to the gateway as a `Link` (the gateway's
    protocol, jitctl.gateway.link), anything else goes to uvicorn's h11 protocol driving the
    ASGI app.
+
+The hand-over is `transport.set_protocol()` on the TLS transport, which asyncio's and uvloop's
+TLS transports both implement (jitctl.eventloop picks the loop). Time limits: a connection that
+sends nothing is closed after `first_byte_timeout`, a TLS handshake that does not finish after
+`handshake_timeout`; after that the preamble (gateway) and uvicorn have their own.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("jitctl.broker.server")
 
@@ -46,8 +51,9 @@ class _Sniffer(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it:
+        # no isinstance check here (jitctl.eventloop).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
@@ -76,6 +82,8 @@ class BrokerServer:
         self._sock: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.first_byte_timeout = 30.0
+        self.handshake_timeout = 10.0
 
     def bind(self, host: str, port: int) -> int:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -144,7 +152,7 @@ class BrokerServer:
 
         loop.add_reader(conn.fileno(), ready)
         try:
-            await asyncio.wait_for(readable, timeout=30)
+            await asyncio.wait_for(readable, timeout=self.first_byte_timeout)
         finally:
             loop.remove_reader(conn.fileno())
         return conn.recv(16, socket.MSG_PEEK)
@@ -160,7 +168,10 @@ class BrokerServer:
             return
         try:
             await loop.connect_accepted_socket(
-                lambda: _Sniffer(self), conn, ssl=self._ssl, ssl_handshake_timeout=10
+                lambda: _Sniffer(self),
+                conn,
+                ssl=self._ssl,
+                ssl_handshake_timeout=self.handshake_timeout,
             )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.info("tls handshake failed", extra={"event": "tls.error", "error": str(exc)})

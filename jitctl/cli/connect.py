@@ -21,11 +21,10 @@ def connect(
     ),
 ) -> None:
     """Open a recorded tunnel to TARGET on a local port (and start psql for Postgres targets)."""
-    import asyncio
-
+    from jitctl import eventloop
     from jitctl.client.connect import run_connect
 
-    code = asyncio.run(
+    code = eventloop.run(
         run_connect(
             target,
             port=port,
@@ -63,11 +62,10 @@ def exec_(
 ) -> None:
     """Run a command with tunnels open and its environment pointing at them:
     jitctl exec -t pg-prod --agent triage-bot -- python agent.py"""
-    import asyncio
-
+    from jitctl import eventloop
     from jitctl.client.execute import run_exec
 
-    code = asyncio.run(
+    code = eventloop.run(
         run_exec(
             list(ctx.args),
             targets=target,

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 
+from jitctl import eventloop
 from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
 from jitctl.errors import UsageError
 
@@ -103,8 +104,8 @@ async def _run_psql(port: int, args: list[str]) -> int:
     # psql handles Ctrl-C itself (it sends a cancel request); we must not die of it first.
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, lambda: None)
-    process = await asyncio.create_subprocess_exec(psql, "-h", "127.0.0.1", "-p", str(port), *args)
-    return await process.wait()
+    process = eventloop.spawn([psql, "-h", "127.0.0.1", "-p", str(port), *args])
+    return await eventloop.wait(process)
 
 
 async def _run_ssh(config: str, host: str, args: list[str]) -> int:
@@ -117,5 +118,5 @@ async def _run_ssh(config: str, host: str, args: list[str]) -> int:
     # ssh handles Ctrl-C itself (passed to the remote terminal); we must not die of it first.
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, lambda: None)
-    process = await asyncio.create_subprocess_exec(ssh, "-F", config, host, *args)
-    return await process.wait()
+    process = eventloop.spawn([ssh, "-F", config, host, *args])
+    return await eventloop.wait(process)

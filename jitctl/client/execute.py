@@ -26,6 +26,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -248,8 +249,10 @@ def _quiet(message: str, trouble: bool) -> None:
 
 
 async def _run_child(command: list[str], env: dict[str, str]) -> int:
+    from jitctl import eventloop
+
     try:
-        process = await asyncio.create_subprocess_exec(*command, env=env)
+        process = eventloop.spawn(command, env)  # not the loop's: see jitctl.eventloop
     except FileNotFoundError:
         raise UsageError(f"command not found: {command[0]}") from None
     except PermissionError:
@@ -258,13 +261,13 @@ async def _run_child(command: list[str], env: dict[str, str]) -> int:
     for sig in FORWARDED_SIGNALS:
         loop.add_signal_handler(sig, _forward, process, sig)
     try:
-        status = await process.wait()
+        status = await eventloop.wait(process)
     finally:
         for sig in FORWARDED_SIGNALS:
             loop.remove_signal_handler(sig)
     return 128 - status if status < 0 else status
 
 
-def _forward(process: asyncio.subprocess.Process, sig: int) -> None:
+def _forward(process: subprocess.Popen[bytes], sig: int) -> None:
     if process.returncode is None:
         process.send_signal(sig)

@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from jitctl.errors import (
@@ -176,8 +176,9 @@ class _LocalSide(asyncio.Protocol):
         self.opening: asyncio.Task[None] | None = None  # _open: the tunnel being set up
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it:
+        # no isinstance check here (jitctl.eventloop).
+        self.transport = cast(asyncio.Transport, transport)
         self.listener._relays.add(self)
         self.opening = asyncio.ensure_future(self._open())
 

@@ -19,7 +19,7 @@ import collections
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from jitctl.gateway import frames
 from jitctl.gateway.link import Link
@@ -62,8 +62,9 @@ class Upstream(asyncio.Protocol):
         self._end: tuple[bool, Exception | None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it:
+        # no isinstance check here (jitctl.eventloop).
+        self.transport = cast(asyncio.Transport, transport)
 
     def attach(self, session: Relay) -> None:
         self.session = session
