@@ -235,6 +235,17 @@ def test_a_field_that_never_ends_is_refused_before_it_fills_memory() -> None:
     assert events == [("error", 431)]
 
 
+def test_trailers_have_a_limit_of_their_own() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"h" * (MAX_HEAD - 100) + b"\r\n"
+    data = (
+        head
+        + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nT: "
+        + b"t" * (MAX_HEAD - 100)
+        + b"\r\n\r\n"
+    )
+    assert read(RequestReader(), [data])[1:] == [Data(b"a"), END]
+
+
 def test_trailers_over_the_limit_are_refused_too() -> None:
     data = (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"

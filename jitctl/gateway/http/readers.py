@@ -213,6 +213,7 @@ class RequestReader(_Reader):
         if upgrade and framing is not Framing.NONE:
             # llhttp hands what follows an upgrade's head over raw, body included.
             self._fail(RemoteProtocolError("an upgrade request must not have a body"))
+        self._head_size = 0  # trailers, if any, have a budget of their own
         self._events.append(
             Request(
                 parser.get_method(),
@@ -254,6 +255,7 @@ class ResponseReader(_Reader):
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = method == b"HEAD"
         self._events.clear()
+        self.trailing = None
         self._in_message = False
         self.done = False
 
@@ -324,6 +326,7 @@ class ResponseReader(_Reader):
         self._status = status
         self._framing = framing
         self._keep_alive = parser.should_keep_alive()
+        self._head_size = 0  # trailers, if any, have a budget of their own
         self._events.append(
             Response(status, self._reason, self._headers, framing, self._keep_alive)
         )
