@@ -11,6 +11,8 @@ What is measured (each figure beside its peer from the same run):
   throwaway PostgreSQL (fsync=on, synchronous_commit=on). The peer: the same store appending one
   record per transaction, the durability a writer without group commit pays.
 - Records carry a ~200-byte JSON payload, a session id, a target and a full actor.
+- CPU time per durable record (user + system, this whole process: the appenders, the writer
+  thread, SQLite or psycopg), against the same figure for one commit per record.
 - Verification speed of the resulting trail (records/s), for reference.
 The goal (≥ 20,000 durable records/s on SQLite) comes from the audit design.
 """
@@ -18,6 +20,7 @@ The goal (≥ 20,000 durable records/s on SQLite) comes from the audit design.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import Row, Section, standalone_main
+from _util import Row, Section, ratio, standalone_main
 
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import Actor, NewRecord
@@ -63,9 +66,11 @@ async def grouped(store: AuditStore, key: SigningKey, per_appender: int) -> dict
             await writer.append(record(index, n))
             latencies.append(time.perf_counter() - began)
 
+    cpu = _cpu()
     began = time.perf_counter()
     await asyncio.gather(*(appender(i) for i in range(APPENDERS)))
     elapsed = time.perf_counter() - began
+    cpu = _cpu() - cpu
     commits = writer.commits
     await writer.close()
     total = APPENDERS * per_appender
@@ -73,16 +78,26 @@ async def grouped(store: AuditStore, key: SigningKey, per_appender: int) -> dict
     return {
         "records_per_s": total / elapsed,
         "records_per_commit": total / max(commits, 1),
+        "cpu_us_per_record": cpu / total * 1e6,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
     }
 
 
-def one_per_commit(store: AuditStore, count: int) -> float:
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process so far, all its threads."""
+    times = os.times()
+    return times.user + times.system
+
+
+def one_per_commit(store: AuditStore, count: int) -> tuple[float, float]:
+    """(records/s, CPU µs per record) committing each record on its own."""
+    cpu = _cpu()
     began = time.perf_counter()
     for n in range(count):
         store.append_batch([record(0, n)])
-    return count / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    return count / elapsed, (_cpu() - cpu) / count * 1e6
 
 
 def verify_rate(store: AuditStore, key: SigningKey) -> float:
@@ -96,7 +111,8 @@ def measure(url: str, key: SigningKey, quick: bool) -> dict[str, float]:
     per_appender = 1000 if quick else 5000
     with open_store(url) as store:
         figures = asyncio.run(grouped(store, key, per_appender))
-        figures["single_per_s"] = one_per_commit(store, 300 if quick else 1500)
+        single = one_per_commit(store, 300 if quick else 1500)
+        figures["single_per_s"], figures["single_cpu_us_per_record"] = single
         figures["verify_per_s"] = verify_rate(store, key)
     return figures
 
@@ -144,6 +160,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 f"{figures['p50_ms']:.2f} / {figures['p99_ms']:.2f} ms",
                 "1",
                 "—",
+                "(reference)",
+                None,
+            ),
+            Row(
+                f"{label}: CPU µs per durable record, this process (user + system) "
+                "(peer: one commit per record)",
+                f"{figures['cpu_us_per_record']:.1f}",
+                f"{figures['single_cpu_us_per_record']:.1f}",
+                ratio(figures["cpu_us_per_record"], figures["single_cpu_us_per_record"]),
                 "(reference)",
                 None,
             ),

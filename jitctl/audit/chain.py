@@ -21,8 +21,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -54,9 +53,26 @@ _ENCODER = json.JSONEncoder(
 _string = json.encoder.encode_basestring  # a JSON string literal, as `dumps` writes it
 
 
+# The C encoder behind `_ENCODER.encode`, made once: without the per-call set-up the Python
+# wrapper does. No `markers` (the circular-reference check): a circular value recurses until
+# RecursionError, turned into the ValueError the check would have raised. It holds no state
+# between calls, so threads may share it.
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    _make_encoder(None, _ENCODER.default, _string, None, ":", ",", True, False, False)
+    if _make_encoder is not None
+    else None
+)
+
+
 def dumps(value: Any) -> str:
     """The canonical JSON text of `value`."""
-    return _ENCODER.encode(value)
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODER(value, 0))
+    except RecursionError:
+        raise ValueError("circular reference, or nesting too deep to encode") from None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -123,47 +139,113 @@ def hash_of(record: Record, *, seq: int | None = None) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A `NewRecord` with its time fixed and its JSON texts done, ready to be chained.
 
     Preparing happens on the caller's side so a bad payload fails its own append, not a batch.
+    A payload that is plain JSON already is kept as the caller's object, not copied: what is
+    hashed and stored is its text as of `prepare`, so a caller must not change it afterwards
+    if it wants the returned `Record` to say the same.
+
+    `head` and `tail` are the UTF-8 canonical encoding around `"prev_hash":…,"seq":…`, the only
+    part that depends on where the record lands in the chain (see `link`).
     """
 
-    record: NewRecord
+    kind: str
+    session_id: str
+    target: str
+    actor: Actor | None
+    payload: Mapping[str, Any]  # as a reader gets it back from the store
+    data: bytes
+    time_us: int
     actor_json: str | None
     payload_json: str
     data_sha256: str
+    head: bytes
+    tail: bytes
+
+    @property
+    def record(self) -> NewRecord:
+        return NewRecord(
+            kind=self.kind,
+            session_id=self.session_id,
+            target=self.target,
+            actor=self.actor,
+            payload=self.payload,
+            data=self.data,
+            time_us=self.time_us,
+        )
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """True for a tree of dicts with str keys, lists and JSON scalars, all of exact types.
+
+    Its JSON text reads back as an equal tree that encodes to the same text, so that text can be
+    hashed as it is. Anything else (tuples, non-string keys, subclasses) goes the long way.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if type(key) is not str:
+                return False
+        children = value.values()
+    elif kind is list:
+        children = value
+    else:
+        return kind in _SCALARS
+    for child in children:  # noqa: SIM110 - twice as fast as all() over a generator
+        if type(child) not in _SCALARS and not _plain(child):
+            return False
+    return True
 
 
 def prepare(record: NewRecord, at_us: int | None = None) -> Prepared:
     """Fix the time and normalise the payload to what a reader gets back from the store.
 
-    Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...).
+    Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...),
+    and UnicodeEncodeError (a ValueError) for text that is not valid Unicode (lone surrogates).
     """
-    # Encode, decode, encode: the hashed text must be exactly what a reader re-encodes from the
-    # stored text (tuples become lists; non-string keys become strings and sort as strings).
-    payload = json.loads(
-        dumps(record.payload if isinstance(record.payload, dict) else dict(record.payload))
-    )
-    if not isinstance(payload, dict):
-        raise TypeError("payload must be a JSON object")
+    payload: Any = record.payload
+    if type(payload) is not dict:
+        payload = dict(payload)
     payload_json = dumps(payload)
-    data = bytes(record.data)
-    fixed = NewRecord(
-        kind=record.kind,
-        session_id=record.session_id,
-        target=record.target,
-        actor=record.actor,
-        payload=payload,
-        data=data,
-        time_us=record.time_us or (at_us if at_us is not None else now_us()),
-    )
+    if not _plain(payload):
+        # The hashed text must be exactly what a reader re-encodes from the stored text:
+        # tuples become lists, non-string keys become strings and sort as strings.
+        payload = json.loads(payload_json)
+        if not isinstance(payload, dict):
+            raise TypeError("payload must be a JSON object")
+        payload_json = dumps(payload)
+    data = record.data if type(record.data) is bytes else bytes(record.data)
+    time_us = record.time_us or (at_us if at_us is not None else now_us())
+    actor = record.actor
+    actor_text = actor_json(actor) if actor is not None else None
+    data_sha256 = hashlib.sha256(data).hexdigest()
+    kind, session_id, target = record.kind, record.session_id, record.target
+    # The canonical encoding (keys sorted) up to the prev_hash value, and from session_id on.
+    head = (
+        f'{{"actor":{actor_text or "null"},"data_sha256":"{data_sha256}",'
+        f'"kind":{_string(kind)},"payload":{payload_json},"prev_hash":'
+    ).encode()
+    tail = (
+        f',"session_id":{_string(session_id)},"target":{_string(target)},"time_us":{time_us:d}}}'
+    ).encode()
     return Prepared(
-        record=fixed,
-        actor_json=actor_json(record.actor) if record.actor is not None else None,
-        payload_json=payload_json,
-        data_sha256=data_digest(data),
+        kind,
+        session_id,
+        target,
+        actor,
+        payload,
+        data,
+        time_us,
+        actor_text,
+        payload_json,
+        data_sha256,
+        head,
+        tail,
     )
 
 
@@ -174,43 +256,70 @@ def seal(
 
     Returns the records and the prepared items they came from (the checkpoint's included).
     """
-    prepared = list(items)
+    records, _, checkpoint = _seal(items, head_seq, head_hash, signer)
+    return records, [*items, checkpoint] if checkpoint is not None else list(items)
+
+
+def seal_rows(
+    items: Sequence[Prepared], head_seq: int, head_hash: str, signer: Signer | None = None
+) -> tuple[list[Record], list[tuple[Any, ...]]]:
+    """`seal`, with each record's row for the store (columns in `store.COLUMNS` order)."""
+    records, rows, _ = _seal(items, head_seq, head_hash, signer)
+    return records, rows
+
+
+def _seal(
+    items: Sequence[Prepared], seq: int, prev: str, signer: Signer | None
+) -> tuple[list[Record], list[tuple[Any, ...]], Prepared | None]:
     records: list[Record] = []
-    seq, prev = head_seq, head_hash
+    rows: list[tuple[Any, ...]] = []
+    checkpoint = None
     for item in items:
         seq += 1
-        records.append(link(item, seq, prev))
-        prev = records[-1].hash
+        record = link(item, seq, prev)
+        records.append(record)
+        rows.append(_row(item, seq, prev, record.hash))
+        prev = record.hash
     if signer is not None:
-        item = checkpoint_item(signer, seq, prev)
-        records.append(link(item, seq + 1, prev))
-        prepared.append(item)
-    return records, prepared
+        checkpoint = checkpoint_item(signer, seq, prev)
+        record = link(checkpoint, seq + 1, prev)
+        records.append(record)
+        rows.append(_row(checkpoint, seq + 1, prev, record.hash))
+    return records, rows, checkpoint
+
+
+def _row(item: Prepared, seq: int, prev_hash: str, digest: str) -> tuple[Any, ...]:
+    return (
+        seq,
+        item.time_us,
+        item.session_id,
+        item.kind,
+        item.actor_json,
+        item.target,
+        item.payload_json,
+        item.data,
+        item.data_sha256,
+        prev_hash,
+        digest,
+    )
 
 
 def link(item: Prepared, seq: int, prev_hash: str) -> Record:
     """The record `item` becomes at `seq` after a record whose hash is `prev_hash`."""
-    rec = item.record
-    # The same bytes as canonical_bytes() (keys in sorted order, nested texts already
-    # canonical), assembled from the prepared texts instead of encoding the payload again.
-    text = (
-        f'{{"actor":{item.actor_json or "null"},"data_sha256":"{item.data_sha256}",'
-        f'"kind":{_string(rec.kind)},"payload":{item.payload_json},'
-        f'"prev_hash":{_string(prev_hash)},"seq":{seq},"session_id":{_string(rec.session_id)},'
-        f'"target":{_string(rec.target)},"time_us":{rec.time_us}}}'
-    )
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # The same bytes as canonical_bytes(): the prepared head and tail around the two fields
+    # that depend on the place in the chain.
+    text = b'%b%b,"seq":%d%b' % (item.head, _string(prev_hash).encode(), seq, item.tail)
     return Record(
-        kind=rec.kind,
-        session_id=rec.session_id,
-        target=rec.target,
-        actor=rec.actor,
-        payload=rec.payload,
-        data=rec.data,
-        time_us=rec.time_us,
+        kind=item.kind,
+        session_id=item.session_id,
+        target=item.target,
+        actor=item.actor,
+        payload=item.payload,
+        data=item.data,
+        time_us=item.time_us,
         seq=seq,
         prev_hash=prev_hash,
-        hash=digest,
+        hash=hashlib.sha256(text).hexdigest(),
     )
 
 

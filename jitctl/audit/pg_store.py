@@ -20,10 +20,10 @@ from typing import Any
 
 import psycopg
 
-from jitctl.audit.chain import GENESIS, Prepared, Signer, seal
+from jitctl.audit.chain import GENESIS, Prepared, Signer, seal_rows
 from jitctl.audit.errors import AuditUnavailable
 from jitctl.audit.records import Record
-from jitctl.audit.store import COLUMNS, AuditStore, prepared_row, redact
+from jitctl.audit.store import COLUMNS, AuditStore, redact
 
 _SCHEMA_LOCK = 0x6A697463746C  # "jitctl": the advisory lock id for schema creation
 SCHEMA = [
@@ -76,10 +76,10 @@ class PgStore(AuditStore):
                     cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
                     row = cur.fetchone()
                     assert row is not None, "audit_head lost its row"
-                    records, sealed = seal(items, int(row[0]), str(row[1]), signer)
+                    records, rows = seal_rows(items, int(row[0]), str(row[1]), signer)
                     with cur.copy(f"COPY audit_records ({COLUMNS}) FROM STDIN") as copy:
-                        for record, item in zip(records, sealed, strict=True):
-                            copy.write_row(prepared_row(record, item))
+                        for values in rows:
+                            copy.write_row(values)
                     cur.execute(
                         "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
                         (records[-1].seq, records[-1].hash),

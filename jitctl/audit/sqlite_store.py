@@ -7,9 +7,16 @@ Rules:
 - `BEGIN IMMEDIATE` takes the write lock before the head is read, so several processes (a broker
   and `jitctl audit prune`, say) append one contiguous chain; `busy_timeout` makes them wait.
 - One connection, guarded by a lock: the writer thread and readers in other threads take turns.
+- A commit reads the head only when another process moved it since our last commit (the head
+  move's WHERE tells): one statement fewer per commit.
 - Before each append the file must still be the one that was opened (same device and inode):
   in WAL mode SQLite keeps writing happily into a deleted or replaced file, which would record
   into nowhere.
+- Indexes: `session_id` (a session's records, in seq order) and kind for `MARK_KINDS` records
+  only (a partial index; queries state its condition, see `store`). A commit dirties one more
+  page per index it touches, so the data records pay for one index, not three.
+- The schema's version is `PRAGMA user_version`; opening an older file migrates it in the
+  transaction that creates what is missing (`MIGRATIONS`).
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jitctl.audit.chain import GENESIS, Prepared, Signer, seal
+from jitctl.audit.chain import GENESIS, Prepared, Signer, seal_rows
 from jitctl.audit.errors import AuditUnavailable
 from jitctl.audit.records import Record
-from jitctl.audit.store import AuditStore, prepared_row
+from jitctl.audit.store import MARKS, AuditStore
 
+SCHEMA_VERSION = 1
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS audit_records (
     seq INTEGER PRIMARY KEY,
@@ -41,8 +49,7 @@ CREATE TABLE IF NOT EXISTS audit_records (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id);
-CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records (kind);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us);
+CREATE INDEX IF NOT EXISTS audit_records_marks ON audit_records (kind) WHERE {MARKS};
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -51,7 +58,17 @@ CREATE TABLE IF NOT EXISTS audit_head (
 INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}');
 """
 
+# From version N to N + 1, run after SCHEMA (so what N lacked exists by then).
+MIGRATIONS = {
+    # Version 0 indexed every record's kind and time: two more pages dirtied per commit, and
+    # no query used the time index (SQLite preferred the primary key). The partial kind index
+    # that replaces them is built by SCHEMA (one scan of the table).
+    0: ["DROP INDEX IF EXISTS audit_records_kind", "DROP INDEX IF EXISTS audit_records_time"],
+}
+
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_MOVE = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+_MOVE_FROM = f"{_MOVE} AND seq = ? AND hash = ?"
 _INSERT = "INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -60,6 +77,7 @@ class SqliteStore(AuditStore):
         self.path = Path(path)
         self.url = f"sqlite://{self.path}"
         self._lock = threading.Lock()
+        self._head: tuple[int, str] | None = None  # as our last commit left it
         if not create and not self.path.exists():
             raise AuditUnavailable(
                 f"no audit store at {self.path}",
@@ -74,10 +92,30 @@ class SqliteStore(AuditStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            self._create()
             self._identity = self._file_identity()
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit store {self.url}: cannot open: {exc}") from None
+
+    def _create(self) -> None:
+        """Create what is missing and migrate an older schema, in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version:d}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def append_prepared(
         self, items: Sequence[Prepared], signer: Signer | None = None
@@ -91,23 +129,38 @@ class SqliteStore(AuditStore):
                     raise sqlite3.OperationalError("the database file was deleted or replaced")
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    seq, head = db.execute(
-                        "SELECT seq, hash FROM audit_head WHERE id = 1"
-                    ).fetchone()
-                    records, sealed = seal(items, seq, head, signer)
-                    db.executemany(_INSERT, map(prepared_row, records, sealed))
-                    db.execute(
-                        "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-                        (records[-1].seq, records[-1].hash),
-                    )
+                    records, rows = self._seal_and_move_head(items, signer)
+                    db.executemany(_INSERT, rows)
                     db.execute("COMMIT")
                 except BaseException:
+                    self._head = None
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise AuditUnavailable(f"audit store {self.url}: append failed: {exc}") from None
+            self._head = records[-1].seq, records[-1].hash
         return records
+
+    def _seal_and_move_head(
+        self, items: Sequence[Prepared], signer: Signer | None
+    ) -> tuple[list[Record], list[tuple[Any, ...]]]:
+        """Seal `items` after the head and move the head past them (in the open transaction).
+
+        After our own commit the head is known: one UPDATE moves it and, by its WHERE, checks
+        that nobody moved it since (another process appending: `jitctl audit prune`, a second
+        broker). Only when somebody did is the head read and the batch sealed again.
+        """
+        db = self._db
+        if self._head is not None:
+            records, rows = seal_rows(items, *self._head, signer)
+            moved = db.execute(_MOVE_FROM, (records[-1].seq, records[-1].hash, *self._head))
+            if moved.rowcount == 1:
+                return records, rows
+        seq, head = db.execute(_HEAD).fetchone()
+        records, rows = seal_rows(items, seq, head, signer)
+        db.execute(_MOVE, (records[-1].seq, records[-1].hash))
+        return records, rows
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from jitctl.audit import AuditUnavailable
 from jitctl.audit.chain import GENESIS, hash_of
+from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import NewRecord
-from jitctl.audit.store import AuditStore, open_store
-from tests.audit.conftest import ALICE, BOB, Backend, session_records
+from jitctl.audit.sqlite_store import SCHEMA_VERSION
+from jitctl.audit.store import MARK_KINDS, MARKS, AuditStore, open_store
+from jitctl.audit.verify import verify_trail
+from tests.audit.conftest import ALICE, BOB, Backend, make_trail, session_records
 
 
 def test_empty_store_has_genesis_head(store: AuditStore) -> None:
@@ -109,3 +114,91 @@ def test_sqlite_url_with_four_slashes_is_the_same_absolute_path(tmp_path: Path) 
     with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
         store.append_batch([NewRecord("x")])
     assert (tmp_path / "a.db").exists()
+
+
+# The SQLite schema as the first release created it (user_version 0): kind and time indexed
+# for every record.
+_SCHEMA_V0_INDEXES = """
+CREATE INDEX audit_records_kind ON audit_records (kind);
+CREATE INDEX audit_records_time ON audit_records (time_us);
+"""
+
+
+def _indexes(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    return {str(row[0]) for row in rows}
+
+
+def _plan(db: sqlite3.Connection, sql: str, params: list[object]) -> str:
+    return " | ".join(str(row[3]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def test_a_version_0_sqlite_trail_is_migrated_and_still_verifies(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    path = tmp_path / "audit.db"
+    with open_store(f"sqlite://{path}") as store:
+        before = make_trail(store, key)
+    # Turn it into what the first release left behind: same tables, its indexes, version 0.
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(f"DROP INDEX audit_records_marks; {_SCHEMA_V0_INDEXES} PRAGMA user_version=0;")
+    assert _indexes(db) == {"audit_records_session", "audit_records_kind", "audit_records_time"}
+    db.close()
+
+    with open_store(f"sqlite://{path}") as store:
+        assert list(store.iter_records()) == before
+        assert verify_trail(store, key.trusted()).ok
+        more = store.append_batch(session_records("after-migration"))
+        assert more[0].prev_hash == before[-1].hash
+        assert [s.id for s in store.sessions()] == ["after-migration", "s2", "s1", "s0"]
+        assert store.latest() == before[-1]
+        assert verify_trail(store, key.trusted()).ok
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert _indexes(db) == {"audit_records_session", "audit_records_marks"}
+    db.close()
+    with open_store(f"sqlite://{path}", create=False) as store:  # opening again changes nothing
+        assert store.count() == len(before) + 5
+
+
+def test_sqlite_indexes_kinds_only_for_structural_records(tmp_path: Path, key: SigningKey) -> None:
+    path = tmp_path / "audit.db"
+    with open_store(f"sqlite://{path}") as store:
+        make_trail(store, key)
+        marks = store._rows(
+            f"SELECT count(*) FROM audit_records INDEXED BY audit_records_marks WHERE {MARKS}"
+        )[0][0]
+        assert marks == sum(1 for r in store.iter_records() if r.kind in MARK_KINDS) > 0
+    db = sqlite3.connect(path)
+    # The whole-trail lookups by kind that the store makes use that index...
+    latest = f"SELECT seq FROM audit_records WHERE {MARKS} AND kind = ? ORDER BY seq DESC LIMIT 1"
+    assert "audit_records_marks" in _plan(db, latest, ["audit.checkpoint"])
+    starts = (
+        f"SELECT seq FROM audit_records WHERE {MARKS} AND kind IN (?, ?) AND seq < ? "
+        "ORDER BY seq DESC LIMIT ?"
+    )
+    assert "audit_records_marks" in _plan(db, starts, ["session.start", "session.denied", 9, 5])
+    # ... and a session's records come from the session index, in seq order without a sort.
+    session = "SELECT seq FROM audit_records WHERE seq >= ? AND session_id = ? ORDER BY seq LIMIT ?"
+    plan = _plan(db, session, [1, "s1", 1000])
+    assert "audit_records_session" in plan and "TEMP B-TREE" not in plan
+    db.close()
+
+
+def test_sqlite_appends_notice_a_head_moved_by_another_connection(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    # Each store commits after the head it last left unless the head's move says another
+    # process (here: another connection) appended in between; then it reads the head again.
+    url = f"sqlite://{tmp_path / 'audit.db'}"
+    with open_store(url) as one, open_store(url) as other:
+        written = one.append_batch(session_records("a"))
+        written += other.append_batch(session_records("b"))  # `one` has not seen these
+        written += one.append_batch(session_records("c"))
+        written += one.append_prepared([], key)
+        written += other.append_batch(session_records("d"))
+        assert [r.seq for r in written] == list(range(1, 22))
+        for before, after in itertools.pairwise(written):
+            assert after.prev_hash == before.hash
+        assert list(one.iter_records()) == written and other.head() == (21, written[-1].hash)
+        assert verify_trail(one, key.trusted()).ok
