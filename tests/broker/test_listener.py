@@ -37,6 +37,11 @@ except ImportError:
 pytestmark = pytest.mark.parametrize("loop", LOOPS)
 
 
+@pytest.fixture(autouse=True)
+def _loop_from_the_test_not_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(eventloop.ENV, raising=False)  # it would override the parameter
+
+
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The smallest ASGI app: 200 `ok` to everything."""
     if scope["type"] != "http":
