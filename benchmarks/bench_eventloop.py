@@ -87,6 +87,19 @@ def _connect(stack: contextlib.ExitStack, broker: Any, target: str, loop: str) -
     return int(address["port"]), process.pid
 
 
+def _order(n: int) -> tuple[str, ...]:
+    """asyncio first in even rounds, uvloop first in odd ones: whatever the order costs (a
+    warmer cache, a neighbour's burst) falls on both alike."""
+    return LOOPS if n % 2 == 0 else LOOPS[::-1]
+
+
+def _medians(runs: dict[str, list[float]]) -> dict[str, Any]:
+    """The median of each figure, and the runs themselves (`<figure>_runs`)."""
+    out: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
+    out.update({f"{k}_runs": v for k, v in runs.items()})
+    return out
+
+
 # -- tunnel ------------------------------------------------------------------------------------
 
 
@@ -122,10 +135,10 @@ def _tunnel(quick: bool) -> dict[str, Any]:
         say(f"eventloop: {blocks} x {block} round trips per pairing, alternating")
         for sock in socks.values():
             bt.round_trips(sock, 200)  # warm-up
-        for _ in range(blocks):
-            for name, sock in socks.items():
+        for n in range(blocks):
+            for name in list(socks) if n % 2 == 0 else list(socks)[::-1]:
                 with meters[name]:
-                    samples[name] += bt.round_trips(sock, block)
+                    samples[name] += bt.round_trips(socks[name], block)
         trips = blocks * block
         out["rtt"] = {
             name: {
@@ -147,8 +160,9 @@ def _tunnel(quick: bool) -> dict[str, Any]:
         seconds: dict[str, list[float]] = {loop: [] for loop in LOOPS}
         for _, port, _ in sinks.values():
             bt.bulk(port, 1 << 20)
-        for _ in range(reps):
-            for loop, (_, port, _) in sinks.items():
+        for n in range(reps):
+            for loop in _order(n):
+                port = sinks[loop][1]
                 with bulk_meters[loop]:
                     seconds[loop].append(bt.bulk(port, mb << 20))
         out["bulk"] = {
@@ -174,7 +188,7 @@ def _postgres(quick: bool) -> dict[str, Any]:
     reason = postgres_available() or (None if shutil.which("pgbench") else "pgbench is missing")
     if reason:
         return {"skipped": reason}
-    seconds, rounds = (3.0, 1) if quick else (6.0, 3)
+    seconds, rounds = (3.0, 2) if quick else (5.0, 4)
     runs: dict[str, dict[str, list[float]]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="jitctl-bench-loop-pg-") as tmp,
@@ -203,13 +217,14 @@ def _postgres(quick: bool) -> dict[str, Any]:
                 bp._pgbench(dsn, mode, bp.CLIENTS, 1, env)  # warm-up
         for n in range(rounds):
             for mode in ("simple", "prepared"):
-                for loop, (dsn, pids) in paths.items():
+                for loop in _order(n):
+                    dsn, pids = paths[loop]
                     say(f"eventloop: pgbench -S -M {mode} on {loop}, round {n + 1}")
                     done = bp._measured(dsn, mode, bp.CLIENTS, seconds, env, pids)
                     figures = runs.setdefault(f"{mode} {loop}", {"tps": [], "cpu_us": []})
                     figures["tps"].append(done["tps"])
                     figures["cpu_us"].append(done["cpu_us_per_txn"])
-    return {key: {k: statistics.median(v) for k, v in value.items()} for key, value in runs.items()}
+    return {key: _medians(value) for key, value in runs.items()}
 
 
 # -- http --------------------------------------------------------------------------------------
@@ -220,14 +235,14 @@ def _http(quick: bool) -> dict[str, Any]:
 
     from jitctl.testing.issuer import TokenIssuer
 
-    seconds, rounds = (2.0, 1) if quick else (4.0, 3)
+    seconds, rounds = (2.0, 2) if quick else (3.0, 6)
     upstream = subprocess.Popen(
         [sys.executable, "-c", bh.UPSTREAM],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    results: dict[str, dict[str, list[float]]] = {loop: {"rps": [], "cpu_us": []} for loop in LOOPS}
+    results: dict[str, dict[str, list[float]]] = {k: {"rps": [], "cpu_us": []} for k in LOOPS}
     try:
         assert upstream.stdout is not None
         up_port = int(upstream.stdout.readline())
@@ -247,7 +262,8 @@ def _http(quick: bool) -> dict[str, Any]:
                 ports[loop] = (port, CpuMeter({"broker": brokers[loop].proc.pid, "connect": pid}))
                 asyncio.run(bh._load(port, 0.5))  # warm-up
             for n in range(rounds):
-                for loop, (port, meter) in ports.items():
+                for loop in _order(n):
+                    port, meter = ports[loop]
                     say(f"eventloop: http requests/s on {loop}, round {n + 1}")
                     before = meter.cpu("broker") + meter.cpu("connect")
                     with meter:
@@ -259,9 +275,7 @@ def _http(quick: bool) -> dict[str, Any]:
         if upstream.stdin:
             upstream.stdin.close()
         upstream.wait(10)
-    return {
-        loop: {k: statistics.median(v) for k, v in value.items()} for loop, value in results.items()
-    }
+    return {loop: _medians(value) for loop, value in results.items()}
 
 
 # -- the section -------------------------------------------------------------------------------
@@ -374,9 +388,41 @@ def run(quick: bool = False) -> Section:
         section.details = [f"Not run: {results['skipped']}."]
         return section
     section.rows = rows(results)
-    if "skipped" in results["postgres"]:
-        section.details.append(f"pgbench rows not run: {results['postgres']['skipped']}.")
+    section.details = details(results)
     return section
+
+
+def details(results: dict[str, Any]) -> list[str]:
+    """Each run's figure beside its median, so the spread shows."""
+
+    def runs(values: list[float]) -> str:
+        return ", ".join(f"{v:.0f}" for v in values)
+
+    lines = ["Each run, uvloop / asyncio (the table gives their medians):", ""]
+    pg = results["postgres"]
+    if "skipped" in pg:
+        lines.append(f"- pgbench: not run ({pg['skipped']}).")
+    else:
+        for mode in ("simple", "prepared"):
+            u, a = pg[f"{mode} uvloop"], pg[f"{mode} asyncio"]
+            lines.append(
+                f"- pgbench -M {mode}, CPU µs per transaction: {runs(u['cpu_us_runs'])} / "
+                f"{runs(a['cpu_us_runs'])}; TPS: {runs(u['tps_runs'])} / {runs(a['tps_runs'])}"
+            )
+    u, a = results["http"]["uvloop"], results["http"]["asyncio"]
+    lines.append(
+        f"- http GET, CPU µs per request: {runs(u['cpu_us_runs'])} / {runs(a['cpu_us_runs'])}; "
+        f"req/s: {runs(u['rps_runs'])} / {runs(a['rps_runs'])}"
+    )
+    lines += [
+        "",
+        "The tunnel's round trips run in blocks that alternate between the pairings (their order "
+        "reversed every other block); pgbench and the http load alternate the two loops the "
+        "same way, one run each per round. Everything shares this machine's CPUs with the "
+        "servers and load generators, and with whatever else runs on it: a run that lands on "
+        "a neighbour's burst shows as an outlier above.",
+    ]
+    return lines
 
 
 INTRO = (
