@@ -8,6 +8,10 @@ Rules:
   approvals, or automatic), `approval.denied`, `approval.expired` (nobody decided in time, or
   a grant ran out), `approval.revoked`, `approval.cancelled` (a held statement's session ended
   first), `approval.executed` (the approved statement went upstream).
+- A change's waiters wake only after its records are written (`_change` is a context), so a
+  held statement resumed at once records `approval.executed` after `approval.granted`. A waiter
+  on another broker sharing the store learns of the change by polling, and may run ahead of
+  the deciding broker's records by the time those take to commit.
 - No audit, no approvals: with the audit writer unhealthy every change is refused (503).
 - Waiting (`await_decision`) re-reads the store on every wakeup (wakeups.py); at the deadline
   it expires the request itself — unless another broker decided first, which the locked
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jitctl.approvals import filing, rules
@@ -93,9 +97,12 @@ class Approvals:
             )
             raise Problem(503, "unavailable", f"approvals are unavailable: {exc}") from None
 
+    @contextlib.asynccontextmanager
     async def _change(
         self, request_id: str, decide: Callable[[Request], tuple[dict[str, Any], Vote | None]]
-    ) -> tuple[Request, Request]:
+    ) -> AsyncIterator[tuple[Request, Request]]:
+        """`async with self._change(...) as (before, after):` record the change inside; the
+        request's waiters wake on leaving, so a resumed statement's records follow its grant."""
         self._need_audit()
         try:
             before, after = await self.store_call(self.store.change, request_id, decide)
@@ -103,8 +110,10 @@ class Approvals:
             raise Problem(404, "not_found", f"no request {request_id}") from None
         except Duplicate:
             raise Problem(409, "already_voted", f"you already voted on {request_id}") from None
-        self.wakeups.poke(request_id)
-        return before, after
+        try:
+            yield before, after
+        finally:
+            self.wakeups.poke(request_id)
 
     def _need_audit(self) -> None:
         if self.audit is None or not self.audit.healthy:
@@ -244,9 +253,9 @@ class Approvals:
                 return {}, None
             return {"status": Status.EXECUTED}, None
 
-        before, after = await self._change(request.id, decide)
-        if before.status is Status.APPROVED:
-            await self._record("approval.executed", after, None, session=session_id)
+        async with self._change(request.id, decide) as (before, after):
+            if before.status is Status.APPROVED:
+                await self._record("approval.executed", after, None, session=session_id)
 
     async def cancel(self, request_id: str, why: str) -> None:
         def decide(current: Request) -> tuple[dict[str, Any], Vote | None]:
@@ -255,10 +264,10 @@ class Approvals:
             return {"status": Status.CANCELLED, "decision_reason": why}, None
 
         with contextlib.suppress(Problem):
-            before, after = await self._change(request_id, decide)
-            if before.status is Status.PENDING:
-                await self._record("approval.cancelled", after, None, reason=why)
-                self._notify("cancelled", after, reason=why)
+            async with self._change(request_id, decide) as (before, after):
+                if before.status is Status.PENDING:
+                    await self._record("approval.cancelled", after, None, reason=why)
+                    self._notify("cancelled", after, reason=why)
 
     async def expire(self, request_id: str, why: str) -> Request | None:
         """PENDING past its deadline, or a grant past its end → EXPIRED (recorded once, by
@@ -278,21 +287,29 @@ class Approvals:
                 changes.update(decided_at=now, decision_reason=why)
             return changes, None
 
+        changed = False
         try:
-            before, after = await self._change(request_id, decide)
+            async with self._change(request_id, decide) as (before, after):
+                changed = True
+                if after.status is Status.EXPIRED and before.status is not Status.EXPIRED:
+                    grant = before.status is Status.APPROVED
+                    await self._record(
+                        "approval.expired",
+                        after,
+                        None,
+                        reason="the grant ran out" if grant else why,
+                        **(
+                            {"expires_at": after.expires_at}
+                            if grant
+                            else {"deadline": after.deadline}
+                        ),
+                    )
+                    self._notify("expired", after, reason="grant ended" if grant else why)
         except Problem:
+            if changed:
+                raise  # it expired, but could not be recorded
             current: Request | None = await self.store_call(self.store.get, request_id)
             return current
-        if after.status is Status.EXPIRED and before.status is not Status.EXPIRED:
-            grant = before.status is Status.APPROVED
-            await self._record(
-                "approval.expired",
-                after,
-                None,
-                reason="the grant ran out" if grant else why,
-                **({"expires_at": after.expires_at} if grant else {"deadline": after.deadline}),
-            )
-            self._notify("expired", after, reason="grant ended" if grant else why)
         return after
 
     # -- decisions ------------------------------------------------------------------------------
@@ -309,26 +326,25 @@ class Approvals:
             rules.check_review(current, who, now, vote)
             return rules.after_vote(current, cast, now), cast
 
-        _, after = await self._change(request_id, decide)
         actor = actor_of(identity)
-        if vote == "deny":
-            await self._record("approval.denied", after, actor, reason=cast.reason)
-            self._notify("denied", after, who.email or who.subject, cast.reason)
-            return after
-        await self._record(
-            "approval.approved",
-            after,
-            actor,
-            reason=cast.reason,
-            approvals=after.approvals,
-            needed=after.min_approvals,
-        )
-        if after.status is Status.APPROVED:
-            extra = {"expires_at": after.expires_at} if after.kind is Kind.ACCESS else {}
+        async with self._change(request_id, decide) as (_, after):
+            if vote == "deny":
+                await self._record("approval.denied", after, actor, reason=cast.reason)
+                self._notify("denied", after, who.email or who.subject, cast.reason)
+                return after
             await self._record(
-                "approval.granted", after, None, approvers=after.decided_by.split(", "), **extra
+                "approval.approved",
+                after,
+                actor,
+                reason=cast.reason,
+                approvals=after.approvals,
+                needed=after.min_approvals,
             )
-            self._notify("approved", after, after.decided_by, cast.reason)
+            if after.status is Status.APPROVED:
+                extra = {"expires_at": after.expires_at} if after.kind is Kind.ACCESS else {}
+                approvers = after.decided_by.split(", ")
+                await self._record("approval.granted", after, None, approvers=approvers, **extra)
+                self._notify("approved", after, after.decided_by, cast.reason)
         return after
 
     async def revoke(self, request_id: str, identity: Any, reason: str) -> Request:
@@ -347,15 +363,11 @@ class Approvals:
                 changes.update(decided_at=now, decided_by=who.subject)
             return changes, None
 
-        before, after = await self._change(request_id, decide)
-        await self._record(
-            "approval.revoked",
-            after,
-            actor_of(identity),
-            reason=why,
-            was=before.status.value,
-        )
-        self._notify("revoked", after, who.email or who.subject, why)
+        async with self._change(request_id, decide) as (before, after):
+            await self._record(
+                "approval.revoked", after, actor_of(identity), reason=why, was=before.status.value
+            )
+            self._notify("revoked", after, who.email or who.subject, why)
         return after
 
     async def get(self, request_id: str, identity: Any) -> Request:

@@ -255,6 +255,36 @@ def test_a_decision_made_by_another_broker_on_the_same_store_wakes_the_waiter(
     ]
 
 
+def test_a_waiter_woken_by_an_approval_records_its_execution_after_the_grant(
+    url: str, tmp_path: Path
+) -> None:
+    """The gateway resumes a held statement the moment its waiter wakes: the wakeup must come
+    after the approval's records, or approval.executed lands before approval.granted."""
+
+    async def scenario() -> None:
+        async with Broker(url, tmp_path / "a") as service:
+            target = service.config.target("pg")
+            request = await service.hold(ACTOR, target, "sess-1", _hold(), timeout=20)
+
+            async def gateway() -> None:
+                decided = await service.await_decision(request.id, asyncio.Event())
+                assert decided is not None
+                await service.executed(decided, "sess-1")
+
+            waiting = asyncio.ensure_future(gateway())
+            await asyncio.sleep(0.05)
+            await service.decide(request.id, BOB, "approve", "additive column")
+            await asyncio.wait_for(waiting, 2)
+
+    run(scenario)
+    assert [k for k, _ in trail(url)] == [
+        "approval.requested",
+        "approval.approved",
+        "approval.granted",
+        "approval.executed",
+    ]
+
+
 def test_a_hold_whose_session_ends_is_cancelled(url: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Broker(url, tmp_path / "a") as service:
