@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from jitctl.audit.chain import CHECKPOINT
 from jitctl.audit.errors import AuditUnavailable
-from jitctl.audit.store import COLUMNS, row_to_record
+from jitctl.audit.store import COLUMNS, MARKS, row_to_record
 from jitctl.audit.verify import Break, ChainVerifier, start_of
 
 if TYPE_CHECKING:
@@ -94,7 +94,8 @@ def _verify(
     between: Callable[[], None] | None,
 ) -> ChainState:
     rows = store._rows(
-        f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? AND seq < ? ORDER BY seq DESC LIMIT 1",
+        f"SELECT {COLUMNS} FROM audit_records WHERE {MARKS} AND kind = ? AND seq < ? "
+        "ORDER BY seq DESC LIMIT 1",  # {MARKS}: the store's partial index of checkpoints
         [CHECKPOINT, first_seq],
     )
     if rows:
