@@ -6,6 +6,10 @@ Rules (docs/audit-schema.md states them for third-party verifiers):
   with sorted keys, separators (",", ":"), no ASCII escaping and no NaN/Infinity.
   `actor` is `Actor.to_dict()` or null; `data_sha256` is the hex SHA-256 of the raw data bytes.
 - `hash` = lowercase hex SHA-256 of the canonical encoding; the first record links to GENESIS.
+- Text that is not Unicode (lone surrogates: a client's undecodable bytes kept with Python's
+  `surrogateescape`, as ssh commands and file names are) is recorded escaped, `\\xff` for the
+  byte 0xff (`\\ud800` for any other lone surrogate), so the trail holds valid UTF-8 and the
+  client's append never fails for its bytes (a literal backslash sequence reads the same).
 - A checkpoint is a record of kind `audit.checkpoint` sealed in the same transaction as the
   records it covers, so it always covers the record right before it (covers_seq = seq - 1).
   Its Ed25519 signature is over the canonical JSON of {covers_seq, head_hash, key_id, time_us}.
@@ -202,12 +206,51 @@ def _plain(value: Any) -> bool:
     return True
 
 
+def _escaped_text(text: str) -> str:
+    try:  # undecodable bytes kept by surrogateescape: back to the bytes, then \xNN
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # other lone surrogates: \uNNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escaped_text(value)
+    if isinstance(value, Mapping):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escaped(v) for v in value]
+    return value
+
+
+def _escaped_record(record: NewRecord) -> NewRecord:
+    actor = record.actor
+    if actor is not None:
+        actor = Actor.from_dict(_escaped(actor.to_dict()))
+    return NewRecord(
+        kind=_escaped_text(record.kind),
+        session_id=_escaped_text(record.session_id),
+        target=_escaped_text(record.target),
+        actor=actor,
+        payload=_escaped(dict(record.payload)),
+        data=record.data,
+        time_us=record.time_us,
+    )
+
+
 def prepare(record: NewRecord, at_us: int | None = None) -> Prepared:
     """Fix the time and normalise the payload to what a reader gets back from the store.
 
-    Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...),
-    and UnicodeEncodeError (a ValueError) for text that is not valid Unicode (lone surrogates).
+    Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...).
+    Text that is not valid Unicode is escaped (module rules); only then is the record copied.
     """
+    try:
+        return _prepare(record, at_us)
+    except UnicodeEncodeError:
+        return _prepare(_escaped_record(record), at_us)
+
+
+def _prepare(record: NewRecord, at_us: int | None) -> Prepared:
     payload: Any = record.payload
     if type(payload) is not dict:
         payload = dict(payload)

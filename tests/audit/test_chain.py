@@ -301,16 +301,37 @@ def test_subclasses_and_tuples_are_normalised_before_hashing() -> None:
 
 
 @pytest.mark.parametrize(
-    "record",
+    ("record", "expected"),
     [
-        NewRecord("x", payload={"text": "lone \ud800 surrogate"}),
-        NewRecord("x", payload={"\udfff": 1}),
-        NewRecord("x\ud800"),
-        NewRecord("x", session_id="\ud800"),
-        NewRecord("x", target="\udc80"),
+        (
+            NewRecord("x", payload={"text": "lone \ud800 surrogate"}),
+            {"text": "lone \\ud800 surrogate"},
+        ),
+        (NewRecord("x", payload={"\udfff": 1}), {"\\udfff": 1}),
+        (
+            NewRecord("x", payload={"cmd": b"ls \xff\xfe".decode("utf-8", "surrogateescape")}),
+            {"cmd": "ls \\xff\\xfe"},
+        ),
+        (
+            NewRecord("x", payload={"t": ("\udc80", {"k": ["\udc81"]})}),
+            {"t": ["\\x80", {"k": ["\\x81"]}]},
+        ),
+        (NewRecord("x\ud800"), {}),
+        (NewRecord("x", session_id="\ud800"), {}),
+        (NewRecord("x", target="\udc80"), {}),
+        (NewRecord("x", actor=Actor("s", command="cat \udcff")), {}),
     ],
 )
-def test_text_that_is_not_unicode_fails_its_own_append(record: NewRecord) -> None:
-    # Raised on the caller's side: it would otherwise fail the writer's whole batch.
-    with pytest.raises(ValueError):
-        prepare(record)
+def test_text_that_is_not_unicode_is_recorded_escaped(
+    record: NewRecord, expected: dict[str, object]
+) -> None:
+    """Escaped, never an error: an error would refuse the client's session for its bytes (or,
+    raised in the writer, fail its whole batch)."""
+    item = prepare(record)
+    assert item.payload == expected == json.loads(item.payload_json)
+    sealed = link(item, 1, GENESIS)
+    assert sealed.hash == hash_of(sealed)  # the documented recipe, from what a reader gets
+    assert "\\" in sealed.kind + sealed.session_id + sealed.target + json.dumps(
+        [sealed.payload, sealed.actor.to_dict() if sealed.actor else None]
+    )
+    assert item.head.decode("utf-8") and item.tail.decode("utf-8")  # valid UTF-8 throughout
