@@ -52,8 +52,7 @@ class Bridge:
     def record(self, record: Record) -> concurrent.futures.Future[Any] | None:
         """Append `record` (from any thread); for a durable one, a future done once it is on
         disk. Raises `RecordingFailed` once recording has failed or the session has ended."""
-        if self.failed is not None:
-            raise RecordingFailed(str(self.failed))
+        self.check()
         time_us = time.time_ns() // 1000
         done: concurrent.futures.Future[Any] | None = (
             concurrent.futures.Future() if record.durable else None
@@ -73,6 +72,11 @@ class Bridge:
             self._failed(exc, done)
             raise RecordingFailed(str(exc)) from None
         return done
+
+    def check(self) -> None:
+        """Raise `RecordingFailed` once recording has failed or the session has ended."""
+        if self.failed is not None:
+            raise RecordingFailed(str(self.failed))
 
     def _settled(
         self, future: asyncio.Future[Any], done: concurrent.futures.Future[Any] | None
@@ -167,13 +171,22 @@ class ChannelRelay:
 
     def execute(self, commands: Sequence[Any]) -> None:
         barrier: concurrent.futures.Future[Any] | None = None
+        # A non-durable record (host output) waits until the bytes after it have gone to the
+        # client: handing it to the loop wakes the loop, which then competes for the GIL with
+        # this thread's send. It is still handed over before any later durable record or
+        # upstream send, so the trail keeps call order.
+        later: list[Record] = []
         for command in commands:
             if isinstance(command, Record):
-                future = self.bridge.record(command)
-                if command.durable:
-                    barrier = future
+                if not command.durable:
+                    self.bridge.check()  # fail closed: nothing more reaches the client
+                    later.append(command)
+                    continue
+                self._record_later(later)
+                barrier = self.bridge.record(command)
             elif isinstance(command, Forward):
                 if command.direction is Direction.UP:
+                    self._record_later(later)
                     self.bridge.wait(barrier)  # write-ahead
                     barrier = None
                     with self.up_lock:
@@ -202,8 +215,15 @@ class ChannelRelay:
                     elif command.status is not None and command.status >= 0:
                         self.client.send_exit_status(command.status)
             elif isinstance(command, Close):
+                self._record_later(later)
                 self.abort()
+        self._record_later(later)
         self.bridge.wait(barrier)
+
+    def _record_later(self, records: list[Record]) -> None:
+        for record in records:
+            self.bridge.record(record)
+        records.clear()
 
     def _record_quietly(self, record: Record) -> None:
         with contextlib.suppress(RecordingFailed):
