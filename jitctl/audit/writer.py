@@ -38,8 +38,8 @@ from jitctl.audit.errors import AuditUnavailable
 from jitctl.audit.records import NewRecord, Record
 from jitctl.audit.store import AuditStore
 
-# (item, future, urgent); item None: a checkpoint request
-_Entry = tuple[Prepared | None, "asyncio.Future[Record]", bool]
+# (item, future, urgent, on_durable); item None: a checkpoint request
+_Entry = tuple[Prepared | None, "asyncio.Future[Record]", bool, Callable[[], object] | None]
 
 
 class AuditWriter:
@@ -116,12 +116,23 @@ class AuditWriter:
 
     # -- the loop's side ------------------------------------------------------------------------
 
-    def append_nowait(self, record: NewRecord, *, lazy: bool = False) -> asyncio.Future[Record]:
+    def append_nowait(
+        self,
+        record: NewRecord,
+        *,
+        lazy: bool = False,
+        on_durable: Callable[[], object] | None = None,
+    ) -> asyncio.Future[Record]:
         """Queue `record`; the future resolves once it is durable. Raises AuditUnavailable at
-        once when the writer has failed or is closed, ValueError/TypeError for a bad payload."""
+        once when the writer has failed or is closed, ValueError/TypeError for a bad payload.
+
+        `on_durable`, if given, is called in the writer thread right after the commit, before
+        the future resolves on the loop: a caller waiting in another thread (the ssh relay's
+        write-ahead) is woken without a hop through the loop. It must be quick and must not
+        raise; on failure it is not called (the future carries the error)."""
         self._refuse_if_unhealthy()
         item = prepare(record)
-        return self._enqueue(item, urgent=not lazy)
+        return self._enqueue(item, urgent=not lazy, on_durable=on_durable)
 
     async def append(self, record: NewRecord) -> Record:
         return await self.append_nowait(record)
@@ -145,14 +156,19 @@ class AuditWriter:
         if self._closing or self._thread is None:
             raise AuditUnavailable("the audit writer is not running")
 
-    def _enqueue(self, item: Prepared | None, urgent: bool = True) -> asyncio.Future[Record]:
+    def _enqueue(
+        self,
+        item: Prepared | None,
+        urgent: bool = True,
+        on_durable: Callable[[], object] | None = None,
+    ) -> asyncio.Future[Record]:
         assert self._loop is not None
         future: asyncio.Future[Record] = self._loop.create_future()
         with self._cond:
             # Checked again under the lock: the writer may have failed or closed since the
             # caller's first check, and then nobody would ever resolve this future.
             self._refuse_if_unhealthy()
-            self._queue.append((item, future, urgent))
+            self._queue.append((item, future, urgent, on_durable))
             if not urgent and self._lazy_since is None:
                 self._lazy_since = time.monotonic()
             if urgent:
@@ -184,7 +200,7 @@ class AuditWriter:
         """On the loop: resolve futures with their records, or fail them all."""
         checkpoint = records[-1] if records and records[-1].kind == CHECKPOINT else None
         it = iter(records or ())
-        for item, future, _ in entries:
+        for item, future, _, _ in entries:
             if future.done():
                 continue  # the caller gave up waiting; the record was still written
             if records is None:
@@ -232,9 +248,9 @@ class AuditWriter:
         return max(0.0, self._checkpoint_at + self.checkpoint_interval - time.monotonic())
 
     def _write(self, batch: list[_Entry], *, final: bool) -> bool:
-        items = [item for item, _, _ in batch if item is not None]
+        items = [item for item, _, _, _ in batch if item is not None]
         pending = self._since_checkpoint + len(items)
-        asked = any(item is None for item, _, _ in batch)
+        asked = any(item is None for item, _, _, _ in batch)
         due = pending >= self.checkpoint_every or self._interval_due() or final or asked
         # Nothing new since the last checkpoint: a requested one is that one (if there is one).
         sign = (pending > 0 and due) or (asked and self.last_checkpoint is None)
@@ -253,6 +269,10 @@ class AuditWriter:
             self._checkpoint_at = time.monotonic()
         else:
             self._since_checkpoint = pending
+        for entry in batch:
+            if entry[3] is not None:
+                with contextlib.suppress(Exception):  # a hook never stops the writer
+                    entry[3]()
         if batch:
             self._call(self._settle, batch, records)
         return True

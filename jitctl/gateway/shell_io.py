@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class GatewayShellIO:
         self._decoder = frames.FrameDecoder()
         self._ready: list[bytes] = []
         self._client_gone = False
+        self._loop = asyncio.get_running_loop()
 
     async def start(self) -> None:
         from jitctl.audit import AuditUnavailable
@@ -133,14 +135,22 @@ class GatewayShellIO:
         self.session.client_writer.write(frames.data_frame(data))
         await self.session.client_writer.drain()
 
-    def record(self, record: Record, time_us: int = 0) -> asyncio.Future[Any]:
+    def record(
+        self, record: Record, time_us: int = 0, on_durable: Callable[[], object] | None = None
+    ) -> asyncio.Future[Any]:
+        """`ShellIO.record`; `on_durable` (an extension for shells that wait in threads) is
+        called from the audit writer's thread once the record is on disk (AuditWriter)."""
         s = self.session
         new = s._new(record.kind, dict(record.payload), record.data)
         if time_us:
             new = dataclasses.replace(new, time_us=time_us)
         try:
             # A non-durable record rides the next commit (AuditWriter: lazy), as for cores.
-            future: asyncio.Future[Any] = s.audit.append_nowait(new, lazy=not record.durable)
+            future: asyncio.Future[Any] = (
+                s.audit.append_nowait(new, lazy=not record.durable, on_durable=on_durable)
+                if on_durable is not None
+                else s.audit.append_nowait(new, lazy=not record.durable)
+            )
         except Exception as exc:
             s._end(f"audit store unavailable, forwarding stopped: {exc}", True)
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -149,6 +159,41 @@ class GatewayShellIO:
             return failed
         future.add_done_callback(s._watch)
         return future
+
+    def record_threadsafe(
+        self,
+        record: Record,
+        time_us: int,
+        on_durable: Callable[[], object],
+        on_settled: Callable[[asyncio.Future[Any]], object],
+    ) -> None:
+        """Append a durable `record` from a thread other than the loop's, straight into the
+        audit writer's queue (its urgent appends may come from any thread): a shell thread
+        that waits for write-ahead is spared two hops through the loop. `on_durable` runs in
+        the writer's thread once the record is on disk; `on_settled` (and the session's own
+        watch, which ends the session on a failure) run on the loop once its future is done.
+
+        The caller keeps call order: nothing it appended before may still be on its way
+        through the loop. Raises what the writer raises (and ends the session)."""
+        assert record.durable
+        s = self.session
+        new = dataclasses.replace(
+            s._new(record.kind, dict(record.payload), record.data), time_us=time_us
+        )
+        try:
+            future: asyncio.Future[Any] = s.audit.append_nowait(new, on_durable=on_durable)
+        except Exception as exc:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the session is over
+                self._loop.call_soon_threadsafe(
+                    s._end, f"audit store unavailable, forwarding stopped: {exc}", True
+                )
+            raise
+
+        def watch() -> None:  # on the loop: callbacks may not be added from another thread
+            future.add_done_callback(s._watch)
+            future.add_done_callback(on_settled)
+
+        self._loop.call_soon_threadsafe(watch)
 
     def end(self, reason: str, error: bool = False) -> None:
         self.session._end(reason, error)

@@ -48,6 +48,11 @@ class Bridge:
         self.io = io
         self.loop = loop
         self.failed: BaseException | None = None
+        # Durable records go straight to the audit writer when nothing appended before them
+        # is still on its way through the loop (`_via_loop` counts those): call order holds.
+        self._direct = getattr(io, "record_threadsafe", None)
+        self._lock = threading.Lock()
+        self._via_loop = 0
 
     def record(self, record: Record) -> concurrent.futures.Future[Any] | None:
         """Append `record` (from any thread); for a durable one, a future done once it is on
@@ -60,17 +65,38 @@ class Bridge:
 
         def on_loop() -> None:
             try:
-                future = self.io.record(record, time_us)
+                if done is None:
+                    future = self.io.record(record, time_us)
+                else:  # the writer wakes the waiting thread itself, not through the loop
+                    future = self.io.record(record, time_us, on_durable=lambda: _resolve(done))
             except BaseException as exc:
                 self._failed(exc, done)
                 return
+            finally:
+                with self._lock:
+                    self._via_loop -= 1
             future.add_done_callback(lambda f: self._settled(f, done))
 
-        try:
-            self.loop.call_soon_threadsafe(on_loop)
-        except RuntimeError as exc:  # the loop is closed: the session is over
-            self._failed(exc, done)
-            raise RecordingFailed(str(exc)) from None
+        with self._lock:
+            if done is not None and self._direct is not None and self._via_loop == 0:
+                try:
+                    self._direct(
+                        record,
+                        time_us,
+                        lambda: _resolve(done),
+                        lambda f: self._settled(f, done),
+                    )
+                except BaseException as exc:
+                    self._failed(exc, done)
+                    raise RecordingFailed(str(exc)) from None
+                return done
+            self._via_loop += 1
+            try:
+                self.loop.call_soon_threadsafe(on_loop)
+            except RuntimeError as exc:  # the loop is closed: the session is over
+                self._via_loop -= 1
+                self._failed(exc, done)
+                raise RecordingFailed(str(exc)) from None
         return done
 
     def check(self) -> None:
@@ -86,13 +112,14 @@ class Bridge:
         elif future.exception() is not None:
             self._failed(future.exception() or RecordingFailed("?"), done)
         elif done is not None:
-            done.set_result(None)
+            _resolve(done)
 
     def _failed(self, exc: BaseException, done: concurrent.futures.Future[Any] | None) -> None:
         if self.failed is None:
             self.failed = exc
         if done is not None and not done.done():
-            done.set_exception(RecordingFailed(str(exc)))
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # on disk already
+                done.set_exception(RecordingFailed(str(exc)))
 
     def run(self, coroutine: Any, timeout: float | None = None) -> Any:
         """Run a coroutine on the event loop from a paramiko thread and wait for its result."""
@@ -105,6 +132,12 @@ class Bridge:
             future.result(DURABLE_TIMEOUT)
         except Exception as exc:
             raise RecordingFailed(str(exc)) from None
+
+
+def _resolve(done: concurrent.futures.Future[Any]) -> None:
+    """Mark `done` as on disk, from the writer thread or the loop, whichever comes first."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        done.set_result(None)
 
 
 class ChannelRelay:
