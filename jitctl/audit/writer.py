@@ -17,6 +17,9 @@ Rules:
   fsync instead of two. They do not even wake the writer thread: a timer on the loop does,
   if no urgent record came first (a thread wake-up and the GIL hand-off it brings cost more
   than the loop's timer, and a ping-pong would pay them on every reply).
+- Urgent appends (`lazy=False`) may come from any thread (the queue is the condition's; only
+  lazy ones touch the loop's timer). `on_durable` runs in the writer thread right after the
+  commit, so a thread waiting for write-ahead is not woken through the loop.
 - Fail closed: the first store (or checkpoint file) failure is kept in `failed`; every pending
   and later append raises `AuditUnavailable`, `healthy` turns False and `on_failure` is called.
   The writer never retries behind the operator's back: a restart re-checks the store.
