@@ -20,6 +20,7 @@ Rules (docs/audit-schema.md states them for third-party verifiers):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import json
@@ -225,16 +226,13 @@ def _escaped(value: Any) -> Any:
 
 def _escaped_record(record: NewRecord) -> NewRecord:
     actor = record.actor
-    if actor is not None:
-        actor = Actor.from_dict(_escaped(actor.to_dict()))
-    return NewRecord(
+    return dataclasses.replace(
+        record,
         kind=_escaped_text(record.kind),
         session_id=_escaped_text(record.session_id),
         target=_escaped_text(record.target),
-        actor=actor,
+        actor=None if actor is None else Actor.from_dict(_escaped(actor.to_dict())),
         payload=_escaped(dict(record.payload)),
-        data=record.data,
-        time_us=record.time_us,
     )
 
 
