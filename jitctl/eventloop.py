@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import threading
-import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -33,15 +33,17 @@ CHOICES: tuple[str, ...] = ("auto", "uvloop", "asyncio")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
+def _warn(message: str) -> None:
+    """One plain line on stderr, as the CLI words its warnings (not Python's warning format,
+    which names this file and line)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def choice(configured: str | None = None) -> str:
     """The environment variable wins over a configured value, so one run can be switched."""
     value = (os.environ.get(ENV) or configured or "auto").strip().lower()
     if value not in CHOICES:
-        warnings.warn(
-            f"{ENV}={value!r} is not one of {', '.join(CHOICES)}; using auto",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        _warn(f"{ENV}={value!r} is not one of {', '.join(CHOICES)}; using auto")
         return "auto"
     return value
 
@@ -55,11 +57,7 @@ def loop_factory(configured: str | None = None) -> LoopFactory | None:
         import uvloop
     except ImportError:
         if wanted == "uvloop":
-            warnings.warn(
-                "uvloop was asked for but is not installed; using asyncio's event loop",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            _warn("uvloop was asked for but is not installed; using asyncio's event loop")
         return None
     factory: LoopFactory = uvloop.new_event_loop
     return factory
