@@ -146,10 +146,8 @@ class GatewayShellIO:
             new = dataclasses.replace(new, time_us=time_us)
         try:
             # A non-durable record rides the next commit (AuditWriter: lazy), as for cores.
-            future: asyncio.Future[Any] = (
-                s.audit.append_nowait(new, lazy=not record.durable, on_durable=on_durable)
-                if on_durable is not None
-                else s.audit.append_nowait(new, lazy=not record.durable)
+            future: asyncio.Future[Any] = s.audit.append_nowait(
+                new, lazy=not record.durable, on_durable=on_durable
             )
         except Exception as exc:
             s._end(f"audit store unavailable, forwarding stopped: {exc}", True)
