@@ -19,8 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import threading
@@ -33,6 +31,7 @@ from urllib.parse import urlencode, urlsplit
 
 from jitctl.broker.devkey import DevKey
 from jitctl.config import DevClient, DevSection, DevUser
+from jitctl.jose import s256
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -88,12 +87,6 @@ class _Device:
     last_poll: float = 0.0
     status: str = "pending"  # pending | approved | denied | done
     user: DevUser | None = None
-
-
-def s256(verifier: str) -> str:
-    """The PKCE S256 code challenge of `verifier` (RFC 7636 §4.2)."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class DevIssuer:

@@ -15,9 +15,6 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 import time
 import uuid
@@ -28,6 +25,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from jitctl.jose import jwk_thumbprint
+
 
 class DevKey:
     """The issuer's RSA key: JWKS, signing, verification."""
@@ -36,11 +35,7 @@ class DevKey:
         self.issuer_url, self.audience = issuer_url, audience
         self._key = _load_or_create_key(path)
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        # RFC 7638 §3: the thumbprint hashes the required members in lexicographic order.
-        canonical = json.dumps(
-            {k: public[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
-        )
-        self.kid = _b64(hashlib.sha256(canonical.encode()).digest())
+        self.kid = jwk_thumbprint(public)
         self._public_jwk = {
             "kty": "RSA",
             "n": public["n"],
@@ -93,10 +88,6 @@ class DevKey:
             issuer=self.issuer_url,
             options={"require": ["exp", "iat", "iss", "aud", "sub"]},
         )
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:

@@ -21,15 +21,14 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jitctl.jose import b64url, jwk_thumbprint
 
 KEY_FILE = "gcp-subject-key.pem"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -42,10 +41,6 @@ class SubjectToken:
     jti: str
     expires_at: int
     claims: dict[str, Any]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class SubjectTokenSigner:
@@ -79,13 +74,10 @@ class SubjectTokenSigner:
         numbers = key.public_key().public_numbers()
 
         def _int(value: int) -> str:
-            return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+            return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
         public = {"e": _int(numbers.e), "kty": "RSA", "n": _int(numbers.n)}
-        thumbprint = hashlib.sha256(
-            json.dumps(public, separators=(",", ":"), sort_keys=True).encode()
-        ).digest()
-        self._jwk = {**public, "kid": _b64(thumbprint), "alg": "RS256", "use": "sig"}
+        self._jwk = {**public, "kid": jwk_thumbprint(public), "alg": "RS256", "use": "sig"}
         self._key = key
         return key
 

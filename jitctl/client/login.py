@@ -16,8 +16,6 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
 import os
 import secrets
@@ -34,6 +32,7 @@ import httpx
 
 from jitctl.client.api import http_client, reason_of, transport_errors
 from jitctl.errors import AuthError, JitctlError
+from jitctl.jose import s256
 
 Say = Callable[[str], None]
 
@@ -159,8 +158,7 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 def pkce_pair() -> tuple[str, str]:
     """A (verifier, S256 challenge) pair (RFC 7636 §4.1-4.2)."""
     verifier = secrets.token_urlsafe(48)  # 64 chars of [A-Za-z0-9_-]
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return verifier, s256(verifier)
 
 
 def login_pkce(

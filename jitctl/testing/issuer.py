@@ -7,7 +7,6 @@ refuses them.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -19,9 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+from jitctl.jose import b64url
 
 
 class TokenIssuer:
@@ -142,19 +139,21 @@ class TokenIssuer:
 
     def mint_unsigned(self, **kw: Any) -> str:
         """`alg: none` — must always be refused."""
-        header = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": self.current_kid}).encode())
-        return f"{header}.{_b64(json.dumps(self.claims(**kw)).encode())}."
+        header = b64url(json.dumps({"alg": "none", "typ": "JWT", "kid": self.current_kid}).encode())
+        return f"{header}.{b64url(json.dumps(self.claims(**kw)).encode())}."
 
     def mint_hs256_with_public_key(self, **kw: Any) -> str:
         """The RS→HS confusion attack: HMAC keyed with the issuer's public key PEM."""
         import hashlib
         import hmac
 
-        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": self.current_kid}).encode())
-        payload = _b64(json.dumps(self.claims(**kw)).encode())
+        header = b64url(
+            json.dumps({"alg": "HS256", "typ": "JWT", "kid": self.current_kid}).encode()
+        )
+        payload = b64url(json.dumps(self.claims(**kw)).encode())
         signing_input = f"{header}.{payload}".encode()
         signature = hmac.new(self.public_pem(), signing_input, hashlib.sha256).digest()
-        return f"{header}.{payload}.{_b64(signature)}"
+        return f"{header}.{payload}.{b64url(signature)}"
 
     def close(self) -> None:
         self._server.shutdown()
