@@ -14,7 +14,8 @@ Rules:
 - Codes are single use and short-lived; a code or refresh token presented twice revokes
   everything issued from it (RFC 6749 §4.1.2, RFC 9700 §4.14.2).
 - Errors are RFC 6749 §5.2 JSON: `{"error": ..., "error_description": ...}`.
-- Form bodies are parsed here (urlencoded only), so FastAPI needs no python-multipart.
+- Form bodies are parsed by the HTTP face (devissuer_http.py, urlencoded only), so FastAPI needs
+  no python-multipart. The device grant's own rules are in devissuer_device.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from jitctl.broker.devissuer_device import DeviceGrants
+from jitctl.broker.devissuer_errors import OAuthError
 from jitctl.broker.devkey import DevKey
 from jitctl.config import DevClient, DevSection, DevUser
 from jitctl.jose import s256
@@ -45,16 +48,16 @@ DEFAULT_USERS = [
     DevUser(name="bob", email="bob@example.com", groups=["dba", "approvers"]),
     DevUser(name="carol", email="carol@example.com", groups=["eng", "agents"]),
 ]
-# RFC 8628 §6.1: a user code from 20 consonants is easy to type and spells no words.
-_USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
-
-
-class OAuthError(Exception):
-    """An RFC 6749 §5.2 error response."""
-
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error, self.description, self.status = error, description, status
+__all__ = [  # OAuthError and s256 live elsewhere; importing them from here still works
+    "CLIENT_ID",
+    "DEFAULT_USERS",
+    "DEVICE_GRANT",
+    "SCOPES",
+    "WARNING",
+    "DevIssuer",
+    "OAuthError",
+    "s256",
+]
 
 
 @dataclass
@@ -76,17 +79,6 @@ class _Refresh:
     family: str
     expires_at: float
     used: bool = False
-
-
-@dataclass
-class _Device:
-    user_code: str
-    scope: str
-    expires_at: float
-    interval: int
-    last_poll: float = 0.0
-    status: str = "pending"  # pending | approved | denied | done
-    user: DevUser | None = None
 
 
 class DevIssuer:
@@ -117,7 +109,9 @@ class DevIssuer:
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _Refresh] = {}
         self._revoked_families: set[str] = set()
-        self._devices: dict[str, _Device] = {}
+        self.devices = DeviceGrants(
+            f"{self.issuer_url}/device", interval=device_interval, lifetime=device_lifetime
+        )
 
     # -- keys and tokens ---------------------------------------------------------------------
 
@@ -345,68 +339,15 @@ class DevIssuer:
     def device_authorization(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("client_id") != CLIENT_ID:
             raise OAuthError("invalid_client", f"unknown client; use client_id={CLIENT_ID!r}", 401)
-        device_code = secrets.token_urlsafe(32)
-        letters = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
-        user_code = f"{letters[:4]}-{letters[4:]}"
-        with self._lock:
-            self._devices[device_code] = _Device(
-                user_code=user_code,
-                scope=form.get("scope") or "openid",
-                expires_at=time.time() + self.device_lifetime,
-                interval=self.device_interval,
-            )
-        verification_uri = f"{self.issuer_url}/device"
-        return {
-            "device_code": device_code,
-            "user_code": user_code,
-            "verification_uri": verification_uri,
-            "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
-            "expires_in": int(self.device_lifetime),
-            "interval": self.device_interval,
-        }
+        return self.devices.start(form.get("scope") or "openid")
 
     def _device_code(self, form: dict[str, str]) -> dict[str, Any]:
-        device = self._devices.get(form.get("device_code", ""))
-        now = time.time()
-        if device is None or device.status == "done":
-            raise OAuthError("invalid_grant", "unknown or already used device code")
-        if now > device.expires_at:
-            raise OAuthError("expired_token", "the device code expired; start again")
-        if device.status == "denied":
-            raise OAuthError("access_denied", "the user denied the request")
-        if device.status == "approved" and device.user is not None:
-            device.status = "done"
-            return self._user_tokens(device.user, device.scope)
-        # RFC 8628 §3.5: polling faster than the interval earns slow_down, and +5 s for good.
-        too_fast = now - device.last_poll < device.interval
-        device.last_poll = now
-        if too_fast:
-            device.interval += 5
-            raise OAuthError("slow_down", f"poll at most every {device.interval} s")
-        raise OAuthError("authorization_pending", "waiting for the user to approve")
+        user, scope = self.devices.redeem(form.get("device_code", ""))
+        return self._user_tokens(user, scope)
 
     def decide_device(self, user_code: str, user_name: str, approve: bool) -> str:
         """Approve or deny a pending device request; returns a sentence for the page."""
-        wanted = user_code.upper().replace("-", "").replace(" ", "")
-        with self._lock:
-            device = next(
-                (
-                    d
-                    for d in self._devices.values()
-                    if d.user_code.replace("-", "") == wanted and d.status == "pending"
-                ),
-                None,
-            )
-            if device is None or time.time() > device.expires_at:
-                raise OAuthError("invalid_request", "unknown or expired user code")
-            if not approve:
-                device.status = "denied"
-                return "Request denied. The device will be told."
-            user = self.user(user_name)
-            if user is None:
-                raise OAuthError("access_denied", f"no development user {user_name!r}")
-            device.user, device.status = user, "approved"
-        return f"Approved as {user.name}. You may return to your terminal."
+        return self.devices.decide(user_code, user_name, self.user(user_name), approve)
 
     def discovery(self) -> dict[str, Any]:
         base = self.issuer_url

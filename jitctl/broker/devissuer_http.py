@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, unquote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from jitctl.broker.devissuer import WARNING, DevIssuer, OAuthError
+from jitctl.broker.devissuer import WARNING, DevIssuer
+from jitctl.broker.devissuer_errors import OAuthError
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
