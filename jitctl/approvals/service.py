@@ -8,10 +8,11 @@ Rules:
   approvals, or automatic), `approval.denied`, `approval.expired` (nobody decided in time, or
   a grant ran out), `approval.revoked`, `approval.cancelled` (a held statement's session ended
   first), `approval.executed` (the approved statement went upstream).
-- A change's waiters wake only after its records are written (`_change` is a context), so a
-  held statement resumed at once records `approval.executed` after `approval.granted`. A waiter
-  on another broker sharing the store learns of the change by polling, and may run ahead of
-  the deciding broker's records by the time those take to commit.
+- A change's waiters wake only after its records are written (`_change` is a context; a waiter
+  whose poll reads the new state sooner waits for them too), so a held statement resumed at
+  once records `approval.executed` after `approval.granted`. A waiter on another broker
+  sharing the store learns of the change by polling, and may run ahead of the deciding
+  broker's records by the time those take to commit.
 - No audit, no approvals: with the audit writer unhealthy every change is refused (503).
 - Waiting (`await_decision`) re-reads the store on every wakeup (wakeups.py); at the deadline
   it expires the request itself — unless another broker decided first, which the locked
@@ -65,6 +66,7 @@ class Approvals:
         self.clock = clock
         self.wakeups = Wakeups(store, settings.poll_interval)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._changing: dict[str, int] = {}  # request id -> this broker's changes in flight
         self.grants = GrantWatch(self)
 
     async def start(self) -> None:
@@ -104,15 +106,21 @@ class Approvals:
         """`async with self._change(...) as (before, after):` record the change inside; the
         request's waiters wake on leaving, so a resumed statement's records follow its grant."""
         self._need_audit()
+        # A waiter that re-reads the store meanwhile (a poll) must not act on what it finds
+        # before this change's records are written (await_decision checks `_changing`).
+        self._changing[request_id] = self._changing.get(request_id, 0) + 1
         try:
-            before, after = await self.store_call(self.store.change, request_id, decide)
-        except LookupError:
-            raise Problem(404, "not_found", f"no request {request_id}") from None
-        except Duplicate:
-            raise Problem(409, "already_voted", f"you already voted on {request_id}") from None
-        try:
+            try:
+                before, after = await self.store_call(self.store.change, request_id, decide)
+            except LookupError:
+                raise Problem(404, "not_found", f"no request {request_id}") from None
+            except Duplicate:
+                raise Problem(409, "already_voted", f"you already voted on {request_id}") from None
             yield before, after
         finally:
+            left = self._changing.pop(request_id) - 1
+            if left:
+                self._changing[request_id] = left
             self.wakeups.poke(request_id)
 
     def _need_audit(self) -> None:
@@ -232,7 +240,11 @@ class Approvals:
             if request is None:
                 return None
             if request.status is not Status.PENDING:
-                return request
+                if request_id not in self._changing:
+                    return request
+                # This broker's change is still being recorded: its poke comes once it is.
+                await self.wakeups.wait(request_id, self.wakeups.interval)
+                continue
             remaining = request.deadline - self.clock()
             if remaining <= 0:
                 return await self.expire(request_id, "nobody decided before the deadline")

@@ -285,6 +285,52 @@ def test_a_waiter_woken_by_an_approval_records_its_execution_after_the_grant(
     ]
 
 
+class SlowGrants:
+    """The audit writer, taking its time over `approval.granted`."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
+
+    async def append(self, record: Any) -> Any:
+        if record.kind == "approval.granted":
+            await asyncio.sleep(0.5)  # several poll intervals
+        return await self.writer.append(record)
+
+
+def test_a_waiter_whose_poll_sees_the_approval_early_still_acts_after_its_records(
+    url: str, tmp_path: Path
+) -> None:
+    """On one broker the trail reads approval.granted, then the execution, even when the
+    waiter's poll reads the approved row while the grant is still being recorded."""
+
+    async def scenario() -> None:
+        async with Broker(url, tmp_path / "a") as service:
+            service.audit = SlowGrants(service.audit)
+            target = service.config.target("pg")
+            request = await service.hold(ACTOR, target, "sess-1", _hold(), timeout=20)
+
+            async def gateway() -> None:
+                decided = await service.await_decision(request.id, asyncio.Event())
+                assert decided is not None and decided.status is Status.APPROVED
+                await service.executed(decided, "sess-1")
+
+            waiting = asyncio.ensure_future(gateway())
+            await asyncio.sleep(0.05)
+            await service.decide(request.id, BOB, "approve", "additive column")
+            await asyncio.wait_for(waiting, 2)
+
+    run(scenario)
+    assert [k for k, _ in trail(url)] == [
+        "approval.requested",
+        "approval.approved",
+        "approval.granted",
+        "approval.executed",
+    ]
+
+
 def test_a_hold_whose_session_ends_is_cancelled(url: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Broker(url, tmp_path / "a") as service:
