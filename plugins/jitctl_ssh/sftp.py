@@ -12,6 +12,7 @@ the gateway sees every operation:
 - file contents are not recorded; they are hashed (SHA-256) as they pass, in offset order, and
   the transfer is summarised when the handle is closed: operation (`upload` / `download`),
   path, bytes and hash. An upload's summary is durable before the close reaches the host.
+  (sftp_transfers.py states when each summary is written.)
 - extensions are relayed only from an allow-list (below), and the server's `version` reply is
   filtered to that list so clients do not try others; `copy-data` (a server-side copy the
   gateway could not hash) is never relayed;
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jitctl.plugin import Direction, Forward, Record, Shutdown
 from jitctl_ssh.channel import ExitStatus, SendStderr, exit_commands
-from jitctl_ssh.hashing import Hasher
 from jitctl_ssh.policy import Decision, SshPolicy, normalise_path
 from jitctl_ssh.sftp_framing import relay
+from jitctl_ssh.sftp_transfers import Handle
 from jitctl_ssh.sftp_wire import (
     CLOSE,
     DATA,
@@ -102,24 +103,12 @@ _QUIET = {"list"}  # recorded when the handle closes, with the number of entries
 
 
 @dataclass
-class _Handle:
-    path: str
-    kind: str  # "file" or "dir"
-    read: bool = False
-    write: bool = False
-    reads: Hasher = field(default_factory=Hasher)
-    writes: Hasher = field(default_factory=Hasher)
-    entries: int = 0
-    errors: int = 0
-
-
-@dataclass
 class _Pending:
     op: str
     path: str = ""
     handle: bytes = b""
     offset: int = 0
-    opening: _Handle | None = None
+    opening: Handle | None = None
     recorded: bool = False
 
 
@@ -141,7 +130,7 @@ class SftpRelay:
         self.on_denied = on_denied
         self._up = bytearray()
         self._down = bytearray()
-        self.handles: dict[bytes, _Handle] = {}
+        self.handles: dict[bytes, Handle] = {}
         self.pending: dict[int, _Pending] = {}
         self.version: int | None = None
 
@@ -246,7 +235,7 @@ class SftpRelay:
                     if not decision.allowed:
                         return self._deny(request_id, "open", [path], decision, out)
             self._record("open", [path], out, writing, mode=mode, flags=_flag_names(flags))
-            handle = _Handle(path, "file", read=reading, write=writing)
+            handle = Handle(path, "file", read=reading, write=writing)
             self.pending[request_id] = _Pending("open", path, opening=handle, recorded=True)
             return True
         if ptype in _PATH_OPS:
@@ -255,7 +244,7 @@ class SftpRelay:
             decision = self._check(kind, [path])
             if not decision.allowed:
                 return self._deny(request_id, op, [path], decision, out)
-            opening = _Handle(path, "dir") if ptype == OPENDIR else None
+            opening = Handle(path, "dir") if ptype == OPENDIR else None
             recorded = op not in _QUIET
             if recorded:
                 self._record(op, [path], out, kind == "write")
@@ -307,18 +296,10 @@ class SftpRelay:
         self._record("unsupported", [], out, False, type=ptype)
         return False
 
-    def _closing(self, handle_id: bytes, handle: _Handle, out: list[Command]) -> None:
+    def _closing(self, handle_id: bytes, handle: Handle, out: list[Command]) -> None:
         del self.handles[handle_id]
-        if handle.kind == "dir":
-            self._record("list", [handle.path], out, False, entries=handle.entries)
-            return
-        if handle.write and (handle.writes.bytes or not handle.read):
-            extra = handle.writes.summary()
-            if handle.errors:
-                extra["write_errors"] = handle.errors
-            self._record("upload", [handle.path], out, True, **extra)
-        if handle.read and handle.reads.bytes:
-            self._record("download", [handle.path], out, False, **handle.reads.summary())
+        for op, durable, extra in handle.summaries():
+            self._record(op, [handle.path], out, durable, **extra)
 
     def client_eof(self) -> list[Command]:
         return [Shutdown(Direction.UP)]
