@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from jitctl.replay.chain import PENDING, ChainState, verify_session
@@ -31,8 +31,10 @@ from jitctl.replay.reader import SessionReader
 from jitctl.replay.screens.prompt import PromptScreen
 from jitctl.replay.search import Match, search
 from jitctl.replay.terminal import Keyframes, TerminalModel, build_keyframes
-from jitctl.replay.timefmt import offset, parse_seek
+from jitctl.replay.timefmt import parse_seek
 from jitctl.replay.widgets.detail import DetailView
+from jitctl.replay.widgets.player_bar import PlayerBar
+from jitctl.replay.widgets.session_header import SessionHeader, header_text
 from jitctl.replay.widgets.stream_view import StreamView
 from jitctl.replay.widgets.terminal_view import TerminalView
 from jitctl.replay.widgets.timeline import Timeline
@@ -95,7 +97,10 @@ class SessionScreen(Screen[None]):
     # -- layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(self._header_text(), id="session-header")
+        yield SessionHeader(
+            header_text(self.reader.session_id, self.reader.summary, self.chain),
+            id="session-header",
+        )
         with Vertical(id="panes"):
             yield Timeline(self.reader, self.tz, id="timeline")
             with Horizontal(id="side"):
@@ -104,7 +109,7 @@ class SessionScreen(Screen[None]):
                     yield TerminalView(id="terminal")
                 elif self.pane == "stream":
                     yield StreamView(id="stream")
-        yield Static("", id="player-bar")
+        yield PlayerBar("", id="player-bar")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -149,29 +154,10 @@ class SessionScreen(Screen[None]):
         self.painted_at = time.perf_counter()
         self.first_paint.set()
 
-    def _header_text(self) -> str:
-        s = self.reader.summary
-        chain = f"{self.chain.badge} · "
-        if s is None:
-            return f"{chain}{self.reader.session_id} · {self.chain.text}"
-        who = (s.actor.email or s.actor.subject) if s.actor else "?"
-        agent = f" ({s.actor.agent})" if s.actor and s.actor.agent else ""
-        detail = self.chain.text.removeprefix("chain ✓ ").removeprefix("chain: ")
-        return f"{chain}{s.id} · {s.target} · {who}{agent} · {s.protocol} · {s.status} · {detail}"
-
     def _update_bar(self) -> None:
-        reader = self.reader
-        state = f"▶ {self.player.speed:g}x" if self.player.playing else f"⏸ {self.player.speed:g}x"
-        total = f"{reader.count:,}" + ("" if reader.index.complete else "+")
-        end = reader.index.times[reader.count - 1] - reader.start_us
-        parts = [
-            state,
-            f"{offset(reader.offset_us(self.position))} / {offset(end)}",
-            f"#{self.position + 1:,}/{total}",
-        ]
-        if self.hits.text:
-            parts.append(self.hits.counter(self.position))
-        self.query_one("#player-bar", Static).update(" · ".join(parts))
+        self.query_one("#player-bar", PlayerBar).show(
+            self.player, self.reader, self.position, self.hits
+        )
 
     # -- messages up ------------------------------------------------------------------------------
 
@@ -386,10 +372,9 @@ class SessionScreen(Screen[None]):
 
     def _verified(self, state: ChainState) -> None:
         self.chain = state
-        header = self.query_one("#session-header", Static)
-        header.update(self._header_text())
-        header.set_class(state.status == "broken", "-broken")
-        header.set_class(state.ok, "-verified")
+        self.query_one("#session-header", SessionHeader).show(
+            self.reader.session_id, self.reader.summary, state
+        )
 
     @work(thread=True, group="keyframes")
     def _keyframes(self) -> None:
