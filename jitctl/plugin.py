@@ -181,6 +181,10 @@ class ShellIO(Protocol):
     # request and wait (bounded by the target's approval_timeout, the session and its grant).
     async def hold(self, hold: Hold) -> Review: ...
 
+    # Once an approved hold's action has reached the upstream (not before, and not if it never
+    # did): records `approval.executed`. Does nothing for a hold that was not approved.
+    async def released(self, hold: Hold) -> None: ...
+
 
 ENTRY_POINT_GROUP = "jitctl.plugins"
 

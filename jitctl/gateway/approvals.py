@@ -8,11 +8,18 @@ Rules (docs/approvals.md):
   ends with the reason (the Close frame reaches `jitctl connect`'s stderr, and `session.end`
   records it). A core that offers `terminate(reason)` first tells the client in its own
   protocol (Postgres: a FATAL ErrorResponse).
-- A `Hold` from the core is filed as a statement approval request before the batch goes on
-  (`hold`), then a waiter awaits the decision and hands it to `core.resume`. The wait is
-  bounded by the target's `approval_timeout`, and never outlives the session or its grant.
-  A request that cannot be filed (no approvals service, audit or store down) is resumed at
-  once as refused: the statement fails on the server like a blocked one (fail closed).
+- One flow for every held action (`SessionApprovals`), whoever holds it: `file` the approval
+  request, await its `decision`, and once an approved action has reached the upstream,
+  `released` records `approval.executed` — never before, and not for an action that never
+  left. Cores use it through `hold` (below); plugins with their own shell through
+  `ShellIO.hold` and `ShellIO.released` (shell_io.py: the ssh and http shells).
+- A `Hold` from a core is filed before the batch goes on (`hold`), then a waiter awaits the
+  decision and hands it to `core.resume`; the commands that returns (the held bytes,
+  forwarded) run before `released`.
+- The wait is bounded by the target's `approval_timeout`, and never outlives the session or
+  its grant. A request that cannot be filed (no approvals service, audit or store down) is
+  refused at once ("unavailable"): a statement fails on the server like a blocked one (fail
+  closed).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Any
 from jitctl.plugin import Hold, RemoteProtocolError, Review
 
 log = logging.getLogger("jitctl.gateway")
+
+ENDED = "the session ended while it was held"
 
 
 async def admit_grant(runtime: Any, identity: Any, target: Any) -> Any:
@@ -75,6 +84,8 @@ class SessionApprovals:
         self.started = time.monotonic()
         self._unwatch: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._filed: dict[str, tuple[Any, float]] = {}  # hold_id -> (request, timeout)
+        self._approved: dict[str, Any] = {}  # hold_id -> the decided request, until released
         if grant is not None and self.approvals is not None:
             self._unwatch = self.approvals.watch_grant(grant, self._grant_ended)
 
@@ -117,56 +128,81 @@ class SessionApprovals:
             left = min(left, self.grant.expires_at - time.time() - 1.0)
         return max(1.0, min(limit, left))
 
-    async def hold(self, core: Any, command: Hold) -> None:
-        """File the request (before the rest of the batch runs), then wait in the background."""
+    async def file(self, hold: Hold) -> Review | None:
+        """File `hold` as an approval request; a refusal ("unavailable") if it cannot be filed
+        (no approvals here, audit or store down), else None: await `decision(hold)` next."""
         from jitctl.approvals.rules import Problem
 
         session = self.session
-        timeout = self.timeout()
         if self.approvals is None:
-            self._resume_later(core, command, Review(False, "unavailable", "no approvals here"))
-            return
+            return Review(False, "unavailable", "this broker has no approvals")
+        timeout = self.timeout()
         try:
             request = await self.approvals.hold(
-                session.actor, session.target, session.session_id, command, timeout
+                session.actor, session.target, session.session_id, hold, timeout
             )
         except Problem as exc:
             log.warning(
-                "cannot hold a statement for approval",
+                "cannot hold an action for approval",
                 extra={"event": "approvals.hold_failed", "error": exc.reason},
             )
-            self._resume_later(core, command, Review(False, "unavailable", exc.reason))
-            return
-        task = asyncio.ensure_future(self._wait(core, command, request, timeout))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            return Review(False, "unavailable", exc.reason)
+        self._filed[hold.hold_id] = (request, timeout)
+        return None
 
-    def _resume_later(self, core: Any, command: Hold, review: Review) -> None:
-        task = asyncio.ensure_future(self._resume(core, command, review))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _wait(self, core: Any, command: Hold, request: Any, timeout: float) -> None:
+    async def decision(self, hold: Hold) -> Review:
+        """Wait for the decision on a filed `hold`. Cancelled (or the session over) first:
+        the request is cancelled and the hold refused."""
         from jitctl.approvals.rules import Problem
 
-        session = self.session
+        request, timeout = self._filed.pop(hold.hold_id)
         try:
-            decided = await self.approvals.await_decision(request.id, session.stats.ended)
+            decided = await self.approvals.await_decision(request.id, self.session.stats.ended)
         except Problem as exc:
-            await self._resume(core, command, Review(False, "unavailable", exc.reason))
-            return
+            return Review(False, "unavailable", exc.reason)
         except asyncio.CancelledError:
             with contextlib.suppress(BaseException):
-                await asyncio.shield(
-                    self.approvals.cancel(request.id, "the session ended while it was held")
-                )
+                await asyncio.shield(self.approvals.cancel(request.id, ENDED))
             raise
         if decided is None:
-            return  # the session ended first; the request is cancelled
+            return Review(False, "unavailable", ENDED)  # await_decision cancelled it
         review = review_of(decided, timeout)
+        if review.approved:
+            self._approved[hold.hold_id] = decided
+        return review
+
+    async def released(self, hold: Hold) -> None:
+        """The approved `hold` reached the upstream: `approval.executed`. Nothing for a hold
+        this session has no approval for. A failure to record is logged, not raised: the
+        action has gone and the request stays APPROVED in the store."""
+        from jitctl.approvals.rules import Problem
+
+        decided = self._approved.pop(hold.hold_id, None)
+        if decided is None:
+            return
+        try:
+            await self.approvals.executed(decided, self.session.session_id)
+        except Problem as exc:
+            log.warning(
+                "cannot record an approved action's release",
+                extra={"event": "approvals.executed_failed", "error": exc.reason},
+            )
+
+    # -- holds from a core (relay.py) -------------------------------------------------------------
+
+    async def hold(self, core: Any, command: Hold) -> None:
+        """File the request (before the rest of the batch runs), then wait in the background
+        and hand the decision to `core.resume`; `approval.executed` once the commands that
+        returns (the held bytes, forwarded) have run."""
+        refused = await self.file(command)
+        task = asyncio.ensure_future(self._settle(core, command, refused))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, core: Any, command: Hold, refused: Review | None) -> None:
+        review = refused or await self.decision(command)
         if await self._resume(core, command, review) and review.approved:
-            with contextlib.suppress(Problem):
-                await self.approvals.executed(decided, session.session_id)
+            await self.released(command)
 
     async def _resume(self, core: Any, command: Hold, review: Review) -> bool:
         """Hand the decision to the core; False if the session ended first."""

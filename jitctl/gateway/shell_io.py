@@ -197,36 +197,25 @@ class GatewayShellIO:
         self.session._end(reason, error)
 
     async def hold(self, hold: Hold) -> Review:
-        """File `hold` as an approval request and wait for its decision (docs/approvals.md);
-        refused ("unavailable") when the broker has no approvals or cannot file it."""
-        from jitctl.approvals.rules import Problem
-        from jitctl.gateway.approvals import review_of
-
-        s = self.session
-        holds = getattr(s, "holds", None)
-        approvals = getattr(holds, "approvals", None)
-        if holds is None or approvals is None:
+        """File `hold` as an approval request and wait for its decision (the session's
+        `SessionApprovals`, as for cores; docs/approvals.md); refused ("unavailable") when the
+        broker has no approvals or cannot file it. Once an approved action has reached the
+        upstream, the plugin calls `released(hold)`."""
+        holds = getattr(self.session, "holds", None)
+        if holds is None:
             return Review(False, "unavailable", "this broker has no approvals")
-        timeout = holds.timeout()
-        try:
-            request = await approvals.hold(s.actor, s.target, s.session_id, hold, timeout)
-        except Problem as exc:
-            return Review(False, "unavailable", exc.reason)
-        try:
-            decided = await approvals.await_decision(request.id, s.stats.ended)
-        except Problem as exc:
-            return Review(False, "unavailable", exc.reason)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(approvals.cancel(request.id, "the session ended"))
-            raise
-        if decided is None:
-            return Review(False, "unavailable", "the session ended while it was held")
-        review = review_of(decided, timeout)
-        if review.approved:
-            with contextlib.suppress(Problem):
-                await approvals.executed(decided, s.session_id)
+        refused: Review | None = await holds.file(hold)
+        if refused is not None:
+            return refused
+        review: Review = await holds.decision(hold)
         return review
+
+    async def released(self, hold: Hold) -> None:
+        """The approved `hold`'s action went upstream: `approval.executed` (nothing if it was
+        not approved)."""
+        holds = getattr(self.session, "holds", None)
+        if holds is not None:
+            await holds.released(hold)
 
 
 async def run_plugin_shell(

@@ -216,6 +216,10 @@ def test_a_held_alter_is_released_by_an_approval_from_another_process(
     ]
     assert statement.payload["decision"] == "approved"
     assert statement.payload["reason"] == f"approved in request {request_id} by bob"
+    (executed,) = [
+        r for r in steps if r.kind == "approval.executed" and r.payload["id"] == request_id
+    ]
+    assert statement.seq < executed.seq  # recorded, forwarded, then approval.executed
 
 
 def test_a_held_statement_nobody_approves_times_out_and_fails_like_a_block(

@@ -34,6 +34,7 @@ class FakeIO:
         self.records: list[Record] = []
         self.review = review
         self.holds: list[Hold] = []
+        self.released_after: dict[str, list[str]] = {}  # hold id -> record kinds at its release
         self.reason = ""
 
     async def start(self) -> None:
@@ -63,6 +64,10 @@ class FakeIO:
         self.holds.append(hold)
         assert self.review is not None
         return self.review
+
+    async def released(self, hold: Hold) -> None:
+        assert hold in self.holds
+        self.released_after[hold.hold_id] = [r.kind for r in self.records]
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +154,14 @@ def test_an_approved_hold_forwards_and_a_denied_one_does_not(upstream: HttpUpstr
     out = drive(yes)
     assert b"HTTP/1.1 102" in out and b"HTTP/1.1 200" in out
     assert yes.holds[0].text == "PUT /echo/held"
+    # Released (approval.executed) once the request went upstream: after its write-ahead
+    # record, before the response came back.
+    assert yes.released_after == {yes.holds[0].hold_id: ["http.request"]}
     no = FakeIO(target(upstream, rules=rules, access=access), [request], Review(False, "denied"))
     out = drive(no)
     assert b"HTTP/1.1 403" in out and b'"rule": "ask"' in out
     assert no.records[-1].payload["by"] == "broker"
+    assert no.released_after == {}  # it never went upstream
 
 
 def test_garbage_from_the_client_gets_400_and_ends_the_connection(upstream: HttpUpstream) -> None:

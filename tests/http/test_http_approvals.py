@@ -56,9 +56,31 @@ def test_a_held_post_goes_upstream_only_once_approved(
         assert answer.returncode == 0, answer.stderr
         response = pending.result(timeout=30)
     reached = [r for r in upstream.requests if r["path"] == path]
+    # approval.executed says the request went upstream: after its write-ahead http.request.
+    steps = _steps(broker, held["id"], path)
     if verdict == "approve":
         assert response.status_code == 200 and len(reached) == 1
+        assert steps == ["approval.granted", "http.request", "approval.executed"]
     else:
         assert response.status_code == 403 and not reached
         assert response.json()["rule"] == "rule 1"
         assert "denied" in response.json()["message"]
+        assert steps == ["approval.denied"]
+
+
+def _steps(broker: BrokerProcess, request_id: str, path: str) -> list[str]:
+    """The trail's order of one held request's decision, its write-ahead record and its
+    release (once the response is recorded, the exchange is over)."""
+    from jitctl.audit.store import open_store
+
+    wait_for(broker, "http.response", lambda p: p["path"] == path)
+    with open_store(f"sqlite:///{broker.state_dir / 'audit.db'}", create=False) as store:
+        return [
+            r.kind
+            for r in store.iter_records()
+            if (r.kind == "http.request" and r.payload.get("path") == path)
+            or (
+                r.kind in ("approval.granted", "approval.denied", "approval.executed")
+                and r.payload.get("id") == request_id
+            )
+        ]

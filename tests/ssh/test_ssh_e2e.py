@@ -312,13 +312,17 @@ def test_a_held_command_runs_only_once_an_approver_says_yes(
     held = payloads(session, "ssh.exec")[0]
     decided = payloads(session, "ssh.exec.decided")[0]
     assert held["decision"] == "approve" and held["hold"] == found.group(1)
+    # approval.executed says the host got the command: after the decision that let it run.
+    steps = [r.kind for r in session if r.kind in ("ssh.exec.decided", "approval.executed")]
     if verdict == "approve":
         assert run.returncode == 0 and marker.exists()
         assert decided["decision"] == "allow" and "bob" in decided["reason"]
+        assert steps == ["ssh.exec.decided", "approval.executed"]
     else:
         assert run.returncode == 126 and not marker.exists()
         assert "not approved (denied" in err
         assert decided["decision"] == "deny"
+        assert steps == ["ssh.exec.decided"]
 
 
 def test_jitctl_exec_gives_the_agent_an_ssh_config_with_the_gateway_key_pinned(

@@ -136,8 +136,9 @@ class Proxy:
         base.update(decision=decision.action, rule=decision.rule)
         if dropped:
             base["client_credentials_dropped"] = dropped
+        held: Hold | None = None
         if decision.action == "approve":
-            decision = await self.approve(method, raw_target, decision)
+            held, decision = await self.approve(method, raw_target, decision)
             base["approval"] = decision.message
         if decision.action != "allow":
             return await self.refuse(exchange, decision, 403, complete)
@@ -145,7 +146,7 @@ class Proxy:
             # Write-ahead (docs/security.md): on record before the upstream sees it.
             await self.trail.request(exchange)
         try:
-            return await self.forward(request, upstream_fields, early, complete, exchange)
+            return await self.forward(request, upstream_fields, early, complete, exchange, held)
         except Refusal as refusal:
             self.drop_upstream()
             if self.client.responded:
@@ -155,9 +156,13 @@ class Proxy:
             await self.client.json_reply(refusal.status, refusal.body, close=True)
             return False
 
-    async def approve(self, method: str, raw_target: str, decision: Decision) -> Decision:
+    async def approve(
+        self, method: str, raw_target: str, decision: Decision
+    ) -> tuple[Hold | None, Decision]:
+        """Hold the request for approval: the hold (to release once it went upstream) and
+        the decision that replaces `approve`."""
         if not self.approvals:
-            return Decision(
+            return None, Decision(
                 "deny",
                 decision.rule,
                 "this request needs approval and this broker offers no approvals",
@@ -168,16 +173,16 @@ class Proxy:
         hint = f"jitctl request approve {hold_id}".encode()
         self.client.informational(102, [(b"x-jitctl-approval", hint)])
         await self.client.flush()
-        review = await self.io.hold(
-            Hold(
-                hold_id,
-                f"{method} {raw_target}",
-                {"kind": "http.request", "rule": decision.rule, "reason": decision.message},
-            )
+        held = Hold(
+            hold_id,
+            f"{method} {raw_target}",
+            {"kind": "http.request", "rule": decision.rule, "reason": decision.message},
         )
+        review = await self.io.hold(held)
         if review.approved:
-            return Decision("allow", decision.rule, "approved")
-        return Decision("deny", decision.rule, f"approval {review.outcome}: {review.reason}")
+            return held, Decision("allow", decision.rule, "approved")
+        reason = f"approval {review.outcome}: {review.reason}"
+        return None, Decision("deny", decision.rule, reason)
 
     async def refuse(
         self, exchange: Exchange, decision: Decision, status: int, complete: bool
@@ -229,7 +234,10 @@ class Proxy:
         early: list[bytes],
         complete: bool,
         exchange: Exchange,
+        held: Hold | None = None,
     ) -> bool:
+        """Send the request upstream and its response back; an approved `held` request is
+        released (`approval.executed`) once all of it has gone upstream."""
         up = await self.connection()
         sent = bodies.Capture(self.options.body_limit)
         failed = f"{self.target.name} failed"
@@ -257,6 +265,8 @@ class Proxy:
         try:
             up.end_request()
             await up.flush()
+            if held is not None:
+                await self.io.released(held)
             response = await up.next_event()
             while type(response) is Response and response.status_code < 200:
                 if response.status_code == 101:  # the upgrade was accepted

@@ -134,6 +134,7 @@ async def _relay(
         chunk_size=context.chunk_size,
         mask=mask,
         hold=io.hold if policy.approvals else None,
+        released=io.released if policy.approvals else None,
         approval_timeout=float(approvals.get("timeout") or 0),
     )
     ours, theirs = socket.socketpair()

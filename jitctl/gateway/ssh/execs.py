@@ -5,8 +5,9 @@ downloads) and is recorded (`ssh.exec`) durably before the host sees anything. A
 command is answered on the channel (server.py, `Connection.refuse`). An `approve` decision is
 held: the request is accepted, stderr says what the command waits for, and a thread files the
 approval request and waits (`ShellIO.hold`); the outcome is recorded (`ssh.exec.decided`)
-before exactly the held command runs, or is refused. `scp -t`/`scp -f` run through the scp core,
-anything else through the channel recorder.
+before exactly the held command runs, or is refused; once the host has accepted the approved
+command, `ShellIO.released` records `approval.executed`. `scp -t`/`scp -f` run through the scp
+core, anything else through the channel recorder.
 """
 
 from __future__ import annotations
@@ -128,4 +129,9 @@ def _await_approval(
     if not _run_on_host(conn, channel, state, command_bytes):
         conn.refuse(channel, state, Decision("deny", rule, "the host refused the command"))
         return
+    if conn.released is not None:  # the host runs it now: approval.executed, not before
+        try:
+            conn.bridge.run(conn.released(held))
+        except Exception as exc:  # the command runs either way; the trail has ssh.exec.decided
+            log.warning("cannot record an approved command's release", extra={"error": str(exc)})
     _start_exec_relay(conn, channel, state, scp)

@@ -75,9 +75,11 @@ class Connection:
         chunk_size: int,
         mask: Mask | None,
         hold: Any = None,
+        released: Any = None,
         approval_timeout: float = 0.0,
     ) -> None:
         self.hold = hold  # ShellIO.hold, when the broker offers approvals
+        self.released = released  # ShellIO.released: an approved command went to the host
         self.approval_timeout = approval_timeout
         self.bridge = bridge
         self.policy = policy
