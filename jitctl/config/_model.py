@@ -13,7 +13,8 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,3 +57,20 @@ class KeyProblem(ValueError):
         self.key = key
         self.problem = problem
         self.relative = relative
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def check_unique_names(items: Sequence[_Named], table: str, what: str) -> None:
+    """Raise `KeyProblem` on the second of two `items` (the entries of `table`) sharing a name."""
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.name in seen:
+            raise KeyProblem(
+                f"{table}[{index}].name",
+                f"duplicate {what} name {item.name!r} (first used at {table}[{seen[item.name]}])",
+            )
+        seen[item.name] = index

@@ -21,6 +21,7 @@ from jitctl.config._model import (
     Duration,
     KeyProblem,
     Model,
+    check_unique_names,
     duration,
     https_url,
     optional_https_url,
@@ -133,16 +134,9 @@ class GcpSection(Model):
                 "must be between 1m and 12h (beyond 1h, generateAccessToken needs the org policy "
                 "constraints/iam.allowServiceAccountCredentialLifetimeExtension)",
             )
-        seen: dict[str, int] = {}
+        check_unique_names(self.targets, "gcp.targets", "gcp target")
         for index, target in enumerate(self.targets):
             key = f"gcp.targets[{index}]"
-            if target.name in seen:
-                raise KeyProblem(
-                    f"{key}.name",
-                    f"duplicate gcp target name {target.name!r} (first used at "
-                    f"gcp.targets[{seen[target.name]}])",
-                )
-            seen[target.name] = index
             if "lifetime" in target.model_fields_set and not target.service_account:
                 raise KeyProblem(
                     f"{key}.lifetime",

@@ -18,7 +18,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jitctl.config._model import Duration, KeyProblem, Model, duration, optional_https_url
+from jitctl.config._model import (
+    Duration,
+    KeyProblem,
+    Model,
+    check_unique_names,
+    duration,
+    optional_https_url,
+)
 from jitctl.config.gcp import GcpSection
 from jitctl.config.targets import Target
 
@@ -168,15 +175,7 @@ class BrokerConfig(Model):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> BrokerConfig:
-        seen: dict[str, int] = {}
-        for index, target in enumerate(self.targets):
-            if target.name in seen:
-                raise KeyProblem(
-                    f"targets[{index}].name",
-                    f"duplicate target name {target.name!r} "
-                    f"(first used at targets[{seen[target.name]}])",
-                )
-            seen[target.name] = index
+        check_unique_names(self.targets, "targets", "target")
         names = {issuer.issuer for issuer in self.identity.issuers}
         if self.broker.login_issuer and self.broker.login_issuer not in names:
             raise KeyProblem(
