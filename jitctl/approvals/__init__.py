@@ -9,6 +9,8 @@ Layout (imports flow downwards only; docs/approvals.md tells the flows):
 - `wakeups`: how a broker learns that another one decided (LISTEN/NOTIFY, else polling);
 - `notify`: Slack-compatible webhooks, retried with backoff, never in the way;
 - `grants`: the grants this broker's sessions ride on, and ending those sessions;
+- `changes`: how a request changes — under the store's row lock, written to the audit trail
+  and announced once, and only then heard of by its waiters;
 - `service`: the broker's `Approvals` service that ties them together and writes every step
   to the audit trail;
 - `text`: how a request reads in one line (CLI, `request watch`).

@@ -90,7 +90,7 @@ class GrantWatch:
             return
         service = self.service
         try:
-            grant = await service.store_call(service.store.get, grant_id)
+            grant = await service.changes.store_call(service.store.get, grant_id)
             if grant is not None and rules.grant_live(grant, service.clock()):
                 self._arm(grant)
                 return

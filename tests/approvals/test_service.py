@@ -56,8 +56,8 @@ CONFIG = {
 class Broker:
     """One broker's approvals service and the audit store it writes."""
 
-    def __init__(self, url: str, state: Path) -> None:
-        self.url, self.state = url, state
+    def __init__(self, url: str, state: Path, audit: Callable[[Any], Any] = lambda w: w) -> None:
+        self.url, self.state, self.audit = url, state, audit
 
     async def __aenter__(self) -> Approvals:
         state = self.state
@@ -67,7 +67,8 @@ class Broker:
         )
         await self.writer.start()
         config = parse_config(CONFIG, "test")
-        self.service = Approvals(config, open_approval_store(self.url), self.writer, state.name)
+        audit = self.audit(self.writer)
+        self.service = Approvals(config, open_approval_store(self.url), audit, state.name)
         await self.service.start()
         return self.service
 
@@ -307,8 +308,7 @@ def test_a_waiter_whose_poll_sees_the_approval_early_still_acts_after_its_record
     waiter's poll reads the approved row while the grant is still being recorded."""
 
     async def scenario() -> None:
-        async with Broker(url, tmp_path / "a") as service:
-            service.audit = SlowGrants(service.audit)
+        async with Broker(url, tmp_path / "a", audit=SlowGrants) as service:
             target = service.config.target("pg")
             request = await service.hold(ACTOR, target, "sess-1", _hold(), timeout=20)
 
