@@ -63,33 +63,29 @@ def close_frame(reason: str, error: bool = False) -> bytes:
 
 
 class FrameDecoder:
-    """Bytes in, events out. Any malformed input raises RemoteProtocolError."""
+    """Bytes in, events out. Any malformed input raises RemoteProtocolError.
+
+    Each payload is copied once, straight out of what arrived: input that holds only whole
+    frames (the usual case: one read, one frame) is never buffered, and a partial frame is
+    kept until the rest of it comes."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Event]:
-        self._buffer += data
-        events: list[Event] = []
-        while len(self._buffer) >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self._buffer)
-            if kind not in (DATA, EOF, CLOSE):
-                raise RemoteProtocolError(f"unknown frame type {kind!r}")
-            if length > MAX_FRAME:
-                raise RemoteProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-            if kind == EOF and length:
-                raise RemoteProtocolError("end-of-data frame with a payload")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            payload = bytes(self._buffer[_HEADER.size : end])
-            del self._buffer[:end]
-            if kind == DATA:
-                events.append(Data(payload))
-            elif kind == EOF:
-                events.append(Eof())
-            else:
-                events.append(_close(payload))
+        buffer = self._buffer
+        if not buffer:
+            events, used = _parse(data, data)
+            if used < len(data):
+                buffer += memoryview(data)[used:]
+            return events
+        buffer += data
+        view = memoryview(buffer)  # slices of a view copy once; of a bytearray, twice
+        try:
+            events, used = _parse(buffer, view)
+        finally:
+            view.release()  # a bytearray with an exported view cannot be resized
+        del buffer[:used]
         return events
 
     def take_pending(self) -> bytes:
@@ -101,6 +97,32 @@ class FrameDecoder:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+
+def _parse(wire: bytes | bytearray, source: bytes | memoryview) -> tuple[list[Event], int]:
+    """The whole frames at the start of `wire` (payloads sliced from `source`, the same bytes)
+    and how many bytes they took."""
+    events: list[Event] = []
+    start, size = 0, len(wire)
+    while size - start >= _HEADER.size:
+        kind, length = _HEADER.unpack_from(wire, start)
+        if kind not in (DATA, EOF, CLOSE):
+            raise RemoteProtocolError(f"unknown frame type {kind!r}")
+        if length > MAX_FRAME:
+            raise RemoteProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        if kind == EOF and length:
+            raise RemoteProtocolError("end-of-data frame with a payload")
+        end = start + _HEADER.size + length
+        if size < end:
+            break
+        if kind == DATA:
+            events.append(Data(bytes(source[start + _HEADER.size : end])))
+        elif kind == EOF:
+            events.append(Eof())
+        else:
+            events.append(_close(bytes(source[start + _HEADER.size : end])))
+        start = end
+    return events, start
 
 
 def _close(payload: bytes) -> CloseFrame:
