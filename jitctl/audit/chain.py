@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import hashlib
 import json
 import time
@@ -80,10 +79,20 @@ def dumps(value: Any) -> str:
         raise ValueError("circular reference, or nesting too deep to encode") from None
 
 
-@functools.lru_cache(maxsize=1024)
+_ACTORS: dict[int, tuple[Actor, str]] = {}  # id -> (the actor, kept so its id stays its own; JSON)
+
+
 def actor_json(actor: Actor) -> str:
-    """Canonical JSON of an actor; cached because one session's records share one actor."""
-    return dumps(actor.to_dict())
+    """Canonical JSON of an actor; cached because one session's records share one actor
+    object (looked up by identity: hashing a dataclass of nine fields costs more than this)."""
+    known = _ACTORS.get(id(actor))
+    if known is not None and known[0] is actor:
+        return known[1]
+    text = dumps(actor.to_dict())
+    if len(_ACTORS) >= 1024:
+        _ACTORS.clear()
+    _ACTORS[id(actor)] = (actor, text)
+    return text
 
 
 def key_id_of(public_raw: bytes) -> str:

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from jitctl.audit.errors import AuditUnavailable
 from jitctl.gateway import frames
 from jitctl.gateway.link import Link
 from jitctl.plugin import (
@@ -223,8 +224,6 @@ class Relay:
 
     def _pump(self, _: Any = None) -> None:
         """Send upstream-bound items whose records are durable, in order (write-ahead)."""
-        from jitctl.audit import AuditUnavailable
-
         pending = self._pending
         while pending:
             if self.stats.ended.is_set():

@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from jitctl.audit.records import NewRecord
 from jitctl.broker.identity import Identity
 from jitctl.gateway import frames
 from jitctl.gateway.credentials import upstream_credential
@@ -60,8 +61,6 @@ class Session(Relay):
         return self._streams
 
     def _new(self, kind: str, payload: dict[str, Any], data: bytes = b"") -> Any:
-        from jitctl.audit import NewRecord
-
         return NewRecord(
             kind=kind,
             session_id=self.session_id,

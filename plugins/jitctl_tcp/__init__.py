@@ -24,22 +24,28 @@ class TcpCore:
         self.offsets = {Direction.UP: 0, Direction.DOWN: 0}
 
     def _data(self, direction: Direction, data: bytes) -> list[Command]:
-        commands: list[Command] = []
+        if not data:
+            return []
         durable = direction is Direction.UP
-        view = memoryview(data)
-        for start in range(0, len(data), self._chunk):
-            piece = bytes(view[start : start + self._chunk])
+        name, offset, chunk = direction.value, self.offsets[direction], self._chunk
+        if len(data) <= chunk:  # one record: its data is the bytes themselves, not a copy
+            pieces: Sequence[bytes] = (data if type(data) is bytes else bytes(data),)
+        else:
+            view = memoryview(data)
+            pieces = [bytes(view[start : start + chunk]) for start in range(0, len(data), chunk)]
+        commands: list[Command] = []
+        for piece in pieces:
             commands.append(
                 Record(
                     RECORD_KIND,
-                    {"dir": direction.value, "offset": self.offsets[direction], "len": len(piece)},
+                    {"dir": name, "offset": offset, "len": len(piece)},
                     data=piece,
                     durable=durable,
                 )
             )
-            self.offsets[direction] += len(piece)
-        if data:
-            commands.append(Forward(direction, data))
+            offset += len(piece)
+        self.offsets[direction] = offset
+        commands.append(Forward(direction, data))
         return commands
 
     def client_data(self, data: bytes) -> Sequence[Command]:
