@@ -168,7 +168,8 @@ class Relay:
 
     def _apply(self, commands: Any) -> None:
         """Run commands now; from a Hold on, the rest (and later client bytes) wait for it."""
-        commands = list(commands)
+        if type(commands) is not list:
+            commands = list(commands)
         for index, command in enumerate(commands):
             if isinstance(command, Hold):
                 self._backlog = []

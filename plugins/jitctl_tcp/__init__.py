@@ -16,18 +16,19 @@ from jitctl.plugin import Command, Direction, Forward, Record, SessionContext, S
 
 RECORD_KIND = "tcp.data"
 EOF_KIND = "tcp.eof"
+_UP, _DOWN = Direction.UP.value, Direction.DOWN.value  # enum lookups cost a Python call each
 
 
 class TcpCore:
     def __init__(self, context: SessionContext) -> None:
         self._chunk = max(256, context.chunk_size)
-        self.offsets = {Direction.UP: 0, Direction.DOWN: 0}
+        self.offsets = {_UP: 0, _DOWN: 0}  # by direction value: bytes seen so far
 
-    def _data(self, direction: Direction, data: bytes) -> list[Command]:
+    def _data(self, direction: Direction, name: str, data: bytes) -> list[Command]:
         if not data:
             return []
         durable = direction is Direction.UP
-        name, offset, chunk = direction.value, self.offsets[direction], self._chunk
+        offset, chunk = self.offsets[name], self._chunk
         if len(data) <= chunk:  # one record: its data is the bytes themselves, not a copy
             pieces: Sequence[bytes] = (data if type(data) is bytes else bytes(data),)
         else:
@@ -44,19 +45,19 @@ class TcpCore:
                 )
             )
             offset += len(piece)
-        self.offsets[direction] = offset
+        self.offsets[name] = offset
         commands.append(Forward(direction, data))
         return commands
 
     def client_data(self, data: bytes) -> Sequence[Command]:
-        return self._data(Direction.UP, data)
+        return self._data(Direction.UP, _UP, data)
 
     def upstream_data(self, data: bytes) -> Sequence[Command]:
-        return self._data(Direction.DOWN, data)
+        return self._data(Direction.DOWN, _DOWN, data)
 
     def _eof(self, direction: Direction) -> list[Command]:
         return [
-            Record(EOF_KIND, {"dir": direction.value, "offset": self.offsets[direction]}),
+            Record(EOF_KIND, {"dir": direction.value, "offset": self.offsets[direction.value]}),
             Shutdown(direction),
         ]
 
