@@ -171,7 +171,12 @@ def targets(
         emit_json({"broker": chosen.url, "targets": found})
         return
     if not found:
-        say("No targets: your groups reach none of this broker's targets.")
+        say(
+            "No targets: none of this broker's targets allow your groups "
+            "(`jitctl whoami` shows them).\n"
+            "hint: targets, and the groups each allows, are set in the broker's config file "
+            "(docs/configuration.md)"
+        )
         return
     rows = [
         (
