@@ -19,6 +19,11 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
+# The width for output that is not a terminal: room for any row (a table takes only the width
+# its cells need; nothing is padded out to this).
+_UNBOUNDED = 100_000
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -28,7 +33,10 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
         tbl.add_column(column)
     for row in rows:
         tbl.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=True).print(tbl)
+    # On a terminal the table fits its width. Piped (grep, a file, an agent reading stdout), no
+    # cell is cut short: rich would otherwise assume 80 columns and print "alice@e…".
+    width = None if sys.stdout.isatty() else _UNBOUNDED
+    Console(soft_wrap=True, width=width).print(tbl)
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:

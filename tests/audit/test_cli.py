@@ -19,7 +19,7 @@ from tests.audit.conftest import make_trail, session_records
 
 
 def jitctl(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, COLUMNS="200")  # rich wraps tables to 80 columns without a TTY
+    env = dict(os.environ, COLUMNS="80")  # piped tables must not be cut to a terminal's width
     if home is not None:
         env["JITCTL_HOME"] = str(home)
     return subprocess.run(
@@ -178,6 +178,11 @@ def test_sessions_ls_lists_newest_first_with_filters(state_dir: Path) -> None:
         and "alice@example.com" in table.stdout
         and "16 B / 5 B" in table.stdout
     )
+    # Piped, the whole table is printed uncut, however wide (its helper sets COLUMNS=80).
+    wide = jitctl("sessions", "ls", "--state-dir", str(state_dir)).stdout
+    assert "…" not in wide
+    for session in listed:
+        assert session["id"] in wide and session["target"] in wide
 
 
 def test_sessions_show_tells_who_what_when_and_how_much(state_dir: Path) -> None:
