@@ -8,6 +8,7 @@ everything below it raises.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 
 class ExitCode(enum.IntEnum):
@@ -68,6 +69,16 @@ class AuditBrokenError(JitctlError):
 
 class ConfigError(JitctlError):
     exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, hint: str | None = None, problems: Sequence[str] = ()) -> None:
+        super().__init__(message, hint)
+        # One line per problem ("file: key: what is wrong"), for `check-config --json`.
+        self.problems = list(problems) or [message]
+
+    @classmethod
+    def invalid(cls, problems: Sequence[str], hint: str) -> ConfigError:
+        """A file refused as a whole: every problem on a line of its own."""
+        return cls("invalid configuration\n  " + "\n  ".join(problems), hint, problems)
 
 
 class NotAvailableError(JitctlError):

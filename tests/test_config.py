@@ -142,6 +142,24 @@ def test_check_config_accepts_a_good_file_with_json(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["targets"] == [{"name": "pg-prod", "protocol": "postgres"}]
 
 
+def test_check_config_json_describes_a_bad_file_too(tmp_path: Path) -> None:
+    """`--json` prints its one document for a bad file as well, problems listed, exit 8."""
+    import json
+
+    path = tmp_path / "broker.toml"
+    path.write_text(CASES[0][1])
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == ExitCode.CONFIG
+    document = json.loads(result.stdout)
+    assert document["valid"] is False
+    assert f"{path}: targets[0].adress: unknown key" in document["problems"]
+    assert "unknown key" in result.stderr
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")

@@ -39,8 +39,7 @@ def validate_targets(config: BrokerConfig, source: str) -> list[str]:
         except (ValueError, LookupError) as exc:
             problems.append(f"{source}: targets[{index}] ({target.name}): {exc}")
     if problems:
-        raise ConfigError(
-            "invalid configuration\n  " + "\n  ".join(problems),
-            "fix the rules and masks above; docs/configuration.md documents them",
+        raise ConfigError.invalid(
+            problems, "fix the rules and masks above; docs/configuration.md documents them"
         )
     return warnings

@@ -36,9 +36,17 @@ def check_config(
     """Validate a broker config file without starting anything."""
     from jitctl.broker.validate import validate_targets
     from jitctl.config import load_config
+    from jitctl.errors import ConfigError
 
-    cfg = load_config(path)
-    warnings = validate_targets(cfg, path)
+    try:
+        cfg = load_config(path)
+        warnings = validate_targets(cfg, path)
+    except ConfigError as exc:
+        # A script asking for --json gets its one document for a bad file too; the message
+        # and the exit code (8) stay as without --json.
+        if json_out:
+            emit_json({"file": path, "valid": False, "problems": exc.problems})
+        raise
     for warning in warnings:
         say(f"warning: {warning}")
     summary = {

@@ -80,9 +80,8 @@ def parse_config(data: dict[str, Any], source: str) -> BrokerConfig:
             problems.append(f"{source}: {key}: {problem}")
         # With one union member per type, pydantic may report one key twice; say it once.
         problems = list(dict.fromkeys(problems))
-        raise ConfigError(
-            "invalid configuration\n  " + "\n  ".join(problems),
-            "fix the keys above; docs/configuration.md documents every key",
+        raise ConfigError.invalid(
+            problems, "fix the keys above; docs/configuration.md documents every key"
         ) from None
 
 
@@ -91,7 +90,7 @@ def load_config(path: str | Path) -> BrokerConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file", "check the path given to --config") from None
+        raise ConfigError(f"{path}: no such file", "check the path of the config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
