@@ -179,12 +179,18 @@ def targets(
         )
         return
     rows = [
-        (
+        [
             t.get("name"),
             t.get("protocol"),
             rules_summary(t),
             format_duration(float(t.get("max_session") or 0)),
-        )
+        ]
         for t in found
     ]
-    table(None, ["name", "protocol", "rules", "max session"], rows)
+    columns = ["name", "protocol", "rules", "max session"]
+    # The config's `description` is what tells a newcomer which target is which.
+    if any(t.get("description") for t in found):
+        columns.append("description")
+        for row, t in zip(rows, found, strict=True):
+            row.append(t.get("description") or "")
+    table(None, columns, rows)

@@ -29,6 +29,7 @@ protocol = "postgres"
 address = "127.0.0.1:9"
 allow_groups = ["eng"]
 max_session = "30m"
+description = "orders database, read-mostly"
 [[targets.rules]]
 match = { statement = ["drop", "truncate"] }
 action = "deny"
@@ -132,6 +133,7 @@ def test_pkce_login_then_whoami_targets_and_logout(
     assert [t["name"] for t in listed["targets"]] == ["pg-prod"]  # billing is for dba
     table = broker.jitctl("targets", env=env).stdout
     assert "pg-prod" in table and "deny drop,truncate" in table and "30m" in table
+    assert "orders database, read-mostly" in table  # the config's description is shown
 
     out = broker.jitctl("logout", env=env)
     assert out.returncode == 0 and "Logged out" in out.stderr
