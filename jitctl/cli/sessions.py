@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from jitctl.cli._render import emit_json, kv, table
+from jitctl.cli._render import emit_json, kv, say, table
 
 if TYPE_CHECKING:
     from jitctl.audit.records import SessionSummary
@@ -46,6 +46,11 @@ def ls(
         found = store.sessions(target=target, user=user, since_us=since_us, limit=limit)
     if json_out:
         emit_json([summary.to_dict() for summary in found])
+        return
+    if not found:
+        # An empty table's frame reads like an error in the output; say what it means.
+        filtered = target is not None or user is not None or since is not None
+        say("No sessions match these filters." if filtered else "No sessions in this trail yet.")
         return
     rows = [
         (

@@ -169,6 +169,10 @@ def test_sessions_ls_lists_newest_first_with_filters(state_dir: Path) -> None:
         )
         == []
     )
+    # No match: a sentence on stderr, not an empty table's frame on stdout.
+    none = jitctl("sessions", "ls", "--user", "nobody", "--state-dir", str(state_dir))
+    assert none.returncode == 0 and none.stdout == ""
+    assert "No sessions match these filters." in none.stderr
     table = jitctl(
         "sessions", "ls", "--target", "pg-prod", "--since", "1d", "--state-dir", str(state_dir)
     )
