@@ -84,7 +84,9 @@ def _banner(runtime: Any, ca_file: Path | None) -> None:
             "  log in from another terminal:",
             f"    jitctl login --broker {runtime.public_url}"
             + (f" --ca-file {ca_file}" if ca_file else ""),
-            "    (or `jitctl login --device` for the device grant)",
+            # Not a bare `jitctl login --device`: that finds only a broker in the default
+            # state dir, and this one may run with --state-dir or --listen of its own.
+            "    (add --device for the device grant)",
         ]
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()

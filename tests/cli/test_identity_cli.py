@@ -163,6 +163,28 @@ def test_device_login_is_approved_by_posting_the_device_form(
     assert json.loads(broker.jitctl("whoami", "--json", env=env).stdout)["subject"] == "carol"
 
 
+def test_the_dev_banner_login_command_with_device_added_logs_in(
+    broker: BrokerProcess, env: dict[str, str]
+) -> None:
+    """The broker's banner says how to log in; followed as written (its login line plus
+    --device) it works for a broker with a state dir of its own, from a fresh home."""
+    banner = broker.log_text()
+    assert "(add --device for the device grant)" in banner
+    assert "`jitctl login --device`" not in banner  # bare, it would find no broker here
+    line = re.search(r"^\s+jitctl (login --broker \S+.*)$", banner, re.M)
+    assert line is not None, banner
+    login = Running(broker, env, *line.group(1).split(), "--device")
+    user_code = login.wait_for(r"\b([A-Z]{4}-[A-Z]{4})\b").group(1)
+    with httpx.Client(verify=_tls(broker), timeout=10) as browser:
+        browser.post(
+            broker.url + "/dev/oidc/device",
+            data={"user_code": user_code, "user": "alice", "action": "approve"},
+        )
+    code, _, err = login.finish()
+    assert code == 0, err
+    assert "as alice" in err
+
+
 def test_a_denied_device_login_exits_3_with_a_clear_error(
     broker: BrokerProcess, env: dict[str, str]
 ) -> None:
