@@ -81,9 +81,13 @@ async def open_tunnel(spec: TunnelSpec, op: str = "open") -> tuple[Link, dict[st
             timeout=10,
         )
     except (OSError, TimeoutError) as exc:
-        hint = "is the broker running? check --broker"
+        # connect and exec take neither --broker nor --ca-file: name where they are set.
+        hint = "is the broker running? `jitctl login --broker URL` (or JITCTL_BROKER) picks another"
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            hint = "the broker's certificate is not trusted: pass --ca-file"
+            hint = (
+                "the broker's certificate is not trusted: `jitctl login --ca-file CA` "
+                "(or JITCTL_CA_FILE) names the CA that signed it"
+            )
         raise UnreachableError(
             f"cannot reach the broker at {spec.broker_url}: {exc}", hint
         ) from None

@@ -145,6 +145,8 @@ def test_unreachable_broker_is_exit_6(broker: BrokerProcess, tmp_path: Path) -> 
     result = broker.jitctl("connect", "echo", "--no-client", env=env)
     assert result.returncode == ExitCode.UNREACHABLE
     assert "cannot reach the broker" in result.stderr
+    # The hint names where the URL is set, not a --broker flag connect does not take.
+    assert "jitctl login --broker URL" in result.stderr
 
 
 def test_refusals_are_recorded_in_the_trail(broker: BrokerProcess) -> None:
