@@ -3,7 +3,8 @@
 Rules:
 - Short timeouts: a broker that does not answer in seconds is reported, not waited for.
 - Transport failures become `UnreachableError` (exit 6) naming the URL; a certificate that does
-  not verify says so and points at --ca-file.
+  not verify says so. The hint says where a broker's URL and CA are set (`jitctl login`, or the
+  environment): most commands take neither flag.
 - 401 becomes `AuthError` (exit 3) with the broker's reason; 403 `DeniedError`; any other
   non-2xx a `JitctlError` with the reason from the body.
 - A CA file *adds* to the usual trust store (certifi), so one file works for a broker with a
@@ -51,25 +52,38 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
+# Where a broker's URL and CA are set, for any command (most take neither flag themselves).
+_BROKER_URL = "`jitctl login --broker URL` (or JITCTL_BROKER) sets the broker"
+_BROKER_CA = (
+    "`jitctl login --ca-file CA` (or JITCTL_CA_FILE) names the CA that signed it "
+    "(a dev broker's is <state dir>/ca.pem)"
+)
+
+
 @contextlib.contextmanager
 def transport_errors(url: str, what: str = "the broker") -> Iterator[None]:
     """Turn httpx transport failures into `UnreachableError` naming `url`."""
+    broker = what == "the broker"
     try:
         yield
     except httpx.TimeoutException as exc:
         raise UnreachableError(
             f"cannot reach {what} at {url}: timed out ({type(exc).__name__})",
-            "is it running? check the URL (--broker) and the network",
+            f"is it running? {_BROKER_URL}" if broker else "check the URL and the network",
         ) from None
     except httpx.TransportError as exc:
         if _is_tls_failure(exc):
             raise UnreachableError(
                 f"cannot reach {what} at {url}: its TLS certificate does not verify ({exc})",
-                "pass the CA that signed it with --ca-file (a dev broker's is <state dir>/ca.pem)",
+                _BROKER_CA
+                if broker
+                else "it must verify against the system's CAs or `jitctl login --ca-file`",
             ) from None
         raise UnreachableError(
             f"cannot reach {what} at {url}: {exc or type(exc).__name__}",
-            "is it running? check the URL (--broker); `jitctl broker serve --dev` starts one",
+            f"is it running? {_BROKER_URL}; `jitctl broker serve --dev` starts one"
+            if broker
+            else "check the URL and the network",
         ) from None
 
 

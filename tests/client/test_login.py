@@ -184,7 +184,9 @@ def test_broker_client_without_the_ca_explains_tls_and_points_at_ca_file(
 ) -> None:
     with BrokerClient(fake_broker.url, None) as api, pytest.raises(UnreachableError) as info:
         api.info()
-    assert "certificate" in info.value.message and "--ca-file" in (info.value.hint or "")
+    assert "certificate" in info.value.message
+    assert "jitctl login --ca-file" in (info.value.hint or "")
+    assert "JITCTL_CA_FILE" in (info.value.hint or "")
     assert info.value.exit_code == ExitCode.UNREACHABLE
 
 
@@ -196,7 +198,9 @@ def test_broker_client_to_a_closed_port_is_unreachable_naming_the_url() -> None:
         url = f"https://127.0.0.1:{sock.getsockname()[1]}"
     with BrokerClient(url) as api, pytest.raises(UnreachableError, match=url) as info:
         api.info()
-    assert "running" in (info.value.hint or "")
+    # Most commands take no --broker flag: the hint says where the URL is set.
+    assert "running" in (info.value.hint or "") and "JITCTL_BROKER" in (info.value.hint or "")
+    assert "jitctl login --broker URL" in (info.value.hint or "")
 
 
 def test_targets_come_back_filtered_by_the_callers_groups(fake_broker: FakeBroker) -> None:
