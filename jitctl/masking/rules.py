@@ -98,7 +98,7 @@ class MaskPolicy:
         self.detectors = self.scanner.names
         self.marker = marker
         self._text = RowMasker(self.scanner, ())
-        self._by_flags: dict[tuple[bool, ...], RowMasker] = {}
+        self._by_shape: dict[tuple[tuple[bool, ...], tuple[str, ...]], RowMasker] = {}
 
     @classmethod
     def from_config(cls, masks: Sequence[Mask], *, marker: bytes = MASKED) -> MaskPolicy:
@@ -130,6 +130,7 @@ class MaskPolicy:
         fmt: Literal["text", "csv"],
         masked_columns: Sequence[bool],
         *,
+        names: Sequence[str] = (),
         delimiter: bytes | None = None,
         null: bytes | None = None,
     ) -> tuple[bytes, Counter[str]]:
@@ -137,11 +138,13 @@ class MaskPolicy:
 
         `delimiter` and `null` default to COPY's (tab and `\\N` for text, comma and the
         unquoted empty string for csv); a HEADER line is passed with no column masked.
+        `names` (the fields' column names, when known) name the counts: `COLUMN:email`, else
+        `COLUMN:#3`.
         """
-        flags = tuple(masked_columns)
-        masker = self._by_flags.get(flags)
+        shape = (tuple(masked_columns), tuple(names))
+        masker = self._by_shape.get(shape)
         if masker is None:
-            masker = RowMasker(self.scanner, flags, marker=self.marker)
-            if len(self._by_flags) < 64:
-                self._by_flags[flags] = masker
+            masker = RowMasker(self.scanner, shape[0], shape[1], marker=self.marker)
+            if len(self._by_shape) < 64:
+                self._by_shape[shape] = masker
         return copyline.mask_copy_line(line, fmt, masker, delimiter=delimiter, null=null)

@@ -333,11 +333,13 @@ class Backend:
             raise Kill("42501", "jitctl: binary COPY output cannot be masked on this target")
         specs = head.copy_specs or []
         spec = specs[head.done] if head.done < len(specs) else None
-        flags = copyspec.masked_fields(spec, len(formats), masks, self.state.relations)
+        relations = self.state.relations
+        flags = copyspec.masked_fields(spec, len(formats), masks, relations)
         result.copy_out = CopyOut(
             masks,
             spec.fmt if spec else "text",
             flags,
+            copyspec.field_names(spec, len(formats), relations),
             spec.delimiter if spec else None,
             spec.null if spec else None,
             spec.header if spec else False,

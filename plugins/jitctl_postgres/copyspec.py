@@ -151,6 +151,30 @@ def masked_fields(
     if spec is not None and spec.query_refs is not None:
         refs = [(None, name) for name in sorted(spec.query_refs)]
         return [spec.query_star or any(masks.columns_masked(refs))] * count
+    table, names = _table_columns(spec, relations)
+    if names is None or len(names) != count:
+        return [True] * count  # unknown columns: every field (more, never less)
+    return list(masks.columns_masked([(table, name) for name in names]))
+
+
+def field_names(
+    spec: CopySpec | None,
+    count: int,
+    relations: Mapping[str, Sequence[tuple[str, Sequence[str]]]],
+) -> tuple[str, ...]:
+    """The names of a COPY OUT row's `count` fields, for the record's counts (`COLUMN:email`);
+    empty when they are not known (a `COPY (query)`, an unknown table): counts then name
+    fields by position (`COLUMN:#3`)."""
+    if spec is not None and spec.query_refs is not None:
+        return ()
+    _, names = _table_columns(spec, relations)
+    return tuple(names) if names is not None and len(names) == count else ()
+
+
+def _table_columns(
+    spec: CopySpec | None, relations: Mapping[str, Sequence[tuple[str, Sequence[str]]]]
+) -> tuple[str | None, list[str] | None]:
+    """A `COPY table [(columns)]`'s table (when the catalog names one) and field names."""
     names: list[str] | None = None
     table: str | None = None
     if spec is not None and spec.table:
@@ -161,6 +185,4 @@ def masked_fields(
             table, names = candidates[0][0], list(candidates[0][1])
         if spec.columns is not None:
             names = list(spec.columns)
-    if names is None or len(names) != count:
-        return [True] * count  # unknown columns: every field (more, never less)
-    return list(masks.columns_masked([(table, name) for name in names]))
+    return table, names

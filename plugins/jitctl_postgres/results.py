@@ -186,11 +186,12 @@ class CopyOut:
         masks: Any,
         fmt: str,
         flags: Sequence[bool],
+        names: Sequence[str],
         delimiter: bytes | None,
         null: bytes | None,
         header: bool,
     ) -> None:
-        self.masks, self.fmt, self.flags = masks, fmt, list(flags)
+        self.masks, self.fmt, self.flags, self.names = masks, fmt, list(flags), tuple(names)
         self.delimiter, self.null, self.header = delimiter, null, header
 
     def line(self, data: bytes) -> tuple[bytes, Counter[str]]:
@@ -200,6 +201,6 @@ class CopyOut:
             flags = [False] * len(flags)
         line: bytes
         line, counts = self.masks.mask_copy_line(
-            data, self.fmt, flags, delimiter=self.delimiter, null=self.null
+            data, self.fmt, flags, names=self.names, delimiter=self.delimiter, null=self.null
         )
         return line, counts

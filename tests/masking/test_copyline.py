@@ -61,9 +61,11 @@ def test_csv_with_another_null_string() -> None:
     assert out == b'NULL,"[MASKED]"\n'
 
 
-def test_counts_name_columns_by_position() -> None:
+def test_counts_name_columns_by_name_when_known_else_by_position() -> None:
     _, counts = POLICY.mask_copy_line(b"a@b.co\tx\n", "text", [False, True])
     assert counts == Counter({"EMAIL_ADDRESS": 1, "COLUMN:#2": 1})
+    named = POLICY.mask_copy_line(b"a@b.co\tx\n", "text", [False, True], names=("note", "ssn"))
+    assert named[1] == Counter({"EMAIL_ADDRESS": 1, "COLUMN:ssn": 1})
 
 
 def test_withheld_line_is_counted_per_field() -> None:

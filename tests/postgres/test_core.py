@@ -496,6 +496,8 @@ def test_copy_out_lines_are_masked_on_a_masked_target(bytewise: bool) -> None:
     )
     down = h.take_down()
     assert b"x@y.z" not in down and b"1\t[MASKED]\n" in down
+    # The catalog names the fields, so the record's counts name the column.
+    assert h.last("pg.result")["masked"] == {"COLUMN:email": 1}
 
 
 def test_binary_copy_out_is_refused_on_a_masked_target() -> None:

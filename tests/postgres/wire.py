@@ -97,16 +97,17 @@ def _scan(value: bytes) -> tuple[bytes, Counter[str]]:
 @dataclass
 class RowMasker:
     masked: list[bool]
+    names: Sequence[str] = ()
 
     def mask_row(self, values: Sequence[bytes | None]) -> tuple[list[bytes | None], Counter[str]]:
         counts: Counter[str] = Counter()
         out: list[bytes | None] = []
-        for flag, value in zip(self.masked, values, strict=True):
+        for i, (flag, value) in enumerate(zip(self.masked, values, strict=True)):
             if value is None:
                 out.append(None)
             elif flag:
                 out.append(b"[MASKED]")
-                counts["COLUMN"] += 1
+                counts[f"COLUMN:{self.names[i]}" if self.names else "COLUMN"] += 1
             else:
                 new, found = _scan(value)
                 out.append(new)
@@ -144,6 +145,7 @@ class Masks:
         fmt: str,
         masked: Sequence[bool],
         *,
+        names: Sequence[str] = (),
         delimiter: bytes | None = None,
         null: bytes | None = None,
     ) -> tuple[bytes, Counter[str]]:
@@ -151,7 +153,7 @@ class Masks:
         fields = line.rstrip(b"\n").split(sep)
         if len(fields) != len(masked):
             return sep.join(b"[WITHHELD]" for _ in masked) + b"\n", Counter(WITHHELD=1)
-        values, counts = RowMasker(list(masked)).mask_row(fields)
+        values, counts = RowMasker(list(masked), names).mask_row(fields)
         return sep.join(v or b"" for v in values) + b"\n", counts
 
 
