@@ -159,7 +159,7 @@ def test_an_approved_hold_forwards_and_a_denied_one_does_not(upstream: HttpUpstr
     assert yes.released_after == {yes.holds[0].hold_id: ["http.request"]}
     no = FakeIO(target(upstream, rules=rules, access=access), [request], Review(False, "denied"))
     out = drive(no)
-    assert b"HTTP/1.1 403" in out and b'"rule": "ask"' in out
+    assert b"HTTP/1.1 403 Forbidden\r\n" in out and b'"rule": "ask"' in out
     assert no.records[-1].payload["by"] == "broker"
     assert no.released_after == {}  # it never went upstream
 

@@ -201,13 +201,13 @@ def test_a_good_request_before_garbage_is_answered_then_the_garbage_gets_400(
     upstream: HttpUpstream,
 ) -> None:
     out = drive(FakeIO(target(upstream), [GET % 1 + b"\x00garbage\r\n\r\n"]))
-    assert answers(out) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 400 "]
+    assert answers(out) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"]
 
 
 def test_a_request_body_that_breaks_off_gets_400(upstream: HttpUpstream) -> None:
     bad = b"POST /echo/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloZZ"
     out = drive(FakeIO(target(upstream), [bad]))
-    assert answers(out) == [b"HTTP/1.1 400 "]
+    assert answers(out) == [b"HTTP/1.1 400 Bad Request"]
 
 
 def test_a_credential_that_would_split_a_header_refuses_the_session(

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from jitctl.gateway.http import writers
@@ -151,7 +152,7 @@ class ClientConnection:
     async def json_reply(self, status: int, body: dict[str, Any], close: bool = False) -> None:
         data = json.dumps(body).encode()
         fields = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-        self.respond(status, b"", fields, Framing.LENGTH, close)
+        self.respond(status, _phrase(status), fields, Framing.LENGTH, close)
         await self.send(data)
         await self.end()
 
@@ -167,3 +168,12 @@ class ClientConnection:
         self._continue = False
         if self.reader.trailing is not None:  # an upgrade was asked for but did not happen
             self.reader.resume()
+
+
+def _phrase(status: int) -> bytes:
+    """The standard reason phrase for the broker's own answers ("Forbidden"): curl -i and
+    logs show it; RFC 9112 §4 lets it be empty, but readers expect one."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
