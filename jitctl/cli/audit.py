@@ -33,9 +33,8 @@ def verify(
     from jitctl.errors import AuditBrokenError
 
     source = resolve(config, state_dir)
-    trusted = source.trusted_keys(key)
-    with source.open() as store:
-        report = verify_trail(store, trusted, source.checkpoint_file)
+    with source.open() as store:  # first: a missing trail is the error to report, not its key
+        report = verify_trail(store, source.trusted_keys(key), source.checkpoint_file)
     if json_out:
         emit_json(report.to_dict())
     if report.first_break is not None:
@@ -114,8 +113,8 @@ def prune(
 
     before_us = parse_when(before)
     source = resolve(config, state_dir)
-    key = load_signing_key(source.state_dir)
-    with source.open() as store:
+    with source.open() as store:  # first: a missing trail is the error to report, not its key
+        key = load_signing_key(source.state_dir)
         result = prune_trail(
             store,
             key,
