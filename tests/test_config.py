@@ -140,6 +140,22 @@ def test_check_config_accepts_a_good_file_with_json(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["targets"] == [{"name": "pg-prod", "protocol": "postgres"}]
+    assert json.loads(result.stdout)["warnings"] == [] and "warning" not in result.stderr
+
+
+def test_check_config_warns_that_without_an_issuer_nobody_can_log_in(tmp_path: Path) -> None:
+    """Valid (a --dev broker adds its own issuer), but a production broker would verify no
+    token: say so rather than print "valid" alone."""
+    path = tmp_path / "broker.toml"
+    path.write_text(GOOD[: GOOD.index("[[identity.issuers]]")] + GOOD[GOOD.index("[[targets]]") :])
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: no [[identity.issuers]]: no token will verify" in result.stderr
+    assert "valid (0 issuer(s), 1 target(s))" in result.stderr
 
 
 def test_check_config_json_describes_a_bad_file_too(tmp_path: Path) -> None:

@@ -191,11 +191,12 @@ async def _main(config: BrokerConfig, state_dir: Path, dev: bool) -> None:
 
 def serve(config_path: str | None, dev: bool, state_dir: str | None, listen: str | None) -> None:
     from jitctl.broker.logs import setup_logging
-    from jitctl.broker.validate import validate_targets
+    from jitctl.broker.validate import identity_warnings, validate_targets
 
     config, directory = _resolve(config_path, dev, state_dir, listen)
     setup_logging(config.broker.log_level)
-    for warning in validate_targets(config, config_path or "(dev defaults)"):
+    warnings = [] if dev else identity_warnings(config)
+    for warning in warnings + validate_targets(config, config_path or "(dev defaults)"):
         log.warning(warning, extra={"event": "config.warning"})
     from jitctl import eventloop
 

@@ -4,6 +4,8 @@ The config schema (jitctl.config) knows the keys; a plugin knows what its rules 
 mean (a statement word the Postgres classifier has never heard of, a detector that does not
 exist). A plugin may offer `validate_target(target)`, raising ConfigError; a target whose
 protocol has no plugin installed is reported, since every session to it would be refused.
+A config with no issuer is reported too: outside `--dev` (whose built-in issuer is added at
+start) no token would verify, so nobody could log in or connect.
 """
 
 from __future__ import annotations
@@ -43,3 +45,13 @@ def validate_targets(config: BrokerConfig, source: str) -> list[str]:
             problems, "fix the rules and masks above; docs/configuration.md documents them"
         )
     return warnings
+
+
+def identity_warnings(config: BrokerConfig) -> list[str]:
+    """Warnings about who can log in (run without --dev: the dev issuer is not in `config`)."""
+    if config.identity.issuers:
+        return []
+    return [
+        "no [[identity.issuers]]: no token will verify, so nobody can log in or connect "
+        "(only `jitctl broker serve --dev` adds its built-in issuer)"
+    ]

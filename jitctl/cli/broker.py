@@ -34,13 +34,13 @@ def check_config(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Validate a broker config file without starting anything."""
-    from jitctl.broker.validate import validate_targets
+    from jitctl.broker.validate import identity_warnings, validate_targets
     from jitctl.config import load_config
     from jitctl.errors import ConfigError
 
     try:
         cfg = load_config(path)
-        warnings = validate_targets(cfg, path)
+        warnings = identity_warnings(cfg) + validate_targets(cfg, path)
     except ConfigError as exc:
         # A script asking for --json gets its one document for a bad file too; the message
         # and the exit code (8) stay as without --json.
