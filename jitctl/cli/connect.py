@@ -40,7 +40,7 @@ def connect(
 def exec_(
     ctx: typer.Context,
     target: list[str] = typer.Option(
-        [], "--target", "-t", help="Target to open a tunnel for (repeatable)."
+        [], "--target", "-t", metavar="TARGET", help="Target to open a tunnel for (repeatable)."
     ),
     reason: str = typer.Option("", "--reason", help="Why; recorded on every session."),
     agent: str = typer.Option("", "--agent", help="Agent label recorded beside the identity."),

@@ -36,7 +36,10 @@ def replay(
     since: str | None = typer.Option(None, "--since", help="Picker: started since WHEN."),
     until: str | None = typer.Option(None, "--until", help="Picker: started before WHEN."),
     has: list[str] | None = typer.Option(
-        None, "--has", help="Picker: only sessions with blocks, approvals or masks."
+        None,
+        "--has",
+        metavar="blocks|approvals|masks",
+        help="Picker: only sessions with blocks, approvals or masks (repeatable).",
     ),
     key: list[Path] | None = typer.Option(
         None, "--key", metavar="FILE", help="Also trust this audit public key (repeatable)."
