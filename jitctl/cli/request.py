@@ -7,12 +7,14 @@ request, 1 already decided, 6 broker unreachable.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
 
 from jitctl.approvals.text import clock, describe, status_line
 from jitctl.cli._render import emit_json, say, table
+from jitctl.errors import UsageError
 
 app = typer.Typer(help="Just-in-time access requests and approvals.", no_args_is_help=True)
 
@@ -112,6 +114,12 @@ def watch(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes."),
 ) -> None:
     """Live view of pending requests for approvers: a approves, d denies (with a reason)."""
+    # Without a terminal Textual neither draws nor reads keys: it would spin until killed.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "jitctl request watch needs a terminal",
+            "use `jitctl request ls --pending` (or --json) in pipes and scripts",
+        )
     try:
         from jitctl.review.app import ReviewApp
     except ImportError as exc:  # textual is optional for everything else
