@@ -66,9 +66,12 @@ async def run_connect(
         address.update(ssh_config=str(ssh_config), ssh_host=host_alias(target))
     if protocol == "http":  # point any HTTP client (or SDK endpoint) here, no credential
         address["url"] = f"http://127.0.0.1:{bound}"
+    starts_client = not no_client and (protocol == "postgres" or ssh_config is not None)
     if json_out:
         sys.stdout.write(json.dumps(address) + "\n")
-    else:
+    elif not starts_client:
+        # With a client started, stdout is the client's: `jitctl connect web -- cat f > f.copy`
+        # must copy the file, not a port line in front of it.
         sys.stdout.write(f"{address.get('url') or f'127.0.0.1:{bound}'}\n")
     sys.stdout.flush()
     try:

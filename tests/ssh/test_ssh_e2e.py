@@ -243,6 +243,15 @@ def test_a_host_whose_key_does_not_match_the_pin_is_refused(
     assert any("host key check failed" in str(r.payload) for r in denied)
 
 
+def test_connect_with_a_command_leaves_stdout_to_the_command(broker: BrokerProcess) -> None:
+    """`jitctl connect web -- CMD > file` gets CMD's output only: no port line in front."""
+    marker = uuid.uuid4().hex[:8]
+    process = broker.jitctl("connect", "web", "--", f"echo {marker}")
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == f"{marker}\n"
+    assert "opened to web" in process.stderr
+
+
 def test_connect_no_client_says_how_to_use_the_tunnel(broker: BrokerProcess) -> None:
     process, address = broker.connect("web")
     try:
