@@ -1,9 +1,9 @@
 """The CLI side of approvals: the broker's /v1/requests API (jitctl.broker.approvals_api).
 
 Broker answers map to exit codes like every other command: 401 AuthError (3); 403 DeniedError
-(4: self-approval, not an approver, not allowed to reach the target); 400 UsageError (2);
-404 and 409 (already decided, already voted) JitctlError (1) with the broker's reason; 503
-UnreachableError (6).
+(4: self-approval, not an approver, not allowed to reach the target); 400 and an unknown
+target UsageError (2); any other 404 and 409 (already decided, already voted) JitctlError (1)
+with the broker's reason; 503 UnreachableError (6).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ _HINTS = {
     "self_approval": "ask another member of the approver groups",
     "not_an_approver": "only members of the request's approver groups may decide it",
     "already_voted": "another approver must add theirs",
+    "not_found": "see `jitctl request ls` for the requests you may see",
+    "conflict": "see `jitctl request ls` for its status",
 }
 
 
@@ -38,6 +40,7 @@ class RequestsClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        unknown_target: bool = False,
     ) -> dict[str, Any]:
         from jitctl.client.api import http_client, reason_of, transport_errors
 
@@ -61,14 +64,16 @@ class RequestsClient:
             raise DeniedError(reason, hint)
         if status == 400:
             raise UsageError(reason, hint)
+        if status == 404 and unknown_target:
+            raise UsageError(reason, "see `jitctl targets`")
         if status == 503:
             raise UnreachableError(reason, "try again later; the broker's log says why")
         raise JitctlError(reason, hint)
 
     def create(self, target: str, reason: str, duration: str) -> dict[str, Any]:
-        return self._call(
-            "POST", "/v1/requests", {"target": target, "reason": reason, "duration": duration}
-        )
+        body = {"target": target, "reason": reason, "duration": duration}
+        # The one 404 here is an unknown target: a usage error, as everywhere (docs/cli.md).
+        return self._call("POST", "/v1/requests", body, unknown_target=True)
 
     def list(self, *, mine: bool = False, pending: bool = False) -> list[dict[str, Any]]:
         params = {k: "true" for k, v in (("mine", mine), ("pending", pending)) if v}

@@ -278,6 +278,21 @@ def test_access_requests_need_two_different_approvers_and_never_the_requester(
     assert second["status"] == "approved" and second["decided_by"] == "bob, carol"
 
 
+def test_request_errors_exit_as_documented_with_a_hint(
+    broker: BrokerProcess, people: dict[str, Person]
+) -> None:
+    """An unknown target is a usage error (2) pointing at `jitctl targets`; an unknown request
+    id says where the ids are."""
+    alice, bob = people["alice"], people["bob"]
+    unknown = alice.jitctl(broker, "request", "create", "nope", "--reason", "INC-9")
+    assert unknown.returncode == 2, unknown.stderr
+    assert "no target named 'nope'" in unknown.stderr
+    assert "hint: see `jitctl targets`" in unknown.stderr
+    missing = bob.jitctl(broker, "request", "approve", "0123456789ab")
+    assert missing.returncode == 1 and "no request 0123456789ab" in missing.stderr
+    assert "hint: see `jitctl request ls`" in missing.stderr
+
+
 def test_an_expired_grant_ends_a_live_psql_session_with_a_clear_message(
     broker: BrokerProcess, people: dict[str, Person]
 ) -> None:
