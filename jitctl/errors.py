@@ -24,6 +24,9 @@ class ExitCode(enum.IntEnum):
     AUDIT_BROKEN = 7  # the audit trail failed verification
     CONFIG = 8  # a configuration file is invalid
     NOT_AVAILABLE = 9  # the command exists in the design but is not built yet
+    # `jitctl exec` only, as `env` and shells have them: the wrapped command could not start.
+    COMMAND_NOT_EXECUTABLE = 126
+    COMMAND_NOT_FOUND = 127
 
 
 class JitctlError(Exception):
@@ -49,6 +52,14 @@ class UsageError(JitctlError):
 
 class AuthError(JitctlError):
     exit_code = ExitCode.AUTH
+
+
+class CommandNotFound(JitctlError):
+    exit_code = ExitCode.COMMAND_NOT_FOUND
+
+
+class CommandNotExecutable(JitctlError):
+    exit_code = ExitCode.COMMAND_NOT_EXECUTABLE
 
 
 class DeniedError(JitctlError):

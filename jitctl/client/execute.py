@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
-from jitctl.errors import AuthError, UsageError
+from jitctl.errors import AuthError, CommandNotExecutable, CommandNotFound, UsageError
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -190,7 +190,14 @@ async def run_exec(
                 command=command_line,
                 correlation_id=correlation_id,
             )
-            reply = await check_target(spec)
+            try:
+                reply = await check_target(spec)
+            except AuthError as exc:
+                if not (token_file or token_env):
+                    raise
+                # Not a login to renew: the workload token this command was given is at fault.
+                given = token_file or f"${token_env}"
+                raise AuthError(exc.message, f"check the workload token in {given}") from None
             listener = LocalListener(spec, on_event=_quiet)
             port = await listener.start()
             listeners.append(listener)
@@ -254,9 +261,13 @@ async def _run_child(command: list[str], env: dict[str, str]) -> int:
     try:
         process = eventloop.spawn(command, env)  # not the loop's: see jitctl.eventloop
     except FileNotFoundError:
-        raise UsageError(f"command not found: {command[0]}") from None
+        raise CommandNotFound(
+            f"command not found: {command[0]}", "check the command after --, and PATH"
+        ) from None
     except PermissionError:
-        raise UsageError(f"permission denied running {command[0]}") from None
+        raise CommandNotExecutable(
+            f"permission denied running {command[0]}", "is it an executable file?"
+        ) from None
     loop = asyncio.get_running_loop()
     for sig in FORWARDED_SIGNALS:
         loop.add_signal_handler(sig, _forward, process, sig)

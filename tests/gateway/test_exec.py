@@ -133,10 +133,17 @@ def test_sigterm_to_jitctl_reaches_the_child(broker: BrokerProcess, tmp_path: Pa
     assert marker.read_text() == "yes"
 
 
-def test_a_missing_command_is_a_usage_error(broker: BrokerProcess) -> None:
+def test_a_command_that_cannot_start_exits_127_or_126_as_shells_do(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
     result = broker.jitctl("exec", "-t", "echo-svc", "--", "no-such-program-xyz")
-    assert result.returncode == 2
-    assert "command not found: no-such-program-xyz" in result.stderr
+    assert result.returncode == 127
+    assert "error: command not found: no-such-program-xyz" in result.stderr
+    not_executable = tmp_path / "script.sh"
+    not_executable.write_text("#!/bin/sh\necho hi\n")
+    result = broker.jitctl("exec", "-t", "echo-svc", "--", str(not_executable))
+    assert result.returncode == 126
+    assert "permission denied running" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_token_file_is_used_for_the_run_without_being_stored(
@@ -160,3 +167,12 @@ def test_token_file_is_used_for_the_run_without_being_stored(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
     assert not (home / "credentials.json").exists()
+
+    # A token the broker rejects: the hint names the file, not `jitctl login` (there is none).
+    token_file.write_text(token_issuer.mint(sub="k8s-pod", lifetime=-60))
+    refused = broker.jitctl(
+        "exec", "--token-file", str(token_file), "-t", "echo-svc", "--", "true",
+        env={"JITCTL_HOME": str(home)},
+    )  # fmt: skip
+    assert refused.returncode == 3
+    assert f"hint: check the workload token in {token_file}" in refused.stderr
