@@ -329,7 +329,7 @@ def test_a_held_command_runs_only_once_an_approver_says_yes(
         assert steps == ["ssh.exec.decided", "approval.executed"]
     else:
         assert run.returncode == 126 and not marker.exists()
-        assert "not approved (denied" in err
+        assert re.search(r"not approved \(denied by \S*bob\S*: ok\)", err), err
         assert decided["decision"] == "deny"
         assert steps == ["ssh.exec.decided"]
 

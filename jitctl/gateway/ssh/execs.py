@@ -111,6 +111,8 @@ def _await_approval(
     rule = str(held.details.get("rule") or "")
     if review is None or not review.approved:
         outcome = review.outcome if review is not None else "unavailable"
+        if review is not None and review.by:  # who said no, as the Postgres refusal names them
+            outcome += f" by {', '.join(review.by)}"
         why = f"not approved ({outcome}" + (
             f": {review.reason})" if review and review.reason else ")"
         )
