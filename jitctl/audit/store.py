@@ -248,6 +248,17 @@ class AuditStore(abc.ABC):
         )
         return self._summaries([row_to_record(rows[0])[0]])[0] if rows else None
 
+    def session_ids_starting(self, prefix: str, limit: int = 6) -> list[str]:
+        """Up to `limit` session ids that start with `prefix` (a shortened id, as git takes
+        one), from the start records (the MARKS index), oldest first."""
+        kinds = ", ".join("?" for _ in START_KINDS)
+        rows = self._rows(
+            f"SELECT session_id FROM audit_records WHERE {MARKS} AND kind IN ({kinds}) "
+            "AND substr(session_id, 1, ?) = ? ORDER BY seq LIMIT ?",
+            [*START_KINDS, len(prefix), prefix, limit * 2],
+        )
+        return list(dict.fromkeys(str(row[0]) for row in rows if row[0]))[:limit]
+
     def _summaries(self, starts: Sequence[Record]) -> list[SessionSummary]:
         ends: dict[str, Record] = {}
         counts: dict[str, dict[str, int]] = {}

@@ -5,6 +5,8 @@ Rules:
   `broker.state_dir` when that is empty; keys and the checkpoint file live in `broker.state_dir`.
 - `--state-dir D`: SQLite `D/audit.db`, keys and checkpoint file in D.
 - Neither: the dev broker's state dir (`jitctl.paths.dev_broker_dir()`).
+- A session is named by its id or by a unique start of it (at least `MIN_PREFIX` characters,
+  as git takes a shortened commit id); an ambiguous one lists the candidates.
 - Times (`--since`, `--before`) are ISO dates/times (naive ones are local time) or a duration
   meaning "that long ago" (`1h`, `30d`).
 """
@@ -19,10 +21,27 @@ from typing import TYPE_CHECKING
 from jitctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from jitctl.audit.records import SessionSummary
     from jitctl.audit.store import AuditStore
 
 CHECKPOINT_NAME = "audit-checkpoint.json"
 PUBLIC_KEY_NAME = "audit-signing.pub"
+MIN_PREFIX = 4
+
+
+def find_session(store: AuditStore, given: str) -> SessionSummary:
+    """The session `given` names: its whole id, or a unique start of it."""
+    summary = store.session(given)
+    if summary is not None:
+        return summary
+    found = store.session_ids_starting(given) if len(given) >= MIN_PREFIX else []
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise UsageError(f"session id {given!r} is ambiguous: {shown}", "give more of the id")
+    summary = store.session(found[0]) if found else None
+    if summary is None:
+        raise UsageError(f"no session {given!r} in the trail", "see `jitctl sessions ls`")
+    return summary
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ def export(
 ) -> None:
     """Export records: JSONL (lossless, verifiable offline), OCSF (for a SIEM) or asciicast v2
     (one terminal session, for players)."""
-    from jitctl.cli._store import parse_when, resolve
+    from jitctl.cli._store import find_session, parse_when, resolve
     from jitctl.errors import UsageError
 
     if format_ == "asciicast":
@@ -74,7 +74,7 @@ def export(
         if session is None:
             raise UsageError("--format asciicast exports one session", "add --session ID")
         with resolve(config, state_dir).open() as store:
-            count = export_session(store, session, "asciicast", output)
+            count = export_session(store, find_session(store, session).id, "asciicast", output)
         if output is not None:
             say(f"wrote {count} asciicast events to {output}")
         return
@@ -86,6 +86,8 @@ def export(
     since_us = parse_when(since) if since else None
     source = resolve(config, state_dir)
     with source.open() as store:
+        if session is not None:
+            session = find_session(store, session).id
         records = store.iter_records(session_id=session, since_us=since_us)
         if output is None:
             count = writer(records, sys.stdout)

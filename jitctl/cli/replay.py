@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
 
 
 def replay(
-    session_id: str | None = typer.Argument(None, help="A session id; none: pick one."),
+    session_id: str | None = typer.Argument(
+        None, help="A session id (or a unique start of it); none: pick one."
+    ),
     print_: bool = typer.Option(False, "--print", help="Print a transcript instead of the TUI."),
     json_out: bool = typer.Option(
         False, "--json", help="A transcript as one JSON document (implies --print)."
@@ -48,7 +50,7 @@ def replay(
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
     """Replay a recorded session: timeline, details, terminal, search, export."""
-    from jitctl.cli._store import resolve
+    from jitctl.cli._store import find_session, resolve
     from jitctl.errors import UsageError
 
     source = resolve(config, state_dir)
@@ -67,8 +69,8 @@ def replay(
 
     trusted = _trusted(source, key)
     with source.open() as store:
-        if session_id is not None and store.session(session_id) is None:
-            raise UsageError(f"no session {session_id!r} in the trail", "see `jitctl sessions ls`")
+        if session_id is not None:
+            session_id = find_session(store, session_id).id
         ReplayApp(store, trusted, session_id=session_id, filters=filters).run()
 
 
@@ -112,14 +114,13 @@ def _trusted(source: AuditSource, key: list[Path] | None) -> dict[str, bytes] | 
 
 
 def _print(source: AuditSource, session_id: str, json_out: bool, key: list[Path] | None) -> None:
-    from jitctl.errors import UsageError
+    from jitctl.cli._store import find_session
     from jitctl.replay.transcript import print_json, print_text
 
     trusted = _trusted(source, key) if json_out else None
     with source.open() as store:
-        summary = store.session(session_id)
-        if summary is None:
-            raise UsageError(f"no session {session_id!r} in the trail", "see `jitctl sessions ls`")
+        summary = find_session(store, session_id)
+        session_id = summary.id
         records: Any = store.iter_records(session_id=session_id)
         if summary.status == "denied" and session_id.startswith("denied-"):
             records = [store.get(int(session_id.split("-", 1)[1]))]

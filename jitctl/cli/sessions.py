@@ -71,19 +71,18 @@ def ls(
 
 @app.command("show")
 def show(
-    session_id: str = typer.Argument(..., help="A session id from `jitctl sessions ls`."),
+    session_id: str = typer.Argument(
+        ..., help="A session id from `jitctl sessions ls`, or a unique start of it."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
     config: Path | None = _CONFIG,
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
     """Show one session: who, what, when, how long, how much, and its records by kind."""
-    from jitctl.cli._store import format_bytes, format_time, resolve
-    from jitctl.errors import UsageError
+    from jitctl.cli._store import find_session, format_bytes, format_time, resolve
 
     with resolve(config, state_dir).open() as store:
-        summary = store.session(session_id)
-    if summary is None:
-        raise UsageError(f"no session {session_id!r} in the trail", "see `jitctl sessions ls`")
+        summary = find_session(store, session_id)
     if json_out:
         emit_json(summary.to_dict())
         return

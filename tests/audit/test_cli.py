@@ -192,6 +192,29 @@ def test_sessions_ls_lists_newest_first_with_filters(state_dir: Path) -> None:
         assert session["id"] in wide and session["target"] in wide
 
 
+def test_a_session_is_named_by_a_unique_start_of_its_id(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    load_or_create_signing_key(directory)
+    with open_store(f"sqlite://{directory / 'audit.db'}") as store:
+        for session_id in ("abcd1234", "abcd5678", "ffff0000"):
+            store.append_batch(session_records(session_id))
+    where = ["--state-dir", str(directory)]
+    shown = jitctl("sessions", "show", "ffff", "--json", *where)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == "ffff0000"
+    printed = jitctl("replay", "--print", "ffff", *where)
+    assert printed.returncode == 0 and "ffff0000" in printed.stdout, printed.stderr
+    exported = jitctl("audit", "export", "--format", "jsonl", "--session", "ffff", *where)
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert lines and {line["session_id"] for line in lines} == {"ffff0000"}
+    ambiguous = jitctl("sessions", "show", "abcd", *where)
+    assert ambiguous.returncode == 2
+    assert "ambiguous: abcd1234, abcd5678" in ambiguous.stderr
+    assert "Traceback" not in ambiguous.stderr
+    too_short = jitctl("sessions", "show", "ff", *where)  # under 4 characters: not a prefix
+    assert too_short.returncode == 2 and "no session 'ff'" in too_short.stderr
+
+
 def test_sessions_show_tells_who_what_when_and_how_much(state_dir: Path) -> None:
     shown = jitctl("sessions", "show", "s1", "--state-dir", str(state_dir))
     assert shown.returncode == 0

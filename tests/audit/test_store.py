@@ -85,6 +85,16 @@ def test_sessions_filter_by_target_user_time_and_limit(store: AuditStore) -> Non
     assert [s.id for s in store.sessions(since_us=start_b1.time_us)] == ["a2", "b1"]
 
 
+def test_session_ids_are_found_by_their_start(store: AuditStore) -> None:
+    for session_id in ("abcd1234", "abcd5678", "ffff0000", "ab%_0000"):
+        store.append_batch(session_records(session_id))
+    assert store.session_ids_starting("abcd") == ["abcd1234", "abcd5678"]
+    assert store.session_ids_starting("ffff") == ["ffff0000"]
+    assert store.session_ids_starting("ab%_") == ["ab%_0000"]  # no LIKE: % and _ are literal
+    assert store.session_ids_starting("abcd", limit=1) == ["abcd1234"]
+    assert store.session_ids_starting("zzzz") == []
+
+
 def test_reopening_keeps_the_trail_and_continues_the_chain(backend: Backend) -> None:
     with open_store(backend.url) as first:
         first.append_batch(session_records("s1"))
