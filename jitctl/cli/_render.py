@@ -43,3 +43,12 @@ def kv(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     for key, value in pairs:
         sys.stdout.write(f"{key.ljust(width)}  {value}\n")
+
+
+def need_terminal(command: str, instead: str) -> None:
+    """Refuse a full-screen (Textual) command without a terminal on both ends: it could neither
+    draw nor read keys, and would spin until killed. `instead`: what to run in a pipe."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        from jitctl.errors import UsageError
+
+        raise UsageError(f"{command} needs a terminal", f"use {instead} in pipes and scripts")

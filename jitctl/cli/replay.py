@@ -50,6 +50,7 @@ def replay(
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
     """Replay a recorded session: timeline, details, terminal, search, export."""
+    from jitctl.cli._render import need_terminal
     from jitctl.cli._store import find_session, resolve
     from jitctl.errors import UsageError
 
@@ -60,11 +61,7 @@ def replay(
         _print(source, session_id, json_out, key)
         return
     filters = _filters(user, target, agent, since, until, has or [])
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(
-            "jitctl replay needs a terminal",
-            "use `jitctl replay --print ID` (or --json) in pipes and scripts",
-        )
+    need_terminal("jitctl replay", "`jitctl replay --print ID` (or --json)")
     from jitctl.replay.app import ReplayApp
 
     trusted = _trusted(source, key)

@@ -7,14 +7,12 @@ request, 1 already decided, 6 broker unreachable.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
 
 from jitctl.approvals.text import clock, describe, status_line
-from jitctl.cli._render import emit_json, say, table
-from jitctl.errors import UsageError
+from jitctl.cli._render import emit_json, need_terminal, say, table
 
 app = typer.Typer(help="Just-in-time access requests and approvals.", no_args_is_help=True)
 
@@ -114,12 +112,7 @@ def watch(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes."),
 ) -> None:
     """Live view of pending requests for approvers: a approves, d denies (with a reason)."""
-    # Without a terminal Textual neither draws nor reads keys: it would spin until killed.
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(
-            "jitctl request watch needs a terminal",
-            "use `jitctl request ls --pending` (or --json) in pipes and scripts",
-        )
+    need_terminal("jitctl request watch", "`jitctl request ls --pending` (or --json)")
     try:
         from jitctl.review.app import ReviewApp
     except ImportError as exc:  # textual is optional for everything else

@@ -75,9 +75,9 @@ async def run_connect(
         sys.stdout.write(f"{address.get('url') or f'127.0.0.1:{bound}'}\n")
     sys.stdout.flush()
     try:
-        if protocol == "postgres" and not no_client:
-            return await _run_psql(bound, client_args or [])
-        if ssh_config is not None and not no_client:
+        if starts_client:
+            if ssh_config is None:  # postgres
+                return await _run_psql(bound, client_args or [])
             return await _run_ssh(str(ssh_config), str(address["ssh_host"]), client_args or [])
         if ssh_config is not None:
             _say(f"ssh -F {ssh_config} {address['ssh_host']}  (scp and sftp: the same -F and host)")
