@@ -96,6 +96,16 @@ class HttpOptions(Model):
     write_ahead: Literal["all", "changes"] = "all"
 
 
+class PostgresOptions(Model):
+    """`[targets.postgres]`: the Postgres gateway (docs/postgres.md)."""
+
+    # "all": every statement is on record (durably) before the server sees it; "changes": a
+    # statement the classifier proves is a plain read (SELECT or SHOW, no function call, no
+    # locking clause, no INTO, nothing written) is forwarded at once and its record rides the
+    # next commit (faster; a broker crash can lose the record of a read in flight).
+    write_ahead: Literal["all", "changes"] = "all"
+
+
 class SshOptions(Model):
     """`[targets.ssh]`: what an ssh target allows besides its exec rules (docs/ssh.md)."""
 
@@ -178,6 +188,7 @@ class Target(Model):
     rules: list[Rule] = []
     masks: list[Mask] = []
     record_rows: int = Field(default=0, ge=0, le=1000)  # postgres: first N masked rows per result
+    postgres: PostgresOptions = PostgresOptions()
     ssh: SshOptions = SshOptions()
     http: HttpOptions = HttpOptions()
     access: AccessRules = AccessRules()

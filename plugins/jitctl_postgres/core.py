@@ -50,6 +50,11 @@ EARLY_CAP = 1024 * 1024
 HOLD_CAP = 16 * 1024 * 1024  # client bytes kept behind a held statement
 
 
+def _write_ahead(target: Any) -> str:
+    """The target's `postgres.write_ahead` ("all" unless set; jitctl.config.PostgresOptions)."""
+    return str(getattr(getattr(target, "postgres", None), "write_ahead", "all"))
+
+
 class PostgresCore:
     def __init__(
         self,
@@ -70,6 +75,7 @@ class PostgresCore:
             groups=tuple(context.groups),
             target=self.target,
             record_rows=int(getattr(context.target, "record_rows", 0) or 0),
+            reads_wait=_write_ahead(context.target) != "changes",
             clock=clock,
         )
         self.frontend = Frontend(self.state)

@@ -189,8 +189,22 @@ class Frontend:
         self.held = None
         return holds.release(self, held, review)
 
-    def _allowed(self, pending: Pending, payload: dict[str, Any], data: bytes = b"") -> None:
-        self.state.record("pg.statement", {"seq": pending.seq, **payload}, durable=True, data=data)
+    def _allowed(
+        self,
+        pending: Pending,
+        payload: dict[str, Any],
+        data: bytes = b"",
+        classification: Any = None,
+    ) -> None:
+        """Record an allowed statement, durable before it goes up (write-ahead), except a plain
+        read on a target with `postgres.write_ahead = "changes"` (`reads_only`): its record
+        rides the next commit, and says so (`write_ahead: false`)."""
+        durable = self.state.reads_wait or not getattr(classification, "reads_only", False)
+        if not durable:
+            payload = {**payload, "write_ahead": False}
+        self.state.record(
+            "pg.statement", {"seq": pending.seq, **payload}, durable=durable, data=data
+        )
         pending.started = self.state.clock()
         if self.book.push(pending):
             self.state.inflight(pending.seq)
@@ -219,7 +233,7 @@ class Frontend:
             **decision_fields(decision),
         }
         if decision.action == "allow":
-            self._allowed(pending, payload, data)
+            self._allowed(pending, payload, data, classification)
             return None
         return self._block(pending, decision, payload, query(FAIL_TEXT), data)
 
@@ -333,7 +347,12 @@ class Frontend:
                 rule=None,
                 note="statement not prepared through this session's Parse",
             )
-        self._allowed(pending, payload, data)
+        # Only a plainly allowed statement may skip the wait; one let through by an approval
+        # (or not prepared here) always waits for its record.
+        classification = None
+        if prepared is not None and getattr(prepared.decision, "action", "") == "allow":
+            classification = prepared.classification
+        self._allowed(pending, payload, data, classification)
         return None
 
     def _close(self, body: bytes) -> bytes | None:

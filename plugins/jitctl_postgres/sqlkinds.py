@@ -77,6 +77,8 @@ TRANSACTION_KINDS = {
     "TRANS_STMT_PREPARE": "prepare_transaction", "TRANS_STMT_COMMIT_PREPARED": "commit",
     "TRANS_STMT_ROLLBACK_PREPARED": "rollback",
 }  # fmt: skip
+# What `Classification.reads_only` admits (`postgres.write_ahead = "changes"`).
+READ_ONLY_KINDS = frozenset({"select", "show"})
 _OTHER_KINDS = {"set", "reset", "grant", "revoke", "move", "analyze", "vacuum"}
 STATEMENT_KINDS = frozenset(
     {*NODE_KINDS.values(), *TRANSACTION_KINDS.values(), *_OTHER_KINDS}
@@ -153,6 +155,22 @@ class Classification:
     @functools.cached_property
     def flags(self) -> frozenset[str]:
         return _union(s.flags for s in self.statements)
+
+    @functools.cached_property
+    def reads_only(self) -> bool:
+        """Every statement is a plain read as far as the text shows: SELECT or SHOW, calling
+        no function (any function may write, a user's above all), with no flag (no INTO, no
+        locking clause, no writable CTE, nothing unparseable) and no table written. What
+        the text cannot show stays possible: a view or row-level policy that calls a writing
+        function (docs/postgres.md, `postgres.write_ahead`)."""
+        return (
+            self.error is None
+            and bool(self.statements)
+            and all(
+                s.kinds <= READ_ONLY_KINDS and not (s.functions or s.flags or s.tables_written)
+                for s in self.statements
+            )
+        )
 
 
 def _union(sets: Iterable[frozenset[str]]) -> frozenset[str]:

@@ -61,6 +61,7 @@ class SessionState:
     groups: tuple[str, ...] = ()
     target: str = ""
     record_rows: int = 0
+    reads_wait: bool = True  # False: `postgres.write_ahead = "changes"` (plain reads do not wait)
     clock: Callable[[], float] = time.monotonic
     book: Book = field(default_factory=Book)
     out: list[Command] = field(default_factory=list)

@@ -11,6 +11,7 @@ from scramp import ScramMechanism
 from jitctl.plugin import Direction, Forward, Record, RemoteProtocolError
 from jitctl_postgres.frontend import FAIL_TEXT
 from jitctl_postgres.messages import startup_message
+from jitctl_postgres.state import Services
 
 from . import wire as w
 
@@ -262,6 +263,90 @@ def test_client_bytes_sent_before_ready_wait_for_it() -> None:
 
 
 # -- simple query -------------------------------------------------------------------------------
+
+
+def _statement_records(h: w.Harness) -> list[Record]:
+    return [r for r in h.records if r.kind == "pg.statement"]
+
+
+def _reads_harness(write_ahead: str = "changes") -> w.Harness:
+    """The real classifier: which statements are plain reads is its call (`reads_only`)."""
+    from jitctl_postgres.classify import classify, classify_function_call
+
+    services = Services(classify, classify_function_call, w.Policy())
+    return w.Harness(services, write_ahead=write_ahead).connect()
+
+
+READS = [
+    "select abalance from pgbench_accounts where aid = 5",
+    "SELECT a.x, b.y FROM a JOIN b USING (id) WHERE a.z > 3 ORDER BY 1 LIMIT 10",
+    "show search_path",
+    "select 1; show work_mem",
+    "with t as (select * from accounts) select * from t",
+]
+NOT_READS = [
+    "delete from accounts where id = 1",
+    "select 1; delete from accounts",
+    "select nextval('s')",  # a function: any call may write
+    "select count(*) from accounts",
+    "select * from accounts for update",  # a row lock
+    "select * into copy_of from accounts",  # SELECT INTO creates a table
+    "with gone as (delete from accounts returning *) select * from gone",  # writable CTE
+    "explain analyze select 1",  # runs the statement; not a plain read
+    "selec 1",  # unparseable: the most dangerous class
+    "copy accounts to stdout",
+    "begin",
+    "set work_mem = '1GB'",
+    "do $$ begin perform 1; end $$",
+]
+
+
+@pytest.mark.parametrize("text", READS)
+def test_changes_mode_lets_a_plain_read_go_before_its_record_is_durable(text: str) -> None:
+    """`postgres.write_ahead = "changes"`: the read's record is queued (it rides the next
+    commit) and says it was not written ahead; the query goes up in the same batch."""
+    h = _reads_harness()
+    h.client(w.q(text))
+    (statement,) = _statement_records(h)
+    assert not statement.durable and statement.payload["write_ahead"] is False
+    assert h.take_up() == w.q(text)
+
+
+@pytest.mark.parametrize("text", NOT_READS)
+def test_changes_mode_still_writes_ahead_whatever_is_not_a_plain_read(text: str) -> None:
+    h = _reads_harness()
+    h.client(w.q(text))
+    (record,) = [r for r in h.records if r.kind in ("pg.statement", "pg.blocked")]
+    assert record.durable and "write_ahead" not in record.payload
+
+
+@pytest.mark.parametrize("text", READS[:2])
+def test_default_mode_writes_reads_ahead_too(text: str) -> None:
+    h = _reads_harness("all")
+    h.client(w.q(text))
+    (statement,) = _statement_records(h)
+    assert statement.durable and "write_ahead" not in statement.payload
+
+
+def test_changes_mode_applies_to_the_extended_protocol_per_prepared_statement() -> None:
+    h = _reads_harness()
+    h.client(
+        w.parse("select * from accounts where id = $1", "r"), w.parse("update a set x = 1", "d")
+    )
+    for name in ("r", "d", "r"):
+        h.client(w.bind(name, params=[b"1"] if name == "r" else []), w.execute(), w.SYNC)
+    assert [(r.durable, r.payload["statement"]) for r in _statement_records(h)] == [
+        (False, "r"),
+        (True, "d"),
+        (False, "r"),
+    ]
+
+
+def test_changes_mode_writes_ahead_a_statement_that_was_not_prepared_here() -> None:
+    h = _reads_harness()
+    h.client(w.bind("elsewhere"), w.execute(), w.SYNC)
+    (statement,) = _statement_records(h)
+    assert statement.durable
 
 
 def test_allowed_query_is_recorded_durably_before_it_is_forwarded(bytewise: bool) -> None:

@@ -62,6 +62,14 @@ action = "deny"
 [[targets.masks]]
 columns = ["customers.email"]
 detectors = ["CREDIT_CARD_NUMBER", "EMAIL_ADDRESS"]
+
+[[targets]]
+name = "pg-reads"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "app" }}
+postgres = {{ write_ahead = "changes" }}
 """
 
 
@@ -408,6 +416,32 @@ def test_an_agent_through_jitctl_exec_needs_only_database_url(
     assert int(count) >= 2 and email != EMAIL and EMAIL not in result.stdout
     executed = [r for r in broker.records("pg.statement") if r.actor.agent == "pg-bot"]
     assert any("count(*)" in r.payload.get("text", "") for r in executed)
+
+
+def test_plain_reads_do_not_wait_for_their_record_on_a_changes_target(
+    broker: BrokerProcess,
+) -> None:
+    """`postgres.write_ahead = "changes"`: plain reads go up at once and are still recorded
+    (the test_zz_ check below finds them next to what the server ran); everything else waits."""
+    process, address = broker.connect("pg-reads", "--reason", "e2e")
+    try:
+        with psycopg.connect(dsn(int(address["port"])), autocommit=True) as conn:
+            conn.execute("SELECT bid FROM pgbench_branches WHERE bid = %s", [1])
+            conn.execute("SELECT count(*) FROM pgbench_branches")  # a function call
+            conn.execute("UPDATE pgbench_branches SET filler = 'reads' WHERE bid = 1")
+            conn.execute("SHOW work_mem")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+    ahead = {
+        r.payload["text"]: r.payload.get("write_ahead", True)
+        for r in broker.records("pg.statement")
+        if r.target == "pg-reads" and r.payload.get("decision") == "allow"
+    }
+    assert ahead["SELECT bid FROM pgbench_branches WHERE bid = $1"] is False
+    assert ahead["SHOW work_mem"] is False
+    assert ahead["SELECT count(*) FROM pgbench_branches"] is True
+    assert ahead["UPDATE pgbench_branches SET filler = 'reads' WHERE bid = 1"] is True
 
 
 def test_zz_every_statement_the_server_ran_is_in_the_trail_with_its_caller(

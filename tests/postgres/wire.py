@@ -332,13 +332,15 @@ class Harness:
         registry: dict[bytes, Any] | None = None,
         target: str = "pg",
         record_rows: int = 0,
+        write_ahead: str = "all",
         bytewise: bool = False,
     ) -> None:
         self.registry = {} if registry is None else registry
         self.time = 100.0
+        options = SimpleNamespace(write_ahead=write_ahead)
         context = SessionContext(
             session_id="sess-1",
-            target=SimpleNamespace(name=target, record_rows=record_rows),
+            target=SimpleNamespace(name=target, record_rows=record_rows, postgres=options),
             groups=("agents",),
             settings={
                 "credential": credential or dict(CREDENTIAL),
