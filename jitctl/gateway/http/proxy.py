@@ -45,9 +45,12 @@ class Proxy:
         self.options = self.target.http
         self.upstream = upstream
         self.prefix = upstream.prefix.encode()
+        self.host = upstream.host_header  # the same for every request: worked out once
         self.up: UpstreamConnection | None = first
         self.client = ClientConnection(io)
         self.policy = HttpPolicy.from_target(self.target, io.context.groups)
+        # Whether any rule looks into a request's body (when none does, no request is asked).
+        self.body_rules = any(rule.body for rule in self.policy.rules)
         self.rules = headers.HeaderRules.of(self.options)
         credential = io.context.settings.get("credential", {})
         self.injected = headers.credential_header(self.options, credential)
@@ -122,18 +125,18 @@ class Proxy:
             return await self.refuse(exchange, decision, 400, complete)
         base["path"] = self.trail.masked(path)
         body = None
-        if self.policy.needs_body(method, path):
+        if self.body_rules and self.policy.needs_body(method, path):
             if not complete:
                 early, complete = await self.client.read_body(self.options.mask_limit)
             body = b"".join(early) if complete else None
         decision = self.policy.decide(method, path, body)
         upstream_fields, dropped = self.rules.to_upstream(
             fields,
-            self.upstream.host_header,
+            self.host,
             self.injected,
             identity_encoding=self.masks is not None,
         )
-        base.update(decision=decision.action, rule=decision.rule)
+        base["decision"], base["rule"] = decision.action, decision.rule
         if dropped:
             base["client_credentials_dropped"] = dropped
         held: Hold | None = None
@@ -280,15 +283,17 @@ class Proxy:
             raise Refusal(502, {"error": f"{self.target.name} closed the connection"})
         fields = response.headers
         content_type = headers.header(fields, b"content-type")
-        encoding = headers.header(fields, b"content-encoding").lower()
         masked = (
             self.masks is not None
             and bodies.maskable(content_type)
             and request.method != b"HEAD"
             and response.status_code not in (204, 304)
         )
-        if masked and encoding not in (b"", b"identity"):
-            raise Refusal(502, {"error": "the upstream sent an encoded body the gateway masks"})
+        if masked:  # a body masked on its way is read: it must not be encoded
+            encoding = headers.header(fields, b"content-encoding").lower()
+            if encoding not in (b"", b"identity"):
+                error = "the upstream sent an encoded body the gateway masks"
+                raise Refusal(502, {"error": error})
         received = bodies.Capture(self.options.body_limit)
         counts: Counter[str] = Counter()
         scrub, close = self.scrub.fresh(), self.expiring()

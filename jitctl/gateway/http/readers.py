@@ -64,6 +64,11 @@ def _transfer_coding(values: list[bytes]) -> Framing:
 class _Reader:
     """What both readers share: the event queue, errors, the limits on unread heads."""
 
+    # No chunk callbacks. Declared all the same: httptools looks them up for every parser
+    # (one per response) and a missing one costs it an AttributeError each time.
+    on_chunk_header = None
+    on_chunk_complete = None
+
     def __init__(self, max_head: int) -> None:
         self.max_head = max_head
         self._events: deque[Event] = deque()

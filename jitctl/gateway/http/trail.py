@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jitctl_http.bodies as bodies
@@ -27,14 +27,18 @@ import jitctl_http.headers as headers
 from jitctl.gateway.http.events import Headers
 from jitctl.plugin import Record
 
+# The values `Trail.response` leaves out. A constant: `(None, {}, "")` written in its loop
+# would build a dict for every field of every record.
+_NO_VALUE: tuple[object, ...] = (None, {}, "")
+
 
 @dataclass(slots=True)
 class Exchange:
     """One request's records in the making."""
 
     base: dict[str, Any]  # the request's fields, in both records
-    time_us: int = field(default_factory=lambda: time.time_ns() // 1000)
-    started: float = field(default_factory=time.monotonic)
+    time_us: int  # when it started: the records' time
+    started: float  # ... and on the monotonic clock, for its duration
 
 
 class Trail:
@@ -52,28 +56,30 @@ class Trail:
         return masked
 
     def start(self, method: str, query: str, fields: Headers) -> Exchange:
-        return Exchange(
-            {
-                "method": method,
-                "path": "",
-                "query": self.masked(headers.query_for_record(query)),
-                "request_headers": self.rules.for_record(fields),
-            }
-        )
+        base = {
+            "method": method,
+            "path": "",
+            "query": self.masked(headers.query_for_record(query)),
+            "request_headers": self.rules.for_record(fields),
+        }
+        return Exchange(base, time.time_ns() // 1000, time.monotonic())
 
     def request(self, exchange: Exchange) -> Awaitable[Any]:
         """`http.request`, durable: await it before the upstream sees the request."""
         record = Record("http.request", exchange.base, durable=True)
         return self.io.record(record, exchange.time_us)  # type: ignore[no-any-return]
 
-    def response(self, exchange: Exchange, status: int, **more: Any) -> None:
+    def response(self, exchange: Exchange, status: int, by: str = "upstream", **more: Any) -> None:
+        """`http.response`; of `more`, fields with no value (None, {}, "") are left out."""
         payload = {
             **exchange.base,
             "status": status,
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
-            "by": more.pop("by", "upstream"),
-            **{k: v for k, v in more.items() if v not in (None, {}, "")},
+            "by": by,
         }
+        for key, value in more.items():
+            if value not in _NO_VALUE:
+                payload[key] = value
         self.io.record(Record("http.response", payload), exchange.time_us)
 
     def forwarded(
