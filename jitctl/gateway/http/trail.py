@@ -71,16 +71,20 @@ class Trail:
 
     def response(self, exchange: Exchange, status: int, by: str = "upstream", **more: Any) -> None:
         """`http.response`; of `more`, fields with no value (None, {}, "") are left out."""
-        payload = {
+        payload = self._ended(exchange, status, by)
+        for key, value in more.items():
+            if value not in _NO_VALUE:
+                payload[key] = value
+        self.io.record(Record("http.response", payload), exchange.time_us)
+
+    def _ended(self, exchange: Exchange, status: int, by: str) -> dict[str, Any]:
+        """The fields every `http.response` starts with."""
+        return {
             **exchange.base,
             "status": status,
             "duration_ms": round((time.monotonic() - exchange.started) * 1000, 3),
             "by": by,
         }
-        for key, value in more.items():
-            if value not in _NO_VALUE:
-                payload[key] = value
-        self.io.record(Record("http.response", payload), exchange.time_us)
 
     def forwarded(
         self,
@@ -94,7 +98,11 @@ class Trail:
         masked: bool,
     ) -> None:
         """`http.response` of a forwarded request; `types`: the bodies' content types;
-        `counts`: what masking the response found; `masked`: it was masked for the client."""
+        `counts`: what masking the response found; `masked`: it was masked for the client.
+
+        The fields are those `response` would write from keywords, in the same order, set
+        one by one: the record of every forwarded request is built here, and this skips
+        packing the keywords and testing each value for emptiness."""
         request_type, response_type = types
         request_text, request_counts = bodies.for_record(
             sent, request_type, self.masks, self.fields
@@ -102,18 +110,23 @@ class Trail:
         response_text, _ = bodies.for_record(  # a masked body is recorded as sent
             received, response_type, None if masked else self.masks, self.fields
         )
-        self.response(
-            exchange,
-            status,
-            response_headers=self.rules.for_record(response_fields),
-            request_bytes=sent.size,
-            response_bytes=received.size,
-            request_body=request_text,
-            request_body_truncated=sent.truncated,
-            response_body=response_text,
-            response_body_truncated=received.truncated,
-            masked=dict(counts + request_counts) if counts or request_counts else None,
-        )
+        response_headers = self.rules.for_record(response_fields)
+        payload = self._ended(exchange, status, "upstream")
+        if response_headers:
+            payload["response_headers"] = response_headers
+        payload["request_bytes"] = sent.size
+        payload["response_bytes"] = received.size
+        if request_text:
+            payload["request_body"] = request_text
+        payload["request_body_truncated"] = sent.truncated
+        if response_text:
+            payload["response_body"] = response_text
+        payload["response_body_truncated"] = received.truncated
+        if counts or request_counts:
+            found = dict(counts + request_counts)
+            if found:
+                payload["masked"] = found
+        self.io.record(Record("http.response", payload), exchange.time_us)
 
     def upgrade_ended(
         self, exchange: Exchange, sent: bodies.Capture, received: bodies.Capture
