@@ -62,7 +62,11 @@ def _transfer_coding(values: list[bytes]) -> Framing:
 
 
 class _Reader:
-    """What both readers share: the event queue, errors, the limits on unread heads."""
+    """What both readers share: the event queue, errors, the limits on unread heads.
+
+    The readers' callbacks run for every message, so the subclasses call these as
+    `_Reader.on_body(self, ...)`: `super()` builds an object on every call (Python 3.11).
+    """
 
     # No chunk callbacks. Declared all the same: httptools looks them up for every parser
     # (one per response) and a missing one costs it an AttributeError each time.
@@ -164,6 +168,8 @@ class RequestReader(_Reader):
             self.trailing = data[offset:]
 
     def next_event(self) -> Event:
+        if self._events:  # the usual case (several times a request), without super()
+            return self._events.popleft()
         event = super().next_event()
         if event is NEED_DATA and self.trailing is not None:
             return PAUSED
@@ -176,7 +182,7 @@ class RequestReader(_Reader):
             self.receive_data(data)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        _Reader.on_message_begin(self)
         self._target = b""
 
     def on_url(self, url: bytes) -> None:
@@ -297,7 +303,7 @@ class ResponseReader(_Reader):
         if self.done:
             self.extra = True
             raise _Stop  # not an error: what was asked for is complete
-        super().on_message_begin()
+        _Reader.on_message_begin(self)
         self._reason = b""
 
     def on_status(self, reason: bytes) -> None:
@@ -343,7 +349,7 @@ class ResponseReader(_Reader):
             self._progress = True
             self.extra = self.extra or bool(body)
             return
-        super().on_body(body)
+        _Reader.on_body(self, body)
 
     def on_message_complete(self) -> None:
         if self.done:
