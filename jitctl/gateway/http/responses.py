@@ -87,6 +87,7 @@ async def masked(
             raise RemoteProtocolError(f"unexpected {event!r}")
     content_type = headers.header(response.headers, b"content-type")
     whole = scrub.feed(b"".join(chunks)) + scrub.flush()
+    counts: Counter[str]  # jitctl_http is Any to mypy here: say what it returns
     body, counts = bodies.mask_body(whole, content_type, masks, fields)
     received.feed(body)
     to_client = headers.to_client(response.headers, reframe=True)
