@@ -158,6 +158,31 @@ def test_check_config_warns_that_without_an_issuer_nobody_can_log_in(tmp_path: P
     assert "valid (0 issuer(s), 1 target(s))" in result.stderr
 
 
+def test_check_config_warns_about_options_another_protocol_reads(tmp_path: Path) -> None:
+    """`http = {...}` on a postgres target does nothing: say so (a misplaced write_ahead
+    would otherwise look set)."""
+    path = tmp_path / "broker.toml"
+    path.write_text(
+        '[[identity.issuers]]\nissuer = "https://issuer.example"\n'
+        '[[targets]]\nname = "p"\nprotocol = "postgres"\naddress = "h:1"\n'
+        'http = { write_ahead = "changes" }\npostgres = { write_ahead = "changes" }\n'
+        '[[targets]]\nname = "h"\nprotocol = "http"\naddress = "http://h:1"\nrecord_rows = 2\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: targets[0] (p): `http` is for http targets; this one is postgres, so it is "
+        "ignored",
+        "warning: targets[1] (h): `record_rows` is for postgres targets; this one is http, so it "
+        "is ignored",
+    ]
+
+
 def test_check_config_json_describes_a_bad_file_too(tmp_path: Path) -> None:
     """`--json` prints its one document for a bad file as well, problems listed, exit 8."""
     import json

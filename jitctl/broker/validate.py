@@ -4,22 +4,25 @@ The config schema (jitctl.config) knows the keys; a plugin knows what its rules 
 mean (a statement word the Postgres classifier has never heard of, a detector that does not
 exist). A plugin may offer `validate_target(target)`, raising ConfigError; a target whose
 protocol has no plugin installed is reported, since every session to it would be refused.
-A config with no issuer is reported too: outside `--dev` (whose built-in issuer is added at
-start) no token would verify, so nobody could log in or connect.
+Keys only another protocol reads (`http` options on a postgres target) are reported: they do
+nothing where they are. A config with no issuer is reported too: outside `--dev` (whose
+built-in issuer is added at start) no token would verify, so nobody could log in or connect.
 """
 
 from __future__ import annotations
 
-from jitctl.config import BrokerConfig
+from jitctl.config import BrokerConfig, Target
 from jitctl.errors import ConfigError
 from jitctl.plugin import UnknownProtocol, load_plugin
 
 
 def validate_targets(config: BrokerConfig, source: str) -> list[str]:
-    """Raise ConfigError naming every bad target; return warnings (missing plugins)."""
+    """Raise ConfigError naming every bad target; return warnings (missing plugins, keys
+    of another protocol's)."""
     problems: list[str] = []
     warnings: list[str] = []
     for index, target in enumerate(config.targets):
+        warnings += _foreign_options(index, target)
         try:
             plugin = load_plugin(target.protocol)
         except UnknownProtocol:
@@ -45,6 +48,19 @@ def validate_targets(config: BrokerConfig, source: str) -> list[str]:
             problems, "fix the rules and masks above; docs/configuration.md documents them"
         )
     return warnings
+
+
+# Target keys that only one protocol reads: set on another, they do nothing.
+PROTOCOL_KEYS = {"postgres": "postgres", "record_rows": "postgres", "ssh": "ssh", "http": "http"}
+
+
+def _foreign_options(index: int, target: Target) -> list[str]:
+    return [
+        f"targets[{index}] ({target.name}): `{key}` is for {protocol} targets; this one is "
+        f"{target.protocol}, so it is ignored"
+        for key, protocol in PROTOCOL_KEYS.items()
+        if key in target.model_fields_set and target.protocol != protocol
+    ]
 
 
 def identity_warnings(config: BrokerConfig) -> list[str]:
