@@ -21,9 +21,11 @@ three columns, the middle one masked, the function reads:
             hits = candidates(joined)
             if not hits:
                 return [v0, v1, v2], counts
-            masked = redact_hits(joined, hits, counts)
+            found = {}
+            masked = redact_hits(joined, hits, found)
             if masked is joined:
                 return [v0, v1, v2], counts
+            update(counts, found)
             q0, q1, q2, = masked.split(b"\\0")
             return [v0 and q0, v1 and q1, v2 and q2], counts
         except Exception:
@@ -108,12 +110,16 @@ def _source(width: int, masked: tuple[int, ...], scan: bool) -> str:
             "            if not hits:",
             f"                return [{values}], {'counts' if early else 'NO_COUNTS'}",
         ]
+        lines += [
+            "            found = {}",
+            "            masked = redact_hits(joined, hits, found)",
+            "            if masked is joined:",
+            f"                return [{values}], {'counts' if early else 'new_counter()'}",
+        ]
         if not early:
             lines.append("            counts = new_counter()")
         lines += [
-            "            masked = redact_hits(joined, hits, counts)",
-            "            if masked is joined:",
-            f"                return [{values}], counts",
+            "            update(counts, found)",
             f'            {pieces} = masked.split(b"\\0")',
             f"            return [{picked}], counts",
         ]
@@ -134,7 +140,7 @@ def factory(width: int, masked: tuple[int, ...], scan: bool) -> Factory:
     others scanned if `scan`. Compiled once per shape; each RowMasker binds its own."""
     if width < 1 or any(not 0 <= i < width for i in masked):
         raise ValueError("a row shape has at least one column, and masks only its own")
-    namespace: dict[str, Any] = {"NO_COUNTS": NO_COUNTS}
+    namespace: dict[str, Any] = {"NO_COUNTS": NO_COUNTS, "update": dict.update}
     exec(compile(_source(width, masked, scan), f"<mask_row {width}>", "exec"), namespace)
     make: Factory = namespace["make"]
     return make
