@@ -34,6 +34,7 @@ HOP_BY_HOP = {
     b"upgrade",
     b"expect",
 }
+HOP_AND_FRAMING = HOP_BY_HOP | {b"content-length", b"transfer-encoding"}  # body rewritten
 ALWAYS_DROPPED = {b"authorization", b"proxy-authorization"}
 SECRET_WORDS = ("auth", "token", "secret", "password", "api-key", "apikey", "cookie", "session")
 REDACTED = "[REDACTED]"
@@ -104,16 +105,18 @@ class HeaderRules:
         """The upstream request's headers, and the names of the client credentials dropped."""
         hop = HOP_BY_HOP
         upgrade = False
-        if any(name.lower() == b"connection" for name, _ in headers):
-            upgrade = is_upgrade(headers)
-            hop = HOP_BY_HOP | _connection_tokens(headers)
-            if upgrade:
-                hop = hop - {b"upgrade"}
+        for name, _ in headers:  # a loop, not any(): this runs for every request
+            if name.lower() == b"connection":
+                upgrade = is_upgrade(headers)
+                hop = HOP_BY_HOP | _connection_tokens(headers)
+                if upgrade:
+                    hop = hop - {b"upgrade"}
+                break
         drop = self.drop
         out: Headers = [(b"host", host)]
         dropped: list[str] = []
-        for name, value in headers:
-            lower = name.lower()
+        for field in headers:
+            lower = field[0].lower()
             if lower in drop:
                 dropped.append(lower.decode("latin-1"))
             elif lower in hop or lower == b"host" or lower.startswith(b"proxy-"):
@@ -121,12 +124,12 @@ class HeaderRules:
             elif identity_encoding and lower == b"accept-encoding":
                 continue  # bodies the gateway masks must arrive readable
             else:
-                out.append((name, value))
+                out.append(field)
         if upgrade:
             out.append((b"connection", b"upgrade"))
         if injected is not None:
             out.append(injected)
-        return out, sorted(set(dropped))
+        return out, sorted(set(dropped)) if dropped else dropped
 
     def for_record(self, headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
         """The headers the trail keeps, secrets redacted; repeated fields joined with ", "."""
@@ -157,11 +160,16 @@ def to_upstream(
 
 def to_client(headers: Sequence[tuple[bytes, bytes]], *, reframe: bool = False) -> Headers:
     """The response's headers for the client; `reframe`: the body changed, drop framing."""
-    hop = HOP_BY_HOP
-    if any(name.lower() == b"connection" for name, _ in headers):
-        hop = HOP_BY_HOP | _connection_tokens(headers)
-    framing = {b"content-length", b"transfer-encoding"} if reframe else set()
-    return [(n, v) for n, v in headers if n.lower() not in hop and n.lower() not in framing]
+    drop = HOP_AND_FRAMING if reframe else HOP_BY_HOP
+    out: Headers = []
+    for field in headers:
+        lower = field[0].lower()
+        if lower not in drop:
+            out.append(field)
+        elif lower == b"connection":  # the fields it names go too, those before it as well
+            drop = drop | _connection_tokens(headers)
+            return [item for item in headers if item[0].lower() not in drop]
+    return out
 
 
 def for_record(
