@@ -157,9 +157,14 @@ class Scanner:
                         if confirm is None
                         else confirm(data, mask_start, mask_end)
                     )
-                    for span_start, span_end in confirmed:
+                    if len(confirmed) == 1:  # the usual case, without the loop
+                        span_start, span_end = confirmed[0]
                         found.append((span_start, -span_end, index))
-                    if len(confirmed) != 1 or confirmed[0] != (start, end):
+                        if span_start != start or span_end != end:
+                            loose = [(start, end)] if loose is None else [*loose, (start, end)]
+                    else:
+                        for span_start, span_end in confirmed:
+                            found.append((span_start, -span_end, index))
                         loose = [(start, end)] if loose is None else [*loose, (start, end)]
                 # Patterns never match the empty string, so end > pos; the guard is for
                 # detectors from elsewhere (MaskPolicy's `scanner` argument).
@@ -171,11 +176,15 @@ class Scanner:
                 elif shape is not None and size - pos <= SHAPE_REST:
                     needles, drops = shape
                     rest = data[pos:].translate(SHAPE, drops)
-                    for needle in needles:
-                        if rest.find(needle) >= 0:
+                    if len(needles) == 1:  # most shapes: one check, without the loop
+                        if rest.find(needles[0]) < 0:
                             break
                     else:
-                        break
+                        for needle in needles:
+                            if rest.find(needle) >= 0:
+                                break
+                        else:
+                            break
         if len(found) > 1:
             found.sort()
         return found, loose
