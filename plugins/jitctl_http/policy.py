@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -57,13 +58,41 @@ def canonical_path(target: str) -> tuple[str, str]:
             return path, query
         raise AmbiguousPath("only origin-form request targets (/path) are accepted")
     decoded = unquote(path, errors="strict")
-    segments = decoded.split("/")[1:]
     if "\\" in decoded or "\x00" in decoded:
         raise AmbiguousPath(f"the path {path!r} has a backslash or NUL")
-    for index, segment in enumerate(segments):
-        if segment in (".", "..") or (segment == "" and index != len(segments) - 1):
-            raise AmbiguousPath(f"the path {path!r} has dot or empty segments")
+    # Every segment of `decoded + "/"` stands between two slashes: an empty one before the
+    # last is "//", a dot segment "/./" or "/../" (substring tests, not a loop per segment).
+    ended = decoded + "/"
+    if "//" in decoded or "/./" in ended or "/../" in ended:
+        raise AmbiguousPath(f"the path {path!r} has dot or empty segments")
     return decoded, query
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A rule's method and path tests, compiled once per policy (once per connection): a
+    request tries them in `needs_body` and again in `decide`."""
+
+    rule: HttpRule
+    decision: Decision  # what the rule decides when it applies (frozen: one for all requests)
+    methods: frozenset[str] | None  # None: any method
+    path: Callable[[str], object] | None  # a match of any of the rule's patterns; None: any
+
+    @classmethod
+    def of(cls, rule: HttpRule) -> _Head:
+        methods = None if not rule.methods or "*" in rule.methods else frozenset(rule.methods)
+        path = None
+        if rule.paths:
+            # fnmatch.fnmatchcase(path, p) matches with re.compile(fnmatch.translate(p)): one
+            # alternation of those matches if any of them does.
+            either = "|".join(f"(?:{fnmatch.translate(p)})" for p in rule.paths)
+            path = re.compile(either).match
+        return cls(rule, Decision(rule.action, rule.name, rule.message), methods, path)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        return self.path is None or self.path(path) is not None
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,18 @@ class HttpPolicy:
     rules: tuple[HttpRule, ...]
     default_action: str
     groups: tuple[str, ...] = ()
+    # The rules this caller's groups let apply, their tests compiled (`_Head`).
+    _heads: tuple[_Head, ...] = field(init=False, repr=False, compare=False)
+    _default: Decision = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        groups = set(self.groups)
+        heads = tuple(
+            _Head.of(rule) for rule in self.rules if not rule.groups or groups & set(rule.groups)
+        )
+        # frozen: set once, here
+        object.__setattr__(self, "_heads", heads)
+        object.__setattr__(self, "_default", Decision(self.default_action, "default_action"))
 
     @classmethod
     def from_target(cls, target: Any, groups: Sequence[str] = ()) -> HttpPolicy:
@@ -90,36 +131,30 @@ class HttpPolicy:
             )
         return cls(tuple(rules), target.default_action, tuple(groups))
 
-    def _head_matches(self, rule: HttpRule, method: str, path: str) -> bool:
-        if rule.methods and not any(m in ("*", method) for m in rule.methods):
-            return False
-        if rule.paths and not any(fnmatch.fnmatchcase(path, p) for p in rule.paths):
-            return False
-        return not rule.groups or bool(set(rule.groups) & set(self.groups))
-
     def needs_body(self, method: str, path: str) -> bool:
         """Whether some rule that could decide this request looks into its JSON body."""
-        for rule in self.rules:
-            if self._head_matches(rule, method, path):
-                return bool(rule.body)  # the first rule that could match decides
+        for head in self._heads:
+            if head.matches(method, path):
+                return bool(head.rule.body)  # the first rule that could match decides
         return False
 
     def decide(self, method: str, path: str, body: bytes | None = None) -> Decision:
         """`body`: the whole request body when `needs_body` asked for it and it fitted."""
         method = method.upper()
         document = _json_object(body) if body is not None else None
-        for rule in self.rules:
-            if not self._head_matches(rule, method, path):
+        for head in self._heads:
+            if not head.matches(method, path):
                 continue
+            rule = head.rule
             if rule.body:
                 if document is None:
                     if rule.action == "allow":
                         continue  # an allow never applies to what it could not check
-                    return Decision(rule.action, rule.name, rule.message)
+                    return head.decision
                 if not all(_field_matches(document, k, v) for k, v in rule.body):
                     continue
-            return Decision(rule.action, rule.name, rule.message)
-        return Decision(self.default_action, "default_action")
+            return head.decision
+        return self._default
 
 
 def _json_object(body: bytes) -> Mapping[str, Any] | None:
