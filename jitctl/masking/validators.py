@@ -44,9 +44,10 @@ def luhn_ok(digits: bytes) -> bool:
     The Luhn sum is the digit sum plus, for each doubled digit d, what doubling adds: d for
     d < 5, d - 9 (congruent to d + 1 mod 10) from 5 on. Up to 19 digits (every card) those
     amounts, as bytes, are summed by reading them as one little-endian number mod 255
-    (256 = 1 mod 255; the sum is below 255): one C call where `sum` iterates.
+    (256 = 1 mod 255; the sum is below 255): one C call where `sum` iterates. Anything else
+    (longer, or not all digits) is summed as it always was, and gets the answer it always got.
     """
-    if len(digits) <= _LUHN_BYTE_SUM_MAX:
+    if len(digits) <= _LUHN_BYTE_SUM_MAX and digits.isdigit():
         amounts = digits.translate(_DIGIT_VALUE) + digits[-2::-2].translate(_LUHN_ADDED_MOD10)
         return int.from_bytes(amounts, "little") % 255 % 10 == 0
     added = digits[-2::-2].translate(_LUHN_ADDED)
