@@ -177,17 +177,15 @@ class Scrub:
     def feed(self, data: bytes) -> bytes:
         if not self.secrets:
             return data
-        if type(data) is not bytes:
-            data = bytes(data)
-        if self.held:
-            data = self.held + data
+        if self.held or type(data) is not bytes:
+            data = self.held + bytes(data)
         data = self._replace(data)
-        cut = len(data) - self._partial(data)
-        if cut == len(data):  # the usual case: nothing waits
+        waits = self._partial(data)
+        if not waits:  # the usual case
             self.held = b""
             return data
-        self.held = data[cut:]
-        return data[:cut]
+        self.held = data[-waits:]
+        return data[:-waits]
 
     def _partial(self, data: bytes) -> int:
         """The length of the longest end of `data` that some secret starts with (a secret
