@@ -118,7 +118,7 @@ class Proxy:
         if request.framing is Framing.NONE:  # llhttp ends a request without a body with its head
             complete = await self.client.next_event() is END
         try:
-            path, query = canonical_path(raw_target)
+            path, _ = canonical_path(raw_target)  # the record keeps the query as sent
         except (AmbiguousPath, UnicodeDecodeError) as exc:
             base["path"] = self.trail.masked(raw_path)  # as sent: it has no canonical form
             decision = Decision("deny", "path", str(exc))
