@@ -283,12 +283,20 @@ READS = [
     "show search_path",
     "select 1; show work_mem",
     "with t as (select * from accounts) select * from t",
+    "table accounts",
+    "values (1), (2)",
+    "select coalesce(a, b), current_user from accounts",  # constructs, not function calls
 ]
 NOT_READS = [
     "delete from accounts where id = 1",
     "select 1; delete from accounts",
     "select nextval('s')",  # a function: any call may write
     "select count(*) from accounts",
+    "select * from generate_series(1, 3)",  # a function in FROM
+    "select * from accounts a, lateral evil(a.id) e",
+    "select x from accounts group by x having evil(x)",
+    "select * from accounts where id in (select evil())",
+    "fetch all from c",
     "select * from accounts for update",  # a row lock
     "select * into copy_of from accounts",  # SELECT INTO creates a table
     "with gone as (delete from accounts returning *) select * from gone",  # writable CTE
