@@ -200,11 +200,10 @@ class Frontend:
         read on a target with `postgres.write_ahead = "changes"` (`reads_only`): its record
         rides the next commit, and says so (`write_ahead: false`)."""
         durable = self.state.reads_wait or not getattr(classification, "reads_only", False)
+        fields = {"seq": pending.seq, **payload}
         if not durable:
-            payload = {**payload, "write_ahead": False}
-        self.state.record(
-            "pg.statement", {"seq": pending.seq, **payload}, durable=durable, data=data
-        )
+            fields["write_ahead"] = False
+        self.state.record("pg.statement", fields, durable=durable, data=data)
         pending.started = self.state.clock()
         if self.book.push(pending):
             self.state.inflight(pending.seq)
