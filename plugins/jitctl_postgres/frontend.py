@@ -189,6 +189,12 @@ class Frontend:
         self.held = None
         return holds.release(self, held, review)
 
+    def _watch_names(self, classification: Any) -> None:
+        """Note SQL that may create or drop statement or portal names (`Book.names_unsure`);
+        a classification that cannot say counts as one that may."""
+        if getattr(classification, "may_touch_names", True):
+            self.book.names_unsure = True
+
     def _allowed(
         self,
         pending: Pending,
@@ -220,6 +226,7 @@ class Frontend:
             raise RemoteProtocolError("bytes after the Query string")
         text = decode(body[:end])
         classification = self.state.services.classify(text)
+        self._watch_names(classification)
         decision = self._decide(classification, text)
         pending = Pending(Expect.QUERY, seq=self.book.next_seq(), text=text)
         if self.state.masks is not None and "copy" in text.lower():
@@ -240,6 +247,7 @@ class Frontend:
         name, text, tail = parse(body)
         earlier = self.book.blocked.get(name) if name else None
         classification = self.state.services.classify(text)
+        self._watch_names(classification)
         if earlier is not None:
             decision: Any = LocalDecision(
                 "deny",
@@ -251,6 +259,10 @@ class Frontend:
         seq = self.book.next_seq()
         pending = Pending(Expect.PARSE, seq=seq, name=name, previous=self.book.statements.get(name))
         if decision.action == "allow":
+            if not self.book.parse_creates(name):
+                # A pipelined Execute behind this refused Parse runs, and records, the first.
+                self.book.push(pending)
+                return None
             self.book.statements[name] = Prepared(name, text, classification, decision, seq)
             if not name:
                 self.book.blocked.pop("", None)
@@ -348,8 +360,14 @@ class Frontend:
             )
         # Only a plainly allowed statement may skip the wait; one let through by an approval
         # (or not prepared here) always waits for its record.
+        # Once SQL may have moved names (`names_unsure`), only the unnamed portal of the
+        # unnamed statement is surely what the book says: SQL cannot name either.
         classification = None
-        if prepared is not None and getattr(prepared.decision, "action", "") == "allow":
+        if (
+            prepared is not None
+            and getattr(prepared.decision, "action", "") == "allow"
+            and (not self.book.names_unsure or not (name or prepared.name))
+        ):
             classification = prepared.classification
         self._allowed(pending, payload, data, classification)
         return None
@@ -367,6 +385,7 @@ class Frontend:
         reader = Reader(body)
         oid = reader.uint32()
         classification = self.state.services.classify_function_call(oid)
+        self.book.names_unsure = True  # a function may PREPARE or DEALLOCATE by SPI
         decision = self._decide(classification, None)
         pending = Pending(Expect.FUNCTION, seq=self.book.next_seq(), text=f"FunctionCall {oid}")
         payload = {

@@ -121,7 +121,8 @@ def release(frontend: Any, held: Held, review: Review) -> bytes:
             name, text, classification = held.parse
             if book.blocked.get(name) is held.decision:
                 del book.blocked[name]
-            book.statements[name] = Prepared(name, text, classification, approved, pending.seq)
+            if book.parse_creates(name):
+                book.statements[name] = Prepared(name, text, classification, approved, pending.seq)
             if not name:
                 book.blocked.pop("", None)
             book.push(pending)

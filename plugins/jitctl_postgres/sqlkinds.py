@@ -79,6 +79,12 @@ TRANSACTION_KINDS = {
 }  # fmt: skip
 # What `Classification.reads_only` admits (`postgres.write_ahead = "changes"`).
 READ_ONLY_KINDS = frozenset({"select", "show"})
+# Statements that change the server's prepared-statement and portal names by SQL, or run code
+# that could (`Classification.may_touch_names`).
+NAME_KINDS = frozenset(
+    {"prepare", "deallocate", "discard", "declare", "close", "execute", "do", "call"}
+    | {"function_call", "unknown"}
+)
 _OTHER_KINDS = {"set", "reset", "grant", "revoke", "move", "analyze", "vacuum"}
 STATEMENT_KINDS = frozenset(
     {*NODE_KINDS.values(), *TRANSACTION_KINDS.values(), *_OTHER_KINDS}
@@ -155,6 +161,18 @@ class Classification:
     @functools.cached_property
     def flags(self) -> frozenset[str]:
         return _union(s.flags for s in self.statements)
+
+    @functools.cached_property
+    def may_touch_names(self) -> bool:
+        """Whether running this may create or drop prepared statements or portals by SQL
+        (PREPARE, DEALLOCATE, DISCARD, DECLARE, CLOSE), or runs code the text does not show
+        (a function, DO, CALL, dynamic SQL, anything unparseable) that could."""
+        return bool(
+            self.error is not None
+            or self.kinds & NAME_KINDS
+            or self.functions
+            or self.flags & {"dynamic_sql", "unparseable"}
+        )
 
     @functools.cached_property
     def reads_only(self) -> bool:

@@ -124,6 +124,17 @@ class Book:
         self.copy_in_messages = 0  # COPY IN running and the client's CopyDone/Fail not seen yet
         self.seq = 0
         self.tx_status = "I"
+        # The session sent something that can create or drop prepared statements or portals
+        # behind the protocol's back (SQL PREPARE, DEALLOCATE, DECLARE, ..., or code the text
+        # does not show): from then on `statements`/`portals` may not be the server's names.
+        self.names_unsure = False
+
+    def parse_creates(self, name: str) -> bool:
+        """Whether a Parse into `name` takes effect as far as the book can tell: the server
+        refuses a name it already has (42P05) and goes on running the first statement under
+        it. Once SQL may have moved names (`names_unsure`) the book cannot tell: it takes the
+        Parse, as the server would if the old name is gone."""
+        return not name or name not in self.statements or self.names_unsure
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -350,6 +350,45 @@ def test_changes_mode_applies_to_the_extended_protocol_per_prepared_statement() 
     ]
 
 
+def _parsed(h: w.Harness, text: str, name: str) -> None:
+    h.client(w.parse(text, name), w.SYNC)
+    h.server(w.message(b"1", b""), w.ready())
+    h.take_up()
+    h.take_down()
+
+
+@pytest.mark.parametrize("mode", ["all", "changes"])
+def test_a_parse_of_a_name_that_exists_does_not_change_what_its_executes_record(mode: str) -> None:
+    """The server refuses a Parse of a name it already has (42P05) and goes on running the
+    first statement; a client pipelining Bind/Execute behind the refused Parse must not get
+    the second text recorded, nor the write-ahead wait skipped for a write."""
+    h = _reads_harness(mode)
+    _parsed(h, "update a set x = 1", "s")
+    h.client(w.parse("select 1", "s"), w.SYNC, w.bind("s"), w.execute(), w.SYNC)
+    (statement,) = _statement_records(h)
+    assert statement.payload["text"] == "update a set x = 1" and statement.durable
+    refused = w.error("42P05", 'prepared statement "s" already exists')
+    h.server(refused, w.ready(), w.message(b"2", b""), w.complete("UPDATE 1"), w.ready())
+    h.client(w.bind("s"), w.execute(), w.SYNC)
+    assert _statement_records(h)[-1].payload["text"] == "update a set x = 1"
+
+
+@pytest.mark.parametrize(
+    "sql", ["prepare s as update a set x = 1", "deallocate s", "deallocate all", "discard all"]
+)
+def test_changes_mode_waits_for_named_statements_once_sql_manages_names(sql: str) -> None:
+    """SQL PREPARE/DEALLOCATE/DISCARD change the server's statement names behind the
+    protocol's back (the book does not follow them): from then on an Execute of a named
+    statement may run something other than the text last parsed under its name, so it waits."""
+    h = _reads_harness()
+    _parsed(h, "select * from accounts where id = $1", "r")
+    h.client(w.q(sql))
+    h.client(w.bind("r", params=[b"1"]), w.execute(), w.SYNC)
+    assert _statement_records(h)[-1].durable
+    h.client(w.parse("select 2", ""), w.bind(""), w.execute(), w.SYNC)
+    assert not _statement_records(h)[-1].durable  # the unnamed statement is always replaced
+
+
 def test_changes_mode_writes_ahead_a_statement_that_was_not_prepared_here() -> None:
     h = _reads_harness()
     h.client(w.bind("elsewhere"), w.execute(), w.SYNC)

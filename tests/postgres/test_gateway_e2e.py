@@ -418,6 +418,40 @@ def test_an_agent_through_jitctl_exec_needs_only_database_url(
     assert any("count(*)" in r.payload.get("text", "") for r in executed)
 
 
+def test_a_pipelined_parse_of_an_existing_name_does_not_change_what_is_recorded(
+    port: int, broker: BrokerProcess
+) -> None:
+    """libpq pipeline: Parse "s" (an UPDATE), Sync; Parse "s" again (a SELECT: the server
+    refuses, 42P05), Sync; Execute "s", Sync, all sent before any answer. The server runs the
+    UPDATE; the trail must say so (test_zz_ also finds the UPDATE's text in the trail)."""
+    update = "UPDATE orders SET item = item WHERE id = -1"
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        pgconn.send_prepare(b"dup", update.encode())
+        pgconn.pipeline_sync()
+        pgconn.send_prepare(b"dup", b"SELECT 1")
+        pgconn.pipeline_sync()
+        pgconn.send_query_prepared(b"dup", None)
+        pgconn.pipeline_sync()
+        pgconn.flush()
+        statuses = []
+        while len(statuses) < 6:  # three results and three sync points
+            pgconn.consume_input()
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    continue
+                statuses.append((result.status, result.command_status))
+                if len(statuses) == 6:
+                    break
+        pgconn.exit_pipeline_mode()
+    assert statuses[2][0] == psycopg.pq.ExecStatus.FATAL_ERROR  # the second Parse
+    assert statuses[4][1] == b"UPDATE 0"  # the Execute ran the first statement
+    executed = [r for r in broker.records("pg.statement") if r.payload.get("statement") == "dup"]
+    assert [r.payload["text"] for r in executed] == [update]
+
+
 def test_plain_reads_do_not_wait_for_their_record_on_a_changes_target(
     broker: BrokerProcess,
 ) -> None:
