@@ -221,13 +221,6 @@ class Backend:
         self.book.pop()
         return None
 
-    def _bind_complete(self, body: bytes | None, length: int) -> bytes | None:
-        head = self._head(Expect.BIND)
-        if head.portal is not None:
-            head.portal.replaced = None  # the server took this binding
-        self.book.pop()
-        return None
-
     def _simple_complete(self, expect: Expect) -> bytes | None:
         self._head(expect)
         self.book.pop()
@@ -258,22 +251,15 @@ class Backend:
     def _skipped(self, item: Pending) -> None:
         if item.expect is Expect.EXECUTE and item.blocked is None:
             self.state.record("pg.result", {"statement": item.seq, "skipped": True})
-        else:
+        elif item.expect is Expect.PARSE:
             self._restore(item)
 
     def _restore(self, item: Pending) -> None:
-        """A Parse that failed does not create (or replace, if named) its statement; a Bind
-        that failed leaves its portal name to the binding it tried to replace, if any (with
-        none, the failed binding stays: an Execute of it fails on the server as it should)."""
-        if item.expect is Expect.PARSE:
-            if item.name and item.previous is not None:
-                self.book.statements[item.name] = item.previous
-            elif item.blocked is None:
-                self.book.statements.pop(item.name, None)
-        elif item.expect is Expect.BIND and item.portal is not None:
-            earlier = item.portal.replaced
-            if earlier is not None and self.book.portals.get(item.name) is item.portal:
-                self.book.portals[item.name] = earlier  # (not bound again since)
+        """A Parse that failed does not create (or replace, if named) its statement."""
+        if item.name and item.previous is not None:
+            self.book.statements[item.name] = item.previous
+        elif item.blocked is None:
+            self.book.statements.pop(item.name, None)
 
     def _error(self, body: bytes | None, length: int) -> bytes | None:
         assert body is not None
@@ -310,8 +296,9 @@ class Backend:
         for item in dropped[1:]:
             if item.expect is Expect.EXECUTE and item.blocked is None:
                 self.state.record("pg.result", {"statement": item.seq, "skipped": True})
-        for item in reversed(dropped):  # the earliest failed Parse/Bind decides what a name holds
-            self._restore(item)
+        for item in reversed(dropped):  # the earliest failed Parse decides what a name holds
+            if item.expect is Expect.PARSE:
+                self._restore(item)
         return replacement
 
     def _notice(self, body: bytes | None, length: int) -> bytes | None:
@@ -395,7 +382,7 @@ _HANDLERS: dict[int, Callable[[Backend, bytes | None, int], bytes | None]] = {
     ord("I"): Backend._empty_query,
     ord("s"): Backend._portal_suspended,
     ord("1"): lambda self, body, length: self._simple_complete(Expect.PARSE),
-    ord("2"): Backend._bind_complete,
+    ord("2"): lambda self, body, length: self._simple_complete(Expect.BIND),
     ord("3"): lambda self, body, length: self._simple_complete(Expect.CLOSE),
     ord("Z"): Backend._ready,
     ord("E"): Backend._error,

@@ -288,18 +288,10 @@ class Frontend:
         blocked = self.book.blocked.get(msg.statement)
         prepared = None if blocked is not None else self.book.statements.get(msg.statement)
         params = param_values(msg.params, msg.param_formats)
-        earlier = self.book.portals.get(msg.portal) if msg.portal else None
-        portal = Portal(
-            msg.portal,
-            msg.statement,
-            prepared,
-            params,
-            msg.result_formats,
-            blocked=blocked,
-            replaced=earlier,
+        self.book.portals[msg.portal] = Portal(
+            msg.portal, msg.statement, prepared, params, msg.result_formats, blocked=blocked
         )
-        self.book.portals[msg.portal] = portal
-        pending = Pending(Expect.BIND, name=msg.portal, portal=portal)
+        pending = Pending(Expect.BIND, name=msg.portal)
         if blocked is None:
             self.book.push(pending)
             return None
@@ -332,10 +324,6 @@ class Frontend:
     def _execute(self, body: bytes) -> bytes | None:
         name, max_rows = execute(body)
         portal = self.book.portals.get(name)
-        if portal is not None and portal.blocked is not None and portal.replaced is not None:
-            # A blocked statement does not exist server-side, so its Bind fails there: the
-            # binding it tried to replace is what an Execute in a later segment runs.
-            portal = portal.replaced
         pending = Pending(Expect.EXECUTE, seq=self.book.next_seq(), name=name, portal=portal)
         payload: dict[str, Any] = {"protocol": "extended", "portal": name, "max_rows": max_rows}
         if portal is not None:
@@ -349,14 +337,6 @@ class Frontend:
                 self._block(pending, portal.blocked, {**payload, "stage": "execute"}, b"")
                 return None
         prepared = portal.prepared if portal is not None else None
-        rebound = portal.replaced if portal is not None else None
-        if rebound is not None:  # which binding runs is the server's answer to that Bind
-            earlier = rebound.prepared
-            payload["rebound"] = {
-                "statement": rebound.statement,
-                "text": earlier.text[:TEXT_CAP] if earlier is not None else None,
-                "params": rebound.params,
-            }
         data = b""
         if prepared is not None:
             pending.text = prepared.text
@@ -385,7 +365,6 @@ class Frontend:
         classification = None
         if (
             prepared is not None
-            and rebound is None
             and getattr(prepared.decision, "action", "") == "allow"
             and (not self.book.names_unsure or not (name or prepared.name))
         ):

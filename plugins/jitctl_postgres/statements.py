@@ -66,9 +66,6 @@ class Portal:
     result_formats: tuple[int, ...]
     columns: list[Column] | None = None  # from Describe P (with the real formats)
     blocked: Any = None  # bound from a blocked statement
-    # The binding this Bind reused the name of, until the server answers the Bind: a named
-    # portal still open server-side makes the Bind fail (42P03) and the earlier one runs.
-    replaced: Portal | None = None
 
 
 @dataclass(slots=True)

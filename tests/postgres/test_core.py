@@ -373,61 +373,6 @@ def test_a_parse_of_a_name_that_exists_does_not_change_what_its_executes_record(
     assert _statement_records(h)[-1].payload["text"] == "update a set x = 1"
 
 
-def _bound_inside_a_transaction(h: w.Harness) -> None:
-    """Statements "w" (a write) and "r" (a read); portal "p" bound to "w", open (status T)."""
-    h.client(w.parse("update a set x = 1", "w"), w.parse("select * from accounts", "r"), w.SYNC)
-    h.server(w.message(b"1", b""), w.message(b"1", b""), w.ready("T"))
-    h.client(w.bind("w", "p"), w.SYNC)
-    h.server(w.message(b"2", b""), w.ready("T"))
-    h.take_up()
-    h.take_down()
-
-
-@pytest.mark.parametrize("mode", ["all", "changes"])
-def test_an_execute_behind_a_rebind_of_an_open_portal_records_both_candidates(mode: str) -> None:
-    """A Bind into a named portal still open fails on the server (42P03) and the earlier binding
-    runs; the Bind's answer comes after a pipelined Execute is recorded, so the record names
-    both, and waits. Once the server has answered, the name holds what the server has."""
-    h = _reads_harness(mode)
-    _bound_inside_a_transaction(h)
-    h.client(w.bind("r", "p"), w.SYNC, w.execute("p"), w.SYNC)
-    (statement,) = _statement_records(h)
-    assert statement.durable and statement.payload["text"] == "select * from accounts"
-    assert statement.payload["rebound"] == {
-        "statement": "w",
-        "text": "update a set x = 1",
-        "params": [],
-    }
-    h.server(w.error("42P03", 'cursor "p" already exists'), w.ready("E"))
-    h.server(w.complete("UPDATE 0"), w.ready("T"))
-    h.client(w.execute("p"), w.SYNC)
-    latest = _statement_records(h)[-1]
-    assert latest.payload["text"] == "update a set x = 1" and "rebound" not in latest.payload
-
-
-def test_a_rebind_the_server_takes_replaces_the_portal_for_later_executes() -> None:
-    h = _reads_harness("changes")
-    _bound_inside_a_transaction(h)
-    h.client(w.bind("r", "p"), w.SYNC)
-    h.server(w.message(b"2", b""), w.ready("T"))  # the earlier portal had closed: taken
-    h.client(w.execute("p"), w.SYNC)
-    (statement,) = _statement_records(h)
-    assert statement.payload["text"] == "select * from accounts"
-    assert "rebound" not in statement.payload and not statement.durable
-
-
-def test_an_execute_behind_a_blocked_rebind_records_the_binding_that_runs() -> None:
-    """A blocked statement does not exist server-side, so a Bind of it fails: an Execute in a
-    later segment runs, and records, the portal's earlier binding."""
-    h = _reads_harness("all")
-    _bound_inside_a_transaction(h)
-    h.client(w.parse("delete from a", "d"), w.SYNC)  # denied: "d" never exists server-side
-    h.server(w.error("42601", "syntax error"), w.ready("E"))
-    h.client(w.bind("d", "p"), w.SYNC, w.execute("p"), w.SYNC)
-    statement = _statement_records(h)[-1]
-    assert statement.durable and statement.payload["text"] == "update a set x = 1"
-
-
 @pytest.mark.parametrize(
     "sql", ["prepare s as update a set x = 1", "deallocate s", "deallocate all", "discard all"]
 )
