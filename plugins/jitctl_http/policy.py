@@ -133,6 +133,7 @@ class HttpPolicy:
 
     def needs_body(self, method: str, path: str) -> bool:
         """Whether some rule that could decide this request looks into its JSON body."""
+        method = method.upper()  # as `decide` sees it
         for head in self._heads:
             if head.matches(method, path):
                 return bool(head.rule.body)  # the first rule that could match decides
