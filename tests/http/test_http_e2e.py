@@ -62,6 +62,7 @@ def test_httpx_gets_the_injected_token_upstream_and_no_client_credential(
     assert record["request_headers"]["authorization"] == "[REDACTED]"
     assert record["request_headers"]["cookie"] == "[REDACTED]"
     assert set(record["client_credentials_dropped"]) >= {"authorization", "cookie"}
+    assert record["masked"]["BROKER_SECRET"] >= 1  # the echo is on record, scrubbed
     trail = json.dumps(records(broker, "http.request") + records(broker, "http.response"))
     assert CLIENT_SECRET not in trail and TOKEN not in trail
 
