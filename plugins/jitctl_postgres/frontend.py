@@ -192,7 +192,7 @@ class Frontend:
     def _watch_names(self, classification: Any) -> None:
         """Note SQL that may create or drop statement or portal names (`Book.names_unsure`);
         a classification that cannot say counts as one that may."""
-        if getattr(classification, "may_touch_names", True):
+        if not self.book.names_unsure and getattr(classification, "may_touch_names", True):
             self.book.names_unsure = True
 
     def _allowed(
