@@ -358,10 +358,10 @@ class Frontend:
                 rule=None,
                 note="statement not prepared through this session's Parse",
             )
-        # Only a plainly allowed statement may skip the wait; one let through by an approval
-        # (or not prepared here) always waits for its record.
-        # Once SQL may have moved names (`names_unsure`), only the unnamed portal of the
-        # unnamed statement is surely what the book says: SQL cannot name either.
+        # Only a plainly allowed statement may skip the wait: one let through by an approval,
+        # or not prepared here, always waits. Once SQL may have moved names (`names_unsure`),
+        # only the unnamed portal of the unnamed statement is surely what the book says (SQL
+        # can name neither).
         classification = None
         if (
             prepared is not None
