@@ -14,6 +14,11 @@ What is measured (notes/postgres-wire.md §11 gives the method and the goals):
 - The same with the target's `postgres.write_ahead = "changes"` (docs/postgres.md): pgbench -S's
   statements are plain reads, so they go up without waiting for their record's commit. Context,
   not the gate: the goal is judged on the default.
+- The native floor: jitctl's topology built from native parts that record nothing. A local
+  pgbouncer (where `jitctl connect` sits) speaks TLS, with the same kind of certificate the
+  broker makes (ECDSA P-256), to a second pgbouncer (where the broker sits), which forwards to
+  the server. On a machine whose cores pgbench and the server already fill, this bounds what
+  any implementation of the design reaches before it parses, records or masks anything.
 - A peer inside jitctl: the same broker's `tcp` plugin to the same server (byte recording, no
   parsing), which separates the cost of the shell and the audit trail from the plugin's own.
 - Where the broker's CPU goes: a py-spy sample (if installed) of an extra, untimed -M simple run,
@@ -151,30 +156,43 @@ def _descendant(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def _pgbouncer(pg: Any) -> Iterator[tuple[int, int]]:
+def _pgbouncer(
+    pg: Any,
+    server_port: int | None = None,
+    tls: str = "",
+    files: tuple[Path, Path, Path] | None = None,
+) -> Iterator[tuple[int, int]]:
     """pgbouncer in session mode on a free port (as the `postgres` OS user when root):
-    (port, pid)."""
+    (port, pid). It forwards to `server_port` (the server's by default). With `files` (CA,
+    certificate, key), `tls` "client" demands TLS from its clients and "server" speaks TLS to
+    `server_port`, checking its certificate against the CA."""
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not Path(binary).exists():
         raise RuntimeError("pgbouncer is not installed (Debian: apt-get install -y pgbouncer)")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="jitctl-pgbouncer-", dir="/tmp") as tmp:
-        folder = Path(tmp)
-        (folder / "userlist.txt").write_text(f'"{pg.user}" "{pg.password}"\n')
-        (folder / "pgbouncer.ini").write_text(
+        (Path(tmp) / "userlist.txt").write_text(f'"{pg.user}" "{pg.password}"\n')
+        ca, cert, key = files or (Path(tmp),) * 3
+        settings = {
+            "client": f"client_tls_sslmode = require\nclient_tls_cert_file = {cert}\n"
+            f"client_tls_key_file = {key}\n",
+            "server": f"server_tls_sslmode = verify-ca\nserver_tls_ca_file = {ca}\n",
+        }
+        (Path(tmp) / "pgbouncer.ini").write_text(
             "[databases]\n"
-            f"* = host=127.0.0.1 port={pg.port}\n"
+            f"* = host=127.0.0.1 port={server_port or pg.port}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-            f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+            f"auth_type = trust\nauth_file = {Path(tmp) / 'userlist.txt'}\n"
             "pool_mode = session\ndefault_pool_size = 20\nmax_client_conn = 200\n"
-            f"logfile = {folder / 'pgbouncer.log'}\n"
-            "log_connections = 0\nlog_disconnections = 0\n"
+            f"logfile = {Path(tmp) / 'pgbouncer.log'}\n"
+            "log_connections = 0\nlog_disconnections = 0\n" + (settings[tls] if files else "")
         )
-        command = [binary, str(folder / "pgbouncer.ini")]
+        command = [binary, str(Path(tmp) / "pgbouncer.ini")]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
             user = pwd.getpwnam("postgres")
-            for path in (folder, *folder.iterdir()):
+            tls_paths = {*(files or ()), *(path.parent for path in files or ())}
+            for path in (Path(tmp), *Path(tmp).iterdir(), *tls_paths):
                 os.chown(path, user.pw_uid, user.pw_gid)
             command = ["runuser", "-u", "postgres", "--", *command]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -195,6 +213,23 @@ def _pgbouncer(pg: Any) -> Iterator[tuple[int, int]]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def _native_chain(pg: Any) -> Iterator[tuple[int, list[int]]]:
+    """jitctl's topology built from native parts, recording nothing: a local pgbouncer (where
+    `jitctl connect` sits) speaking TLS to a second pgbouncer (where the broker sits), which
+    forwards to the server. (port, [pids]). What this reaches on this machine bounds what any
+    implementation of the design could, before it parses, records or masks anything."""
+    from jitctl.broker.tlsfiles import ensure_tls_files
+
+    with tempfile.TemporaryDirectory(prefix="jitctl-tls-", dir="/tmp") as tmp:
+        files = ensure_tls_files(Path(tmp), ["127.0.0.1"])
+        with (
+            _pgbouncer(pg, tls="client", files=files) as (far_port, far_pid),
+            _pgbouncer(pg, far_port, tls="server", files=files) as (near_port, near_pid),
+        ):
+            yield near_port, [near_pid, far_pid]
 
 
 CONFIG = """
@@ -471,10 +506,15 @@ def run(quick: bool = False) -> dict[str, Any]:
             check=True,
             capture_output=True,
         )
-        with _pgbouncer(pg) as (bouncer_port, bouncer_pid), _jitctl(pg, folder) as (ports, pids):
+        with (
+            _pgbouncer(pg) as (bouncer_port, bouncer_pid),
+            _native_chain(pg) as (chain_port, chain_pids),
+            _jitctl(pg, folder) as (ports, pids),
+        ):
             paths = {
                 "direct": (_dsn(pg.port, pg), direct_env, []),
                 "pgbouncer": (_dsn(bouncer_port, pg), env, [bouncer_pid]),
+                "native chain": (_dsn(chain_port, pg), env, chain_pids),
                 "jitctl": (_dsn(ports["bench"], pg), env, pids),
                 "jitctl changes": (_dsn(ports["reads"], pg), env, pids),
                 "jitctl tcp": (_dsn(ports["raw"], pg), direct_env, pids),
@@ -524,13 +564,19 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"{reads['tps']:.0f} ({reads['tps'] / bouncer['tps']:.2f}x pgbouncer, "
             f"{reads['cpu_us_per_txn']:.0f} µs CPU/txn)"
         )
+        chain = results[f"native chain {mode}"]
+        label = f"TPS -M {mode}: native floor (two pgbouncers, TLS between, nothing recorded)"
+        figures[label] = (
+            f"{chain['tps']:.0f} ({chain['tps'] / bouncer['tps']:.2f}x pgbouncer, "
+            f"{chain['cpu_us_per_txn']:.0f} µs CPU/txn)"
+        )
         raw = results[f"jitctl tcp {mode}"]
         figures[f"TPS -M {mode}: jitctl tcp plugin (byte recording only, same broker)"] = (
             f"{raw['tps']:.0f} ({raw['cpu_us_per_txn']:.0f} µs CPU/txn)"
         )
     base = results["direct latency"]["p50_ms"]
     figures["p50 latency, 1 client, direct (ms)"] = round(base, 3)
-    for name in ("pgbouncer", "jitctl", "jitctl changes", "jitctl tcp"):
+    for name in ("pgbouncer", "native chain", "jitctl", "jitctl changes", "jitctl tcp"):
         p50 = results[f"{name} latency"]["p50_ms"]
         figures[f"p50 latency, 1 client, {name} (ms)"] = f"{p50:.3f} (+{p50 - base:.3f} ms)"
     gate = results["jitctl simple"]["tps"] / results["pgbouncer simple"]["tps"]
