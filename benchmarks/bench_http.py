@@ -23,6 +23,10 @@ rounds alternate so drift hits both.
 - CPU per request: the broker's and `jitctl connect`'s CPU time (user + system, all threads)
   over the gateway's load rounds, divided by the requests answered. On a shared machine wall
   time is noisy; CPU per request says what the gateway costs.
+- the native floor (where haproxy is installed): the same load through jitctl's topology built
+  from native parts that record nothing, a local haproxy speaking TLS to a second one that
+  sets the bearer token and forwards to the upstream, one thread each. On this machine's
+  shared cores it says what any implementation of the design could reach.
 - the shell alone (`--shell` runs only this): the http shell (`run_session`) in-process with
   the bench target's settings, an in-memory tunnel in front and an in-memory upstream behind
   that answers each request with the test upstream's `/ping` bytes, so nothing ever waits and
@@ -34,14 +38,18 @@ rounds alternate so drift hits both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +199,88 @@ def _stream(port: int, size: int, pid: int | None) -> dict[str, float]:
     return {"mb_s": size / 1e6 / elapsed, "rss_growth_mb": peak[0] - before}
 
 
+HAPROXY = """
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend listen
+  bind 127.0.0.1:{port}{bind_tls}
+{inject}  default_backend onward
+backend onward
+  http-reuse always
+  server next 127.0.0.1:{onward}{server_tls}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _native_chain(up_port: int) -> Iterator[tuple[int, dict[str, int]] | None]:
+    """jitctl's topology built from native parts, recording nothing: a local haproxy (where
+    `jitctl connect` sits) speaking TLS to a second haproxy (where the broker sits: it sets
+    the bearer token and forwards to the upstream), one thread each, as jitctl's processes
+    have one event loop each. (port, pids), or None where haproxy is not installed."""
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(binary).exists():
+        yield None
+        return
+    from jitctl.broker.tlsfiles import ensure_tls_files
+
+    with tempfile.TemporaryDirectory(prefix="jitctl-bench-haproxy-") as tmp:
+        folder = Path(tmp)
+        ca, cert, key = ensure_tls_files(folder, ["127.0.0.1"])
+        (folder / "both.pem").write_bytes(cert.read_bytes() + key.read_bytes())
+        far, near = _free_port(), _free_port()
+        configs = {
+            "far": HAPROXY.format(
+                port=far,
+                bind_tls=f" ssl crt {folder / 'both.pem'}",
+                inject='  http-request set-header Authorization "Bearer bench-secret"\n',
+                onward=up_port,
+                server_tls="",
+            ),
+            "near": HAPROXY.format(
+                port=near,
+                bind_tls="",
+                inject="",
+                onward=far,
+                server_tls=f" ssl verify required ca-file {ca}",
+            ),
+        }
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for name, text in configs.items():
+                (folder / f"{name}.cfg").write_text(text)
+                procs[name] = subprocess.Popen(
+                    [binary, "-f", str(folder / f"{name}.cfg")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            deadline = time.monotonic() + 10
+            for port in (far, near):
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), 1).close()
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("haproxy did not start") from None
+                        time.sleep(0.05)
+            yield near, {f"haproxy {name}": proc.pid for name, proc in procs.items()}
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait(10)
+
+
 def collect(quick: bool = False) -> dict[str, Any]:
     from jitctl.testing.broker import BrokerProcess
     from jitctl.testing.issuer import TokenIssuer
@@ -249,6 +339,14 @@ def collect(quick: bool = False) -> dict[str, Any]:
                         finally:
                             other.send_signal(signal.SIGINT)
                             other.communicate(timeout=15)
+                    with _native_chain(up_port) as chain:
+                        if chain is not None:
+                            say("http: requests/s through two haproxies, TLS between")
+                            meter = CpuMeter(chain[1])
+                            with meter:
+                                rate, count = asyncio.run(_load(chain[0], seconds))
+                            results["rps"]["native_chain"] = rate
+                            cpu["native_chain"] = _per_request(meter, count)
                     results["cpu_us_per_request"] = cpu
                     say("http: latency")
                     get, post = _request("GET", "/ping"), _request("POST", "/echo", b"{}")
@@ -451,6 +549,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "context",
             None,
         ),
+        *_floor_rows(results),
         *_cpu_rows(results),
         Row(
             "GET latency (median, one connection)",
@@ -484,6 +583,34 @@ def rows(results: dict[str, Any]) -> list[Row]:
             f"< {RSS_GOAL_MB} MB",
             stream["gateway"]["rss_growth_mb"] < RSS_GOAL_MB,
         ),
+    ]
+
+
+def _floor_rows(results: dict[str, Any]) -> list[Row]:
+    """The design's topology from native parts (`_native_chain`), where haproxy is installed."""
+    rps = results["rps"]
+    if "native_chain" not in rps:
+        return [
+            Row(
+                "the same load through two haproxies, TLS between (native floor)",
+                "not run",
+                "haproxy is not installed (Debian: apt-get install haproxy)",
+                "",
+                "context",
+                None,
+            )
+        ]
+    chain_cpu = sum(results["cpu_us_per_request"]["native_chain"].values())
+    return [
+        Row(
+            "the same load through two haproxies, TLS between, token set, nothing recorded "
+            "(native floor)",
+            f"{rps['native_chain']:.0f}",
+            f"{rps['direct']:.0f} direct",
+            ratio(rps["native_chain"], rps["direct"]),
+            f"context: {chain_cpu:.0f} µs CPU per GET for both",
+            None,
+        )
     ]
 
 
