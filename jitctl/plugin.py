@@ -40,6 +40,11 @@ session is over. The gateway still admits the tunnel, enforces `max_session` (by
 `run_session`) and writes `session.end`. Such a plugin keeps its decisions in pure cores too.
 A plugin may also provide `check_reply(target, state_dir) -> dict`, merged into the gateway's
 answer to a client's `check` (ssh: the gateway host key the client pins).
+
+A protocol that switches to TLS in-band (Postgres's SSLRequest) may provide
+`upstream_tls(target) -> StartTls | None`: the gateway then sends `request` on the fresh
+upstream connection, reads the one-byte answer and starts TLS before the core sees a byte
+(jitctl.gateway.starttls). The session's `session.start` says how it went.
 """
 
 from __future__ import annotations
@@ -102,6 +107,24 @@ class Review:
 
 
 Command = Record | Forward | Shutdown | Close | Hold
+
+
+@dataclass(frozen=True)
+class StartTls:
+    """How to ask an upstream to switch to TLS in-band (`Plugin.upstream_tls`).
+
+    The upstream answers `request` with one byte: `accepted` (then TLS starts, with `context`,
+    checking `server_hostname` if the context checks host names) or `declined` (then the
+    connection goes on in plain TCP, unless `required`). Anything else refuses the session.
+    """
+
+    request: bytes
+    accepted: bytes
+    declined: bytes
+    context: Any  # ssl.SSLContext
+    server_hostname: str | None
+    required: bool
+    mode: str  # the target's own word for it (recorded): "prefer", "verify-full", ...
 
 
 class ProtocolError(Exception):

@@ -104,6 +104,22 @@ class PostgresOptions(Model):
     # locking clause, no INTO, nothing written) is forwarded at once and its record rides the
     # next commit (faster; a broker crash can lose the record of a read in flight).
     write_ahead: Literal["all", "changes"] = "all"
+    # TLS from the broker to the server, with libpq's sslmode words: "prefer" asks for TLS and
+    # takes plain TCP if the server has none; "require" refuses plain TCP but checks no
+    # certificate; "verify-ca" checks the chain against `tls_ca_file` (else the system's CAs);
+    # "verify-full" also checks the host name of `address`.
+    tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""  # a client certificate, for servers that ask for one
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> PostgresOptions:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls == "disable" and (self.tls_ca_file or self.tls_cert_file):
+            raise ValueError('tls = "disable" uses no certificate: drop the tls_*_file keys')
+        return self
 
 
 class SshOptions(Model):

@@ -20,12 +20,16 @@ from jitctl.gateway.credentials import upstream_credential
 from jitctl.gateway.link import Link
 from jitctl.gateway.refusals import Refused, actor_of
 from jitctl.gateway.relay import Relay, Upstream
+from jitctl.gateway.starttls import UpstreamTlsError, open_upstream
 from jitctl.plugin import SessionContext, UnknownProtocol, load_plugin
 
 if TYPE_CHECKING:
     from jitctl.gateway.tunnel import TunnelGateway
 
 log = logging.getLogger("jitctl.gateway")
+
+# The client reads this; the setting is the broker operator's.
+TLS_HINT = "the broker's operator sets TLS to this server per target (e.g. `postgres.tls`)"
 
 
 class Session(Relay):
@@ -111,13 +115,25 @@ class Session(Relay):
             return
         host, _, port = self.target.address.rpartition(":")
         loop = asyncio.get_running_loop()
+        starttls = getattr(plugin, "upstream_tls", None)
+        spec = starttls(self.target) if starttls is not None else None
+        tls: dict[str, Any] = {}
         try:
-            transport, upstream = await asyncio.wait_for(
-                loop.create_connection(Upstream, host.strip("[]"), int(port)), timeout=10
-            )
+            if spec is None:
+                transport, upstream = await asyncio.wait_for(
+                    loop.create_connection(Upstream, host.strip("[]"), int(port)), timeout=10
+                )
+            else:
+                transport, upstream, tls = await open_upstream(
+                    host.strip("[]"), int(port), spec, Upstream
+                )
         except (OSError, TimeoutError) as exc:
             reason = f"cannot reach {self.target.name} at {self.target.address}: {exc}"
             await self._refuse(Refused("upstream", reason))
+            return
+        except UpstreamTlsError as exc:
+            reason = f"cannot reach {self.target.name} at {self.target.address} over TLS: {exc}"
+            await self._refuse(Refused("upstream", reason, TLS_HINT))
             return
         try:
             await self.audit.append(
@@ -127,6 +143,7 @@ class Session(Relay):
                         "protocol": self.target.protocol,
                         "upstream": self.target.address,
                         "broker": self.gateway.runtime.broker_id,
+                        **({"upstream_tls": tls} if tls else {}),
                         **({"grant": self.holds.grant.id} if self.holds.grant else {}),
                     },
                 )

@@ -14,6 +14,8 @@ Rules:
 - It listens on 127.0.0.1 on a free port, with its unix socket inside the temporary directory.
   TCP logins use scram-sha-256 as the superuser `jitctl` with a random password; the unix socket
   trusts local users (handy for `psql -h <dir>`).
+- `tls=True` turns TLS on with a certificate for 127.0.0.1 from a throwaway CA (`ca_file`), and
+  pg_hba.conf then takes TCP logins over TLS only (`hostssl`; `hostnossl` is rejected).
 - By default it trades durability for speed (fsync=off, synchronous_commit=off,
   full_page_writes=off): it is thrown away. Pass `durable=True` to measure real commits, and
   `settings` for any other server setting (they are written to postgresql.conf).
@@ -98,8 +100,11 @@ class PostgresServer:
         password: str | None = None,
         base_dir: str | Path | None = None,
         start_timeout: float = 60.0,
+        tls: bool = False,
     ) -> None:
         self.settings = {**({} if durable else _FAST), **(settings or {})}
+        self.tls = tls
+        self.ca_file = Path()  # with tls: the CA that signed the server's certificate
         self.user = user
         self.password = password or secrets.token_urlsafe(18)
         self.host = "127.0.0.1"
@@ -193,8 +198,33 @@ class PostgresServer:
                 for key, value in self.settings.items()
             ),
         ]
+        if self.tls:
+            lines += self._tls_files()
         with open(self.dir / "data" / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# jitctl.testing.postgres\n" + "\n".join(lines) + "\n")
+
+    def _tls_files(self) -> list[str]:
+        """A CA and a server certificate (for 127.0.0.1, ::1, localhost); TLS-only TCP logins."""
+        from jitctl.broker.tlsfiles import ensure_tls_files
+
+        assert self.dir is not None
+        folder = self.dir / "tls"
+        folder.mkdir()
+        self.ca_file, cert, key = ensure_tls_files(folder, ["127.0.0.1"])
+        key.chmod(0o600)  # the server refuses a key others may read
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            for path in (folder, cert, key):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+            self.ca_file.chmod(0o644)
+            folder.chmod(0o755)
+        (self.dir / "data" / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostssl all all ::1/128 scram-sha-256\n"
+            "hostnossl all all all reject\n"
+        )
+        return ["ssl = on", f"ssl_cert_file = '{cert}'", f"ssl_key_file = '{key}'"]
 
     def _write_port(self) -> None:
         assert self.dir is not None

@@ -8,14 +8,23 @@ sessions (all three are pure and cache by text). See docs/postgres.md.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
-from jitctl.plugin import SessionContext
+from jitctl.errors import ConfigError
+from jitctl.plugin import SessionContext, StartTls
 
 from .core import PostgresCore
 from .state import Services
 
-__all__ = ["PostgresCore", "PostgresPlugin", "Services", "plugin", "services_for"]
+__all__ = [
+    "PostgresCore",
+    "PostgresPlugin",
+    "Services",
+    "plugin",
+    "services_for",
+    "upstream_tls",
+]
 
 _SERVICES: dict[int, tuple[Any, Services]] = {}
 
@@ -45,6 +54,56 @@ def services_for(target: Any) -> Services:
     return services
 
 
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # length 8, code 80877103
+
+_TLS: dict[int, tuple[Any, StartTls | None]] = {}
+
+
+def upstream_tls(target: Any) -> StartTls | None:
+    """How the gateway asks `target`'s server for TLS (`postgres.tls`, libpq's sslmode words);
+    None for "disable". Built once per target object: loading CA files is not per session."""
+    cached = _TLS.get(id(target))
+    if cached is not None and cached[0] is target:
+        return cached[1]
+    options = target.postgres
+    spec = None
+    if options.tls != "disable":
+        spec = StartTls(
+            request=SSL_REQUEST,
+            accepted=b"S",
+            declined=b"N",
+            context=_tls_context(options),
+            server_hostname=target.address.rpartition(":")[0].strip("[]"),
+            required=options.tls != "prefer",
+            mode=options.tls,
+        )
+    if len(_TLS) > 256:
+        _TLS.clear()
+    _TLS[id(target)] = (target, spec)
+    return spec
+
+
+def _tls_context(options: Any) -> ssl.SSLContext:
+    """As libpq reads sslmode: "prefer" and "require" encrypt without checking who answers;
+    "verify-ca" checks the chain (against `tls_ca_file`, else the system's CAs);
+    "verify-full" checks the host name too. Raises ConfigError for a file that does not load."""
+    try:
+        context = ssl.create_default_context(cafile=options.tls_ca_file or None)
+        if options.tls in ("prefer", "require"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif options.tls == "verify-ca":
+            context.check_hostname = False
+        if options.tls_cert_file:
+            context.load_cert_chain(options.tls_cert_file, options.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"postgres TLS files do not load: {exc}",
+            "check postgres.tls_ca_file, tls_cert_file and tls_key_file",
+        ) from None
+    return context
+
+
 def _unusable(*_: Any) -> Any:
     raise AssertionError("a broken target's services are never called")
 
@@ -59,6 +118,10 @@ class PostgresPlugin:
         """Build the target's policy and masks once at broker start, so a rule with an unknown
         statement word or a mask with an unknown detector stops the broker, not a session."""
         services_for(target)
+        upstream_tls(target)
+
+    def upstream_tls(self, target: Any) -> StartTls | None:
+        return upstream_tls(target)
 
     def new_core(self, context: SessionContext) -> PostgresCore:
         try:

@@ -1,0 +1,171 @@
+"""TLS from the broker to PostgreSQL (`postgres.tls`), against real servers.
+
+One server takes TCP logins over TLS only (`hostssl`, `hostnossl ... reject`); a second has no
+TLS at all. The server's own `pg_stat_ssl` is the ground truth for whether a session through
+the gateway is encrypted; the trail's `session.start` must say the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitctl.broker.tlsfiles import ensure_tls_files
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.issuer import TokenIssuer
+from jitctl.testing.postgres import PostgresServer, postgres_available
+
+pytestmark = [
+    pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}"),
+    pytest.mark.skipif(shutil.which("psql") is None, reason="psql is needed"),
+]
+psycopg = pytest.importorskip("psycopg")
+
+NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"
+CLIENT_ENV = {"PGPASSFILE": NO_PASSFILE, "PGPASSWORD": "", "PGCONNECT_TIMEOUT": "10"}
+
+TARGET = """
+[[targets]]
+name = "{name}"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD" }}
+{options}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    with PostgresServer(tls=True) as secure, PostgresServer(password=secure.password) as plain:
+        yield secure, plain
+
+
+@pytest.fixture(scope="module")
+def broker(
+    servers: tuple[PostgresServer, PostgresServer],
+    token_issuer: TokenIssuer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[BrokerProcess]:
+    secure, plain = servers
+    other_ca, _, _ = ensure_tls_files(tmp_path_factory.mktemp("other-ca"), ["127.0.0.1"])
+    targets = {
+        "full": (secure, f'postgres = {{ tls = "verify-full", tls_ca_file = "{secure.ca_file}" }}'),
+        "ca": (secure, f'postgres = {{ tls = "verify-ca", tls_ca_file = "{secure.ca_file}" }}'),
+        "prefer": (secure, ""),
+        "clear": (secure, 'postgres = { tls = "disable" }'),
+        "wrong-ca": (secure, f'postgres = {{ tls = "verify-full", tls_ca_file = "{other_ca}" }}'),
+        "plain-prefer": (plain, ""),
+        "plain-require": (plain, 'postgres = { tls = "require" }'),
+    }
+    config = f'[[identity.issuers]]\nissuer = "{token_issuer.url}"\n' + "".join(
+        TARGET.format(name=name, port=server.port, user=server.user, options=options)
+        for name, (server, options) in targets.items()
+    )
+    with BrokerProcess(
+        config,
+        state_dir=tmp_path_factory.mktemp("tlsbroker"),
+        env={"PG_TEST_PASSWORD": secure.password},
+    ) as process:
+        process.login_with_token(token_issuer.mint(sub="agent-9", groups=["agents"], lifetime=3600))
+        yield process
+
+
+def query(broker: BrokerProcess, target: str, sql: str) -> list[tuple[object, ...]]:
+    """`sql` through `jitctl connect TARGET` with psycopg (which never has the password)."""
+    process, address = broker.connect(target)
+    try:
+        dsn = (
+            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
+            f"passfile={NO_PASSFILE} connect_timeout=10"
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return list(conn.execute(sql).fetchall())
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+SSL_OF_MY_BACKEND = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+def starts(broker: BrokerProcess, target: str) -> list[dict[str, object]]:
+    return [dict(r.payload) for r in broker.records("session.start") if r.target == target]
+
+
+@pytest.mark.parametrize("target", ["full", "ca", "prefer"])
+def test_sessions_reach_a_tls_only_server_encrypted(broker: BrokerProcess, target: str) -> None:
+    assert query(broker, target, SSL_OF_MY_BACKEND) == [(True, "TLSv1.3")]
+    mode = {"full": "verify-full", "ca": "verify-ca", "prefer": "prefer"}[target]
+    assert starts(broker, target)[-1]["upstream_tls"] == {"mode": mode, "version": "TLSv1.3"}
+
+
+def test_prefer_falls_back_to_plain_tcp_and_the_trail_says_so(broker: BrokerProcess) -> None:
+    assert query(broker, "plain-prefer", SSL_OF_MY_BACKEND) == [(False, None)]
+    assert starts(broker, "plain-prefer")[-1]["upstream_tls"] == {
+        "mode": "prefer",
+        "version": None,
+    }
+
+
+def test_disable_sends_no_tls_request_and_the_server_refuses_it(broker: BrokerProcess) -> None:
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects connection"):
+        query(broker, "clear", "SELECT 1")
+    assert "upstream_tls" not in starts(broker, "clear")[-1]
+
+
+def denials(broker: BrokerProcess, target: str) -> list[str]:
+    return [str(r.payload["error"]) for r in broker.records("session.denied") if r.target == target]
+
+
+def psql_through(broker: BrokerProcess, target: str) -> subprocess.CompletedProcess[str]:
+    """What a person sees: `jitctl connect TARGET -- -c 'SELECT 1'` (psql as the client)."""
+    return broker.jitctl("connect", target, "--", "-X", "-c", "SELECT 1", env=CLIENT_ENV)
+
+
+def test_a_certificate_from_another_ca_refuses_the_session(broker: BrokerProcess) -> None:
+    result = psql_through(broker, "wrong-ca")
+    assert result.returncode != 0
+    assert "certificate did not verify" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    (error,) = denials(broker, "wrong-ca")
+    assert "over TLS" in error and "certificate did not verify" in error
+    assert not starts(broker, "wrong-ca")
+
+
+def test_require_refuses_a_server_without_tls(broker: BrokerProcess) -> None:
+    result = psql_through(broker, "plain-require")
+    assert result.returncode != 0
+    assert "does not offer TLS" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    (error,) = denials(broker, "plain-require")
+    assert "does not offer TLS" in error and "'require'" in error
+
+
+def test_check_config_rejects_tls_files_that_do_not_load(tmp_path: Path) -> None:
+    broken = tmp_path / "nothing.pem"
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        '[[identity.issuers]]\nissuer = "https://issuer.example"\n'
+        + TARGET.format(
+            name="pg",
+            port=5432,
+            user="u",
+            options=f'postgres = {{ tls = "verify-full", tls_ca_file = "{broken}" }}',
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "postgres TLS files do not load" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
