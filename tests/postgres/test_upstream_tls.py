@@ -7,6 +7,7 @@ the gateway is encrypted; the trail's `session.start` must say the same.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from jitctl.broker.tlsfiles import ensure_tls_files
 from jitctl.testing.broker import BrokerProcess
@@ -28,6 +30,7 @@ pytestmark = [
 psycopg = pytest.importorskip("psycopg")
 
 NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"
+PASSWORD = secrets.token_urlsafe(18)
 CLIENT_ENV = {"PGPASSFILE": NO_PASSFILE, "PGPASSWORD": "", "PGCONNECT_TIMEOUT": "10"}
 
 TARGET = """
@@ -43,13 +46,73 @@ credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD" }}
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[PostgresServer, PostgresServer]]:
-    with PostgresServer(tls=True) as secure, PostgresServer(password=secure.password) as plain:
+    with (
+        PostgresServer(tls=True, password=PASSWORD) as secure,
+        PostgresServer(password=PASSWORD) as plain,
+    ):
         yield secure, plain
+
+
+def client_certificate(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a client certificate it signed: (ca, cert, key) PEM files in `folder`."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client CA")])
+
+    def cert(subject: str, public: object, ca: bool) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(ca_name)
+            .public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    PEM = Encoding.PEM
+    paths = folder / "client-ca.pem", folder / "client.pem", folder / "client-key.pem"
+    paths[0].write_bytes(cert("client CA", ca_key.public_key(), True).public_bytes(PEM))
+    paths[1].write_bytes(cert("jitctl", key.public_key(), False).public_bytes(PEM))
+    paths[2].write_bytes(
+        key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mutual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, Path, Path]]:
+    """A TLS-only server that also wants a client certificate from `client CA`:
+    (server, client cert, client key)."""
+    with PostgresServer(tls=True, password=PASSWORD) as server:
+        assert server.dir is not None
+        ca, cert, key = client_certificate(tmp_path_factory.mktemp("client-cert"))
+        trusted = server.dir / "tls" / "client-ca.pem"
+        shutil.copy(ca, trusted)
+        trusted.chmod(0o644)
+        hba = server.dir / "data" / "pg_hba.conf"
+        hba.write_text(
+            hba.read_text().replace("scram-sha-256", "scram-sha-256 clientcert=verify-ca")
+        )
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET ssl_ca_file = '{trusted}'")
+            conn.execute("SELECT pg_reload_conf()")
+        yield server, cert, key
 
 
 @pytest.fixture(scope="module")
 def broker(
     servers: tuple[PostgresServer, PostgresServer],
+    mutual: tuple[PostgresServer, Path, Path],
     token_issuer: TokenIssuer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BrokerProcess]:
@@ -63,6 +126,15 @@ def broker(
         "wrong-ca": (secure, f'postgres = {{ tls = "verify-full", tls_ca_file = "{other_ca}" }}'),
         "plain-prefer": (plain, ""),
         "plain-require": (plain, 'postgres = { tls = "require" }'),
+        "mutual": (
+            mutual[0],
+            f'postgres = {{ tls = "verify-full", tls_ca_file = "{mutual[0].ca_file}", '
+            f'tls_cert_file = "{mutual[1]}", tls_key_file = "{mutual[2]}" }}',
+        ),
+        "mutual-anonymous": (
+            mutual[0],
+            f'postgres = {{ tls = "verify-full", tls_ca_file = "{mutual[0].ca_file}" }}',
+        ),
     }
     config = f'[[identity.issuers]]\nissuer = "{token_issuer.url}"\n' + "".join(
         TARGET.format(name=name, port=server.port, user=server.user, options=options)
@@ -71,7 +143,7 @@ def broker(
     with BrokerProcess(
         config,
         state_dir=tmp_path_factory.mktemp("tlsbroker"),
-        env={"PG_TEST_PASSWORD": secure.password},
+        env={"PG_TEST_PASSWORD": secure.password},  # all three servers share it
     ) as process:
         process.login_with_token(token_issuer.mint(sub="agent-9", groups=["agents"], lifetime=3600))
         yield process
@@ -169,3 +241,15 @@ def test_check_config_rejects_tls_files_that_do_not_load(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "postgres TLS files do not load" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_client_certificate_is_shown_to_a_server_that_asks_for_one(
+    broker: BrokerProcess,
+) -> None:
+    assert query(broker, "mutual", SSL_OF_MY_BACKEND) == [(True, "TLSv1.3")]
+    assert query(
+        broker, "mutual", "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    ) == [("/CN=jitctl",)]
+    # Without it the same server turns the session away (its own FATAL reaches the client).
+    with pytest.raises(psycopg.OperationalError, match="certificate"):
+        query(broker, "mutual-anonymous", "SELECT 1")
