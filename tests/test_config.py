@@ -225,3 +225,46 @@ def test_postgres_rules_and_masks_are_checked_before_the_broker_starts(
     )
     assert result.returncode == ExitCode.CONFIG
     assert "targets[0] (p):" in result.stderr and message in result.stderr
+
+
+def test_check_config_warns_when_a_cloud_sql_token_would_reach_an_unverified_server(
+    tmp_path: Path,
+) -> None:
+    """The IAM token is the login password: only a verified server may receive it."""
+    ca = tmp_path / "server-ca.pem"
+    ca.write_bytes(Path(certifi_where()).read_bytes())
+    target = (
+        '[[targets]]\nname = "{name}"\nprotocol = "postgres"\naddress = "10.0.0.7:5432"\n'
+        'credential = {{ gcp = "orders-sql", database = "orders" }}\n{tls}\n'
+    )
+    path = tmp_path / "broker.toml"
+    path.write_text(
+        '[[identity.issuers]]\nissuer = "https://issuer.example"\n'
+        + target.format(name="weak", tls="")
+        + target.format(name="plain", tls='postgres = { tls = "disable" }')
+        + target.format(
+            name="checked", tls=f'postgres = {{ tls = "verify-ca", tls_ca_file = "{ca}" }}'
+        )
+        + '[[gcp.targets]]\nname = "orders-sql"\n'
+        'audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/'
+        'providers/b"\nservice_account = "orders-app@orders-prod.iam.gserviceaccount.com"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    named = [w.split(":")[1].strip() for w in warnings]
+    assert named == ["targets[0] (weak)", "targets[1] (plain)"]
+    assert 'postgres.tls = "prefer", which checks no certificate' in warnings[0]
+    assert 'tls = "verify-ca"' in warnings[1]
+
+
+def certifi_where() -> str:
+    """Any PEM bundle will do for a CA file that must load."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.openssl_cafile

@@ -5,7 +5,8 @@ mean (a statement word the Postgres classifier has never heard of, a detector th
 exist). A plugin may offer `validate_target(target)`, raising ConfigError; a target whose
 protocol has no plugin installed is reported, since every session to it would be refused.
 Keys only another protocol reads (`http` options on a postgres target) are reported: they do
-nothing where they are. A config with no issuer is reported too: outside `--dev` (whose
+nothing where they are. So is a Cloud SQL IAM login whose token would go to a server whose
+certificate nobody checks. A config with no issuer is reported too: outside `--dev` (whose
 built-in issuer is added at start) no token would verify, so nobody could log in or connect.
 """
 
@@ -22,7 +23,7 @@ def validate_targets(config: BrokerConfig, source: str) -> list[str]:
     problems: list[str] = []
     warnings: list[str] = []
     for index, target in enumerate(config.targets):
-        warnings += _foreign_options(index, target)
+        warnings += _foreign_options(index, target) + _token_in_reach(index, target)
         try:
             plugin = load_plugin(target.protocol)
         except UnknownProtocol:
@@ -60,6 +61,20 @@ def _foreign_options(index: int, target: Target) -> list[str]:
         f"{target.protocol}, so it is ignored"
         for key, protocol in PROTOCOL_KEYS.items()
         if key in target.model_fields_set and target.protocol != protocol
+    ]
+
+
+def _token_in_reach(index: int, target: Target) -> list[str]:
+    """A Cloud SQL IAM login sends an access token as the password: over plain TCP, or TLS
+    that checks no certificate, whoever answers in the server's place can use it."""
+    if target.protocol != "postgres" or not target.credential.gcp:
+        return []
+    if target.postgres.tls in ("verify-ca", "verify-full"):
+        return []
+    return [
+        f"targets[{index}] ({target.name}): the Cloud SQL IAM token is sent as the password "
+        f'with postgres.tls = "{target.postgres.tls}", which checks no certificate; set '
+        'tls = "verify-ca" and tls_ca_file to the instance\'s server CA (docs/gcp.md)'
     ]
 
 
