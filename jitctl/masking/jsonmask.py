@@ -59,12 +59,14 @@ class _Walker:
             return value
         # Anything else json.loads can make (Decimal with parse_float): scan its text form.
         masked, found = self.policy.mask_text(str(value))
-        self.counts.update(found)
+        if found:
+            self.counts.update(found)
         return masked if found else value
 
     def text(self, text: str) -> str:
         masked, found = self.policy.mask_text(text)
-        self.counts.update(found)
+        if found:  # Counter.update is Python code: not for every key and string found clean
+            self.counts.update(found)
         return masked
 
     def members(self, obj: dict[Any, Any]) -> dict[Any, Any]:
