@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,3 +255,31 @@ def test_a_client_certificate_is_shown_to_a_server_that_asks_for_one(
     # Without it the same server turns the session away (its own FATAL reaches the client).
     with pytest.raises(psycopg.OperationalError, match="certificate"):
         query(broker, "mutual-anonymous", "SELECT 1")
+
+
+def test_a_cancel_reaches_a_tls_only_server(broker: BrokerProcess) -> None:
+    """The cancel's own connection to the server is a session of its own: TLS too."""
+    before = len(starts(broker, "full"))
+    process, address = broker.connect("full")
+    try:
+        dsn = (
+            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
+            f"passfile={NO_PASSFILE} connect_timeout=10"
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            timer = threading.Timer(1.0, conn.cancel)
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(30)")
+            timer.join()
+            assert time.monotonic() - started < 20
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+    cancels = broker.wait_for_records(lambda found: bool(found), "pg.cancel")
+    assert cancels[-1].target == "full"
+    sessions = starts(broker, "full")[before:]
+    assert len(sessions) == 2  # the query's and the cancel's
+    assert all(s["upstream_tls"] == {"mode": "verify-full", "version": "TLSv1.3"} for s in sessions)
