@@ -689,6 +689,16 @@ def run(quick: bool = False) -> Section:
         f"{rps['changes_only']:.0f} requests/s. A streamed response is relayed chunk by chunk, "
         "so the broker's memory does not grow with its size."
     )
+    if "native_chain" in rps:
+        chain = sum(cpu["native_chain"].values())
+        section.details.append(
+            "The native floor row is jitctl's topology built from native parts that record "
+            "nothing (two single-threaded haproxies, TLS between them, the far one setting the "
+            f"token): {rps['native_chain'] / rps['direct']:.2f}x direct at {chain:.0f} µs of CPU "
+            "per GET for both: the ceiling, on these shared CPUs, for any implementation of the "
+            "design before it records anything. jitctl's broker and `jitctl connect` spend "
+            f"{cpu['gateway']['broker'] + cpu['gateway']['connect']:.0f} µs."
+        )
     return section
 
 
