@@ -105,7 +105,7 @@ class Stage:
             return False
         import psycopg
 
-        self.pg = PostgresServer().start()
+        self.pg = PostgresServer(tls=True).start()  # TLS-only logins, as a production server
         with psycopg.connect(self.pg.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE shop")
         with psycopg.connect(self.pg.dsn_for("shop"), autocommit=True) as conn:
@@ -119,8 +119,9 @@ class Stage:
                     customer,
                 )
         console.print(
-            f"PostgreSQL {self.pg.port}: database shop, table customers with "
-            f"{len(CUSTOMERS)} rows of emails, card numbers and SSNs"
+            f"PostgreSQL {self.pg.port} (TLS-only logins; the broker verifies its certificate): "
+            f"database shop, table customers with {len(CUSTOMERS)} rows of emails, card numbers "
+            "and SSNs"
         )
         return True
 
@@ -129,7 +130,7 @@ class Stage:
         from jitctl.testing.servers import EchoServer
 
         if with_postgres:
-            target = PG_TARGET.format(port=self.pg.port, user=self.pg.user)
+            target = PG_TARGET.format(port=self.pg.port, user=self.pg.user, ca_file=self.pg.ca_file)
             env = {"DEMO_PG_PASSWORD": self.pg.password}
         else:
             self.echo = EchoServer()

@@ -31,6 +31,7 @@ description = "production-like customer database (a throwaway copy)"
 allow_groups = ["agents", "dba"]
 record_rows = 3
 credential = {{ user = "{user}", password_env = "DEMO_PG_PASSWORD", database = "shop" }}
+postgres = {{ tls = "verify-full", tls_ca_file = "{ca_file}" }}
 
 [targets.access]
 approvers = ["dba"]
