@@ -19,6 +19,12 @@ def connect(
     json_out: bool = typer.Option(
         False, "--json", help="Print the listening address as one JSON line."
     ),
+    any_local_user: bool = typer.Option(
+        False,
+        "--any-local-user",
+        help="Let programs of other users on this machine use the tunnel (Linux turns them "
+        "away by default: the tunnel acts as you).",
+    ),
 ) -> None:
     """Open a recorded tunnel to TARGET on a local port (and start psql for Postgres targets)."""
     from jitctl import eventloop
@@ -32,6 +38,7 @@ def connect(
             no_client=no_client,
             json_out=json_out,
             client_args=list(ctx.args),
+            any_local_user=any_local_user,
         )
     )
     raise typer.Exit(code)

@@ -44,11 +44,14 @@ async def run_connect(
     no_client: bool = False,
     json_out: bool = False,
     client_args: list[str] | None = None,
+    any_local_user: bool = False,
 ) -> int:
     spec = tunnel_spec(target, reason)
     reply = await check_target(spec)  # fail early: auth, unknown target, not allowed
     protocol = str(reply.get("protocol", "tcp"))
-    listener = LocalListener(spec, port, on_event=lambda message, trouble: _say(message))
+    listener = LocalListener(
+        spec, port, on_event=lambda message, trouble: _say(message), any_user=any_local_user
+    )
     bound = await listener.start()
     address = {
         "target": target,

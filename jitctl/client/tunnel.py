@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from jitctl.client import peers
 from jitctl.errors import (
     AuthError,
     DeniedError,
@@ -124,9 +125,12 @@ class LocalListener:
         spec: TunnelSpec,
         port: int = 0,
         on_event: Callable[[str, bool], None] | None = None,
+        *,
+        any_user: bool = False,
     ) -> None:
         self.spec = spec
         self.port = port
+        self.any_user = any_user  # else only this user's programs (and root's): jitctl.client.peers
         # on_event(message, trouble): trouble is True for refusals, closures and losses.
         self.on_event = on_event or (lambda message, trouble: None)
         self._server: asyncio.Server | None = None
@@ -183,8 +187,20 @@ class _LocalSide(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it:
         # no isinstance check here (jitctl.eventloop).
         self.transport = cast(asyncio.Transport, transport)
+        if not self.listener.any_user:
+            why = peers.refusal(transport.get_extra_info("peername")[:2], self._address())
+            if why is not None:
+                self.done = True
+                self.listener.on_event(why, True)
+                self.transport.abort()
+                return
         self.listener._relays.add(self)
         self.opening = asyncio.ensure_future(self._open())
+
+    def _address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
 
     async def _open(self) -> None:
         listener = self.listener

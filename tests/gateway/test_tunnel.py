@@ -175,3 +175,110 @@ def test_a_secret_the_broker_cannot_find_refuses_clearly(broker: BrokerProcess) 
         err = _stop(process)
     assert "the broker has no credential for nocred" in err
     assert "JITCTL_TEST_NEVER_SET is not set" in err
+
+
+# -- who may use a tunnel's port (jitctl.client.peers) ------------------------------------------
+
+
+def _other_user() -> str | None:
+    """A second local account to connect as (tests run as root in CI), or None."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        return None
+    for name in ("nobody", "postgres"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return None
+
+
+OTHER = _other_user()
+needs_other = pytest.mark.skipif(
+    OTHER is None or not Path("/proc/net/tcp").exists(),
+    reason="needs root, runuser and a second account (nobody) on Linux to connect as another user",
+)
+
+CLIENT = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)\n"
+    "s.sendall(b'ping'); s.shutdown(socket.SHUT_WR)\n"
+    "got = b''\n"
+    "try:\n"
+    "    while chunk := s.recv(100):\n"
+    "        got += chunk\n"
+    "except ConnectionResetError:\n"
+    "    pass\n"
+    "print(got.decode() or 'nothing')\n"
+)
+
+
+def _as_other_user(port: int) -> str:
+    assert OTHER is not None
+    result = subprocess.run(
+        ["runuser", "-u", OTHER, "--", "python3", "-c", CLIENT, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@needs_other
+def test_another_local_user_is_turned_away_before_any_session(broker: BrokerProcess) -> None:
+    sessions_before = len(broker.records("session.start"))
+    process, address = broker.connect("echo")
+    try:
+        assert _as_other_user(address["port"]) == "nothing"
+        assert _roundtrip(address["port"], b"mine") == b"mine"  # its own user still gets in
+    finally:
+        err = _stop(process)
+    assert f"turned away a local connection from user {OTHER}" in err
+    assert "this tunnel acts as root" in err and "--any-local-user" in err
+    assert len(broker.records("session.start")) == sessions_before + 1  # only the owner's
+
+
+@needs_other
+def test_any_local_user_lets_other_users_in(broker: BrokerProcess) -> None:
+    process, address = broker.connect("echo", "--any-local-user")
+    try:
+        assert _as_other_user(address["port"]) == "ping"
+    finally:
+        err = _stop(process)
+    assert "turned away" not in err
+
+
+def test_the_kernel_table_names_the_owner_of_a_client_socket(tmp_path: Path) -> None:
+    """owner_uid reads /proc/net/tcp's rows (a real table's shape): the listener on
+    127.0.0.1:8080 and its accepted socket (uid 0), and the client 127.0.0.1:50000 connected
+    to it (uid 1001): the client's row, not the server's end of the same connection."""
+    from jitctl.client.peers import owner_uid
+
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+        "timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0"
+        "        0 1 1 0000000000000000 100 0 0 10 0\n"
+        "   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0"
+        "        0 4 1 0000000000000000 20 4 30 10 -1\n"
+        "   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1001"
+        "        0 2 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    six = tmp_path / "tcp6"
+    six.write_text(
+        "  sl  local_address                         remote_address                        st "
+        "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0000000000000000FFFF00000100007F:C351 0000000000000000FFFF00000100007F:1F90 01 "
+        "00000000:00000000 00:00000000 00000000  1002        0 3 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    tables = (table, six)
+    assert owner_uid(("127.0.0.1", 50000), ("127.0.0.1", 8080), tables) == 1001
+    assert owner_uid(("127.0.0.1", 50001), ("127.0.0.1", 8080), tables) == 1002  # dual-stack
+    assert owner_uid(("127.0.0.1", 50002), ("127.0.0.1", 8080), tables) is None
+    assert owner_uid(("127.0.0.1", 50000), ("127.0.0.1", 8081), tables) is None  # other port
