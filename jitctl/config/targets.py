@@ -94,6 +94,16 @@ class HttpOptions(Model):
     # requests that can change something (not GET, HEAD, OPTIONS) wait, reads are recorded
     # when they end (faster; a broker crash can lose the record of a read in flight).
     write_ahead: Literal["all", "changes"] = "all"
+    # An https:// upstream's certificate is checked against the system's CAs, or these.
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""  # a client certificate, for upstreams that ask for one (mTLS)
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> HttpOptions:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
 
 
 class PostgresOptions(Model):

@@ -11,14 +11,21 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
 - any request with `Upgrade`: 101, then every byte echoed back (a stand-in for WebSocket);
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
+
+`HttpUpstream(tls_dir=DIR)` serves HTTPS with a certificate for 127.0.0.1 from a throwaway CA
+made in DIR (`ca_file`); `client_ca=FILE` also demands a client certificate signed by FILE,
+and each request then records the certificate's common name (`client_cn`).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -80,6 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body_size": size,
         }
+        if self.server.tls:
+            peer = self.connection.getpeercert() or {}
+            names = dict(item[0] for item in peer.get("subject", ()))
+            seen["client_cn"] = names.get("commonName")
         with self.server.lock:
             self.server.requests.append(seen)
         if self.headers.get("Upgrade"):
@@ -138,18 +149,36 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # an upgraded connection may still be open at teardown
     lock: threading.Lock
     requests: list[dict[str, Any]]
+    tls = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not (self.tls and isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError)):
+            super().handle_error(request, client_address)  # a refused TLS client is no error
 
 
 class HttpUpstream:
     """`with HttpUpstream() as upstream:` serves on 127.0.0.1:`upstream.port`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls_dir: Path | None = None, client_ca: Path | None = None) -> None:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.lock = threading.Lock()
         self.server.requests = []
+        self.server.tls = tls_dir is not None
         self.port = self.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.address}"
+        self.ca_file: Path | None = None
+        if tls_dir is not None:
+            from jitctl.broker.tlsfiles import ensure_tls_files
+
+            self.ca_file, cert, key = ensure_tls_files(tls_dir, ["127.0.0.1"])
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            if client_ca is not None:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(client_ca)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://{self.address}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

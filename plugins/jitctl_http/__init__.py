@@ -31,11 +31,15 @@ class HttpPlugin:
         await run_session(io)
 
     def validate_target(self, target: Any) -> None:
-        """At broker start and in check-config: the target's masks must compile."""
+        """At broker start and in check-config: the target's masks must compile and its TLS
+        files (`http.tls_*`) load."""
         if target.masks:
             from jitctl.masking import MaskPolicy
 
             MaskPolicy.from_config(target.masks)
+        from jitctl.gateway.http.upstream import Upstream
+
+        Upstream.for_target(target)
 
 
 plugin = HttpPlugin()

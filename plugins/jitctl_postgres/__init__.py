@@ -11,7 +11,6 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from jitctl.errors import ConfigError
 from jitctl.plugin import SessionContext, StartTls
 
 from .core import PostgresCore
@@ -87,21 +86,16 @@ def _tls_context(options: Any) -> ssl.SSLContext:
     """As libpq reads sslmode: "prefer" and "require" encrypt without checking who answers;
     "verify-ca" checks the chain (against `tls_ca_file`, else the system's CAs);
     "verify-full" checks the host name too. Raises ConfigError for a file that does not load."""
-    try:
-        context = ssl.create_default_context(cafile=options.tls_ca_file or None)
-        if options.tls in ("prefer", "require"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif options.tls == "verify-ca":
-            context.check_hostname = False
-        if options.tls_cert_file:
-            context.load_cert_chain(options.tls_cert_file, options.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"postgres TLS files do not load: {exc}",
-            "check postgres.tls_ca_file, tls_cert_file and tls_key_file",
-        ) from None
-    return context
+    from jitctl.broker.tlsfiles import upstream_context
+
+    return upstream_context(
+        "postgres.tls_* files",
+        ca_file=options.tls_ca_file,
+        cert_file=options.tls_cert_file,
+        key_file=options.tls_key_file,
+        check_chain=options.tls in ("verify-ca", "verify-full"),
+        check_name=options.tls == "verify-full",
+    )
 
 
 def _unusable(*_: Any) -> Any:

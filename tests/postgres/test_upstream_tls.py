@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from jitctl.broker.tlsfiles import ensure_tls_files
 from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.certs import client_certificate
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
 
@@ -53,42 +53,6 @@ def servers() -> Iterator[tuple[PostgresServer, PostgresServer]]:
         PostgresServer(password=PASSWORD) as plain,
     ):
         yield secure, plain
-
-
-def client_certificate(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a client certificate it signed: (ca, cert, key) PEM files in `folder`."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client CA")])
-
-    def cert(subject: str, public: object, ca: bool) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(ca_name)
-            .public_key(public)  # type: ignore[arg-type]
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-
-    PEM = Encoding.PEM
-    paths = folder / "client-ca.pem", folder / "client.pem", folder / "client-key.pem"
-    paths[0].write_bytes(cert("client CA", ca_key.public_key(), True).public_bytes(PEM))
-    paths[1].write_bytes(cert("jitctl", key.public_key(), False).public_bytes(PEM))
-    paths[2].write_bytes(
-        key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +205,7 @@ def test_check_config_rejects_tls_files_that_do_not_load(tmp_path: Path) -> None
         timeout=60,
     )
     assert result.returncode != 0
-    assert "postgres TLS files do not load" in result.stderr, result.stderr
+    assert "postgres.tls_* files do not load" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 

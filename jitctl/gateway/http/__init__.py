@@ -35,6 +35,7 @@ over the tunnel and a socket); `proxy` (one client connection: the steps above),
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from jitctl.gateway.http.proxy import Proxy, UnsafeCredential
@@ -45,9 +46,13 @@ __all__ = ["run_session"]
 
 async def run_session(io: Any) -> None:
     target = io.context.target
-    upstream = Upstream.parse(target.address)
+    upstream = Upstream.for_target(target)
     try:
         first = await UpstreamConnection.open(upstream)
+    except ssl.SSLCertVerificationError as exc:
+        reason = f"the server's certificate did not verify: {exc.verify_message or exc}"
+        await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {reason}")
+        return
     except (OSError, TimeoutError) as exc:
         await io.refuse("upstream", f"cannot reach {target.name} at {target.address}: {exc}")
         return

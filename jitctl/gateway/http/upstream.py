@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from jitctl.errors import ConfigError
 from jitctl.gateway.http import writers
 from jitctl.gateway.http.events import NEED_DATA, Event, Framing, Headers
 from jitctl.gateway.http.readers import ResponseReader
@@ -29,6 +31,7 @@ class Upstream:
     host: str
     port: int
     prefix: str  # a path the target's URL names, prepended to every request's path
+    context: ssl.SSLContext | None = None  # https: the target's (`http.tls_*`), made once
 
     @classmethod
     def parse(cls, address: str) -> Upstream:
@@ -38,11 +41,43 @@ class Upstream:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname or "", port, parts.path.rstrip("/"))
 
+    @classmethod
+    def for_target(cls, target: Any) -> Upstream:
+        """`target`'s upstream, with its TLS context for https (cached per target object).
+        Raises ConfigError for TLS files that do not load, or set for a plain http URL."""
+        cached = _UPSTREAMS.get(id(target))
+        if cached is not None and cached[0] is target:
+            return cached[1]
+        upstream = cls.parse(target.address)
+        options = target.http
+        if upstream.scheme == "https":
+            from jitctl.broker.tlsfiles import upstream_context
+
+            context = upstream_context(
+                "http.tls_* files",
+                ca_file=options.tls_ca_file,
+                cert_file=options.tls_cert_file,
+                key_file=options.tls_key_file,
+            )
+            upstream = dataclasses.replace(upstream, context=context)
+        elif options.tls_ca_file or options.tls_cert_file:
+            raise ConfigError(
+                f"http.tls_* files are set but the address {target.address} is not https://",
+                "use an https:// address, or drop the tls_* keys",
+            )
+        if len(_UPSTREAMS) > 256:
+            _UPSTREAMS.clear()
+        _UPSTREAMS[id(target)] = (target, upstream)
+        return upstream
+
     @property
     def host_header(self) -> bytes:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return (host if self.port == default else f"{host}:{self.port}").encode()
+
+
+_UPSTREAMS: dict[int, tuple[Any, Upstream]] = {}
 
 
 class UpstreamConnection:
@@ -55,7 +90,9 @@ class UpstreamConnection:
 
     @classmethod
     async def open(cls, upstream: Upstream) -> UpstreamConnection:
-        context = ssl.create_default_context() if upstream.scheme == "https" else None
+        context = upstream.context
+        if upstream.scheme == "https" and context is None:  # parsed without a target
+            context = ssl.create_default_context()
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 upstream.host,
