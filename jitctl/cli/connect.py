@@ -25,6 +25,12 @@ def connect(
         help="Let programs of other users on this machine use the tunnel (Linux turns them "
         "away by default: the tunnel acts as you).",
     ),
+    local_tls: bool = typer.Option(
+        False,
+        "--local-tls",
+        help="Postgres: speak TLS with local clients that ask for it (sslmode=require or "
+        "verify-*); --json names the CA file for sslrootcert.",
+    ),
 ) -> None:
     """Open a recorded tunnel to TARGET on a local port (and start psql for Postgres targets)."""
     from jitctl import eventloop
@@ -39,6 +45,7 @@ def connect(
             json_out=json_out,
             client_args=list(ctx.args),
             any_local_user=any_local_user,
+            local_tls=local_tls,
         )
     )
     raise typer.Exit(code)

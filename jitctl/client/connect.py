@@ -7,7 +7,9 @@ import json
 import shlex
 import shutil
 import signal
+import ssl
 import sys
+from pathlib import Path
 
 from jitctl import eventloop
 from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
@@ -45,12 +47,25 @@ async def run_connect(
     json_out: bool = False,
     client_args: list[str] | None = None,
     any_local_user: bool = False,
+    local_tls: bool = False,
 ) -> int:
     spec = tunnel_spec(target, reason)
     reply = await check_target(spec)  # fail early: auth, unknown target, not allowed
     protocol = str(reply.get("protocol", "tcp"))
+    context, local_ca = None, None
+    if local_tls:
+        if protocol != "postgres":
+            raise UsageError(
+                f"--local-tls is for postgres targets; {target} is {protocol}",
+                "drop --local-tls",
+            )
+        context, local_ca = _local_tls()
     listener = LocalListener(
-        spec, port, on_event=lambda message, trouble: _say(message), any_user=any_local_user
+        spec,
+        port,
+        on_event=lambda message, trouble: _say(message),
+        any_user=any_local_user,
+        local_tls=context,
     )
     bound = await listener.start()
     address = {
@@ -67,6 +82,8 @@ async def run_connect(
         known_hosts = pin_host_key(target, str(reply["ssh_host_key"]))
         ssh_config = write_ssh_config(target, bound, known_hosts)
         address.update(ssh_config=str(ssh_config), ssh_host=host_alias(target))
+    if local_ca is not None:  # for clients that check the local leg's certificate
+        address["sslrootcert"] = str(local_ca)
     if protocol == "http":  # point any HTTP client (or SDK endpoint) here, no credential
         address["url"] = f"http://127.0.0.1:{bound}"
     starts_client = not no_client and (protocol == "postgres" or ssh_config is not None)
@@ -91,6 +108,16 @@ async def run_connect(
         await listener.close()
         if ssh_config is not None:
             ssh_config.unlink(missing_ok=True)
+
+
+def _local_tls() -> tuple[ssl.SSLContext, Path]:
+    """The local leg's TLS for `--local-tls`: a certificate for 127.0.0.1 from a CA made once
+    in JITCTL_HOME/local-tls (the CA file is what `sslrootcert=` names)."""
+    from jitctl.broker.tlsfiles import ensure_tls_files, server_context
+    from jitctl.paths import ensure_private_dir, home
+
+    ca, cert, key = ensure_tls_files(ensure_private_dir(home() / "local-tls"), ["127.0.0.1"])
+    return server_context(cert, key), ca
 
 
 async def _wait_for_signal() -> None:

@@ -9,6 +9,7 @@ printed on stderr with its reason: the actor always learns why.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ async def check_target(spec: TunnelSpec) -> dict[str, Any]:
 
 
 READ_AHEAD = 256 * 1024
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # Postgres: length 8, code 80877103
 
 
 class LocalListener:
@@ -127,10 +129,14 @@ class LocalListener:
         on_event: Callable[[str, bool], None] | None = None,
         *,
         any_user: bool = False,
+        local_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.spec = spec
         self.port = port
         self.any_user = any_user  # else only this user's programs (and root's): jitctl.client.peers
+        # Postgres targets: answer a client's SSLRequest here and speak TLS with it (jitctl
+        # connect --local-tls), for clients that insist on sslmode=require or verify-*.
+        self.local_tls = local_tls
         # on_event(message, trouble): trouble is True for refusals, closures and losses.
         self.on_event = on_event or (lambda message, trouble: None)
         self._server: asyncio.Server | None = None
@@ -182,6 +188,9 @@ class _LocalSide(asyncio.Protocol):
         self.early_size = 0
         self.done = False
         self.opening: asyncio.Task[None] | None = None  # _open: the tunnel being set up
+        self.sniffing = listener.local_tls is not None  # the client's first 8 bytes not seen yet
+        self.head = b""
+        self.upgrading: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it:
@@ -230,6 +239,20 @@ class _LocalSide(asyncio.Protocol):
     # -- the local client -----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.sniffing:
+            self.head += data
+            if len(self.head) < len(SSL_REQUEST):
+                return
+            self.sniffing = False
+            data, self.head = self.head, b""
+            if data.startswith(SSL_REQUEST):
+                if len(data) > len(SSL_REQUEST):  # sent in the clear after asking for TLS
+                    self._say("the local client sent data before its TLS handshake; closed")
+                    return
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self.upgrading = asyncio.ensure_future(self._upgrade())
+                return
         if self.link is not None:
             self.link.write(frames.data_frame(data))
         elif not self.done:
@@ -238,7 +261,34 @@ class _LocalSide(asyncio.Protocol):
             if self.early_size >= READ_AHEAD and self.transport is not None:
                 self.transport.pause_reading()
 
+    async def _upgrade(self) -> None:
+        """Say yes to the client's SSLRequest and take the TLS handshake (server side); what
+        the client sends next (its StartupMessage) arrives decrypted in `data_received`."""
+        assert self.transport is not None and self.listener.local_tls is not None
+        self.transport.write(b"S")
+        try:
+            secured = await asyncio.get_running_loop().start_tls(
+                self.transport,
+                self,
+                self.listener.local_tls,
+                server_side=True,
+                ssl_handshake_timeout=10,
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            self._say(
+                f"TLS with the local client failed: {exc} (a client that checks certificates "
+                "needs sslrootcert=<the file `jitctl connect --local-tls --json` names>)"
+            )
+            return
+        if secured is None or self.done:
+            return
+        self.transport = secured
+
     def eof_received(self) -> bool:
+        if self.sniffing:  # fewer than 8 bytes, then EOF: not ours to judge; the broker will
+            self.sniffing, head, self.head = False, self.head, b""
+            if head:
+                self.data_received(head)
         if self.link is not None:
             self.link.write(frames.eof_frame())
         else:
@@ -304,6 +354,6 @@ class _LocalSide(asyncio.Protocol):
             self.transport.close()
         if self.link is not None:
             self.link.close()
-        opening = self.opening
-        if opening is not None and not opening.done() and opening is not asyncio.current_task():
-            opening.cancel()  # still dialling the broker: stop
+        for task in (self.opening, self.upgrading):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()  # still dialling the broker, or in the handshake: stop

@@ -114,6 +114,12 @@ def test_unknown_target_is_a_usage_error(broker: BrokerProcess) -> None:
     assert "no target named 'nope'" in result.stderr
 
 
+def test_local_tls_is_for_postgres_targets(broker: BrokerProcess) -> None:
+    result = broker.jitctl("connect", "echo", "--local-tls", "--no-client")
+    assert result.returncode == ExitCode.USAGE
+    assert "--local-tls is for postgres targets; echo is tcp" in result.stderr
+
+
 def test_target_outside_the_callers_groups_is_denied(broker: BrokerProcess) -> None:
     result = broker.jitctl("connect", "billing", "--no-client")
     assert result.returncode == ExitCode.DENIED

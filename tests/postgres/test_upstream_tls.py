@@ -131,6 +131,7 @@ def query(broker: BrokerProcess, target: str, sql: str) -> list[tuple[object, ..
 
 
 SSL_OF_MY_BACKEND = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
 
 
 def starts(broker: BrokerProcess, target: str) -> list[dict[str, object]]:
@@ -247,3 +248,61 @@ def test_a_cancel_reaches_a_tls_only_server(broker: BrokerProcess) -> None:
     sessions = starts(broker, "full")[before:]
     assert len(sessions) == 2  # the query's and the cancel's
     assert all(s["upstream_tls"] == {"mode": "verify-full", "version": "TLSv1.3"} for s in sessions)
+
+
+# -- TLS on the local leg (jitctl connect --local-tls) -----------------------------------------
+
+
+def local(broker: BrokerProcess, *args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    return broker.connect("prefer", *args)
+
+
+def test_a_client_that_insists_on_tls_needs_local_tls(broker: BrokerProcess) -> None:
+    process, address = local(broker)
+    try:
+        dsn = f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres sslmode=require"
+        with pytest.raises(psycopg.OperationalError, match="server does not support SSL"):
+            psycopg.connect(dsn + f" passfile={NO_PASSFILE} connect_timeout=10")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+def test_local_tls_serves_require_and_verify_full_clients(broker: BrokerProcess, mode: str) -> None:
+    process, address = local(broker, "--local-tls")
+    try:
+        root = f" sslrootcert={address['sslrootcert']}" if mode == "verify-full" else ""
+        dsn = (
+            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres sslmode={mode}"
+            f"{root} passfile={NO_PASSFILE} connect_timeout=10"
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.pgconn.ssl_in_use  # the local leg
+            assert conn.execute(SSL_OF_MY_BACKEND).fetchall() == [(True, "TLSv1.3")]  # upstream
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+def test_local_tls_still_serves_plain_clients_and_refuses_stuffed_bytes(
+    broker: BrokerProcess,
+) -> None:
+    import socket
+
+    process, address = local(broker, "--local-tls")
+    try:
+        dsn = (
+            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
+            f"sslmode=disable passfile={NO_PASSFILE} connect_timeout=10"
+        )
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        # An SSLRequest with bytes behind it, sent before any answer: closed, no "S".
+        with socket.create_connection(("127.0.0.1", int(str(address["port"]))), 10) as sock:
+            sock.sendall(SSL_REQUEST + b"\x00\x00\x00\x08\x00\x03\x00\x00")
+            assert sock.recv(10) == b""
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=15)
+    assert "sent data before its TLS handshake" in err
