@@ -97,6 +97,15 @@ CASES = [
 ]
 
 
+def check_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`jitctl broker check-config PATH [ARGS]` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), *args],
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_the_design_example_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "broker.toml"
     path.write_text(GOOD)
@@ -118,11 +127,7 @@ def test_bad_config_is_refused_naming_file_and_key(tmp_path: Path, name, text, m
 def test_check_config_command_exits_8_and_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "broker.toml"
     path.write_text(CASES[0][1])
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path)
     assert result.returncode == ExitCode.CONFIG
     assert f"{path}: targets[0].adress: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
@@ -133,11 +138,7 @@ def test_check_config_accepts_a_good_file_with_json(tmp_path: Path) -> None:
 
     path = tmp_path / "broker.toml"
     path.write_text(GOOD)
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["targets"] == [{"name": "pg-prod", "protocol": "postgres"}]
     assert json.loads(result.stdout)["warnings"] == [] and "warning" not in result.stderr
@@ -148,11 +149,7 @@ def test_check_config_warns_that_without_an_issuer_nobody_can_log_in(tmp_path: P
     token: say so rather than print "valid" alone."""
     path = tmp_path / "broker.toml"
     path.write_text(GOOD[: GOOD.index("[[identity.issuers]]")] + GOOD[GOOD.index("[[targets]]") :])
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path)
     assert result.returncode == 0, result.stderr
     assert "warning: no [[identity.issuers]]: no token will verify" in result.stderr
     assert "valid (0 issuer(s), 1 target(s))" in result.stderr
@@ -168,11 +165,7 @@ def test_check_config_warns_about_options_another_protocol_reads(tmp_path: Path)
         'http = { write_ahead = "changes" }\npostgres = { write_ahead = "changes" }\n'
         '[[targets]]\nname = "h"\nprotocol = "http"\naddress = "http://h:1"\nrecord_rows = 2\n'
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [
@@ -189,11 +182,7 @@ def test_check_config_json_describes_a_bad_file_too(tmp_path: Path) -> None:
 
     path = tmp_path / "broker.toml"
     path.write_text(CASES[0][1])
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path, "--json")
     assert result.returncode == ExitCode.CONFIG
     document = json.loads(result.stdout)
     assert document["valid"] is False
@@ -218,11 +207,7 @@ def test_postgres_rules_and_masks_are_checked_before_the_broker_starts(
 ) -> None:
     path = tmp_path / "broker.toml"
     path.write_text('[[targets]]\nname = "p"\nprotocol = "postgres"\naddress = "h:1"\n' + extra)
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path)
     assert result.returncode == ExitCode.CONFIG
     assert "targets[0] (p):" in result.stderr and message in result.stderr
 
@@ -249,11 +234,7 @@ def test_check_config_warns_when_a_cloud_sql_token_would_reach_an_unverified_ser
         'audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/'
         'providers/b"\nservice_account = "orders-app@orders-prod.iam.gserviceaccount.com"\n'
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    result = check_config(path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     named = [w.split(":")[1].strip() for w in warnings]
