@@ -288,3 +288,18 @@ def test_the_kernel_table_names_the_owner_of_a_client_socket(tmp_path: Path) -> 
     assert owner_uid(("127.0.0.1", 50001), ("127.0.0.1", 8080), tables) == 1002  # dual-stack
     assert owner_uid(("127.0.0.1", 50002), ("127.0.0.1", 8080), tables) is None
     assert owner_uid(("127.0.0.1", 50000), ("127.0.0.1", 8081), tables) is None  # other port
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux only (sock_diag)")
+def test_the_kernel_names_the_owner_by_netlink_as_its_table_does() -> None:
+    from jitctl.client.peers import netlink_uid, owner_uid
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, peer = server.accept()
+            with accepted:
+                here = server.getsockname()
+                assert netlink_uid(peer, here) == owner_uid(peer, here) == os.getuid()
+                assert netlink_uid(("127.0.0.1", client.getsockname()[1] ^ 1), here) is None
