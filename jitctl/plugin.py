@@ -50,9 +50,12 @@ upstream connection, reads the one-byte answer and starts TLS before the core se
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Direction(enum.Enum):
@@ -210,6 +213,27 @@ class ShellIO(Protocol):
 
 
 ENTRY_POINT_GROUP = "jitctl.plugins"
+
+
+def per_target(build: Callable[[Any], T]) -> Callable[[Any], T]:
+    """`build(target)` once per target object, for what a plugin derives from a target's
+    settings (compiled rules, TLS contexts): at broker start, then shared by its sessions.
+    Keyed by identity (config models are not hashable; a reloaded config is new objects);
+    bounded, so replaced configs do not pile up."""
+    cache: dict[int, tuple[Any, T]] = {}
+
+    @functools.wraps(build)
+    def cached(target: Any) -> T:
+        hit = cache.get(id(target))
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        value = build(target)
+        if len(cache) >= 4096:  # configs reloaded many times over, not one config's targets
+            cache.clear()
+        cache[id(target)] = (target, value)
+        return value
+
+    return cached
 
 
 class UnknownProtocol(LookupError):

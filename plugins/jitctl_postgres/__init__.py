@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from jitctl.plugin import SessionContext, StartTls
+from jitctl.plugin import SessionContext, StartTls, per_target
 
 from .core import PostgresCore
 from .state import Services
@@ -25,14 +25,10 @@ __all__ = [
     "upstream_tls",
 ]
 
-_SERVICES: dict[int, tuple[Any, Services]] = {}
 
-
+@per_target
 def services_for(target: Any) -> Services:
-    """The classifier, policy and masks for `target` (cached per target object)."""
-    cached = _SERVICES.get(id(target))
-    if cached is not None and cached[0] is target:
-        return cached[1]
+    """The classifier, policy and masks for `target` (built once per target object)."""
     from .classify import classify, classify_function_call
     from .policy import Policy
 
@@ -41,45 +37,33 @@ def services_for(target: Any) -> Services:
         from jitctl.masking import MaskPolicy
 
         masks = MaskPolicy.from_config(target.masks)
-    services = Services(
+    return Services(
         classify=classify,
         classify_function_call=classify_function_call,
         policy=Policy(target.rules, target.default_action),
         masks=masks,
     )
-    if len(_SERVICES) > 256:
-        _SERVICES.clear()
-    _SERVICES[id(target)] = (target, services)
-    return services
 
 
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # length 8, code 80877103
 
-_TLS: dict[int, tuple[Any, StartTls | None]] = {}
 
-
+@per_target
 def upstream_tls(target: Any) -> StartTls | None:
     """How the gateway asks `target`'s server for TLS (`postgres.tls`, libpq's sslmode words);
     None for "disable". Built once per target object: loading CA files is not per session."""
-    cached = _TLS.get(id(target))
-    if cached is not None and cached[0] is target:
-        return cached[1]
     options = target.postgres
-    spec = None
-    if options.tls != "disable":
-        spec = StartTls(
-            request=SSL_REQUEST,
-            accepted=b"S",
-            declined=b"N",
-            context=_tls_context(options),
-            server_hostname=target.address.rpartition(":")[0].strip("[]"),
-            required=options.tls != "prefer",
-            mode=options.tls,
-        )
-    if len(_TLS) > 256:
-        _TLS.clear()
-    _TLS[id(target)] = (target, spec)
-    return spec
+    if options.tls == "disable":
+        return None
+    return StartTls(
+        request=SSL_REQUEST,
+        accepted=b"S",
+        declined=b"N",
+        context=_tls_context(options),
+        server_hostname=target.address.rpartition(":")[0].strip("[]"),
+        required=options.tls != "prefer",
+        mode=options.tls,
+    )
 
 
 def _tls_context(options: Any) -> ssl.SSLContext:

@@ -21,6 +21,7 @@ from jitctl.errors import ConfigError
 from jitctl.gateway.http import writers
 from jitctl.gateway.http.events import NEED_DATA, Event, Framing, Headers
 from jitctl.gateway.http.readers import ResponseReader
+from jitctl.plugin import per_target
 
 READ_SIZE = 256 * 1024
 
@@ -31,7 +32,7 @@ class Upstream:
     host: str
     port: int
     prefix: str  # a path the target's URL names, prepended to every request's path
-    context: ssl.SSLContext | None = None  # https: the target's (`http.tls_*`), made once
+    context: ssl.SSLContext | None = None  # https: the target's (`http.tls_*`); for_target sets it
 
     @classmethod
     def parse(cls, address: str) -> Upstream:
@@ -43,32 +44,9 @@ class Upstream:
 
     @classmethod
     def for_target(cls, target: Any) -> Upstream:
-        """`target`'s upstream, with its TLS context for https (cached per target object).
+        """`target`'s upstream, with its TLS context for https (built once per target object).
         Raises ConfigError for TLS files that do not load, or set for a plain http URL."""
-        cached = _UPSTREAMS.get(id(target))
-        if cached is not None and cached[0] is target:
-            return cached[1]
-        upstream = cls.parse(target.address)
-        options = target.http
-        if upstream.scheme == "https":
-            from jitctl.broker.tlsfiles import upstream_context
-
-            context = upstream_context(
-                "http.tls_* files",
-                ca_file=options.tls_ca_file,
-                cert_file=options.tls_cert_file,
-                key_file=options.tls_key_file,
-            )
-            upstream = dataclasses.replace(upstream, context=context)
-        elif options.tls_ca_file or options.tls_cert_file:
-            raise ConfigError(
-                f"http.tls_* files are set but the address {target.address} is not https://",
-                "use an https:// address, or drop the tls_* keys",
-            )
-        if len(_UPSTREAMS) > 256:
-            _UPSTREAMS.clear()
-        _UPSTREAMS[id(target)] = (target, upstream)
-        return upstream
+        return _for_target(target)
 
     @property
     def host_header(self) -> bytes:
@@ -77,7 +55,26 @@ class Upstream:
         return (host if self.port == default else f"{host}:{self.port}").encode()
 
 
-_UPSTREAMS: dict[int, tuple[Any, Upstream]] = {}
+@per_target
+def _for_target(target: Any) -> Upstream:
+    upstream = Upstream.parse(target.address)
+    options = target.http
+    if upstream.scheme == "https":
+        from jitctl.broker.tlsfiles import upstream_context
+
+        context = upstream_context(
+            "http.tls_* files",
+            ca_file=options.tls_ca_file,
+            cert_file=options.tls_cert_file,
+            key_file=options.tls_key_file,
+        )
+        return dataclasses.replace(upstream, context=context)
+    if options.tls_ca_file or options.tls_cert_file:
+        raise ConfigError(
+            f"http.tls_* files are set but the address {target.address} is not https://",
+            "use an https:// address, or drop the tls_* keys",
+        )
+    return upstream
 
 
 class UpstreamConnection:
@@ -91,8 +88,8 @@ class UpstreamConnection:
     @classmethod
     async def open(cls, upstream: Upstream) -> UpstreamConnection:
         context = upstream.context
-        if upstream.scheme == "https" and context is None:  # parsed without a target
-            context = ssl.create_default_context()
+        if upstream.scheme == "https" and context is None:  # never plain TCP to an https URL
+            raise OSError("no TLS context for an https upstream (Upstream.for_target makes it)")
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 upstream.host,
