@@ -68,8 +68,24 @@ class Mask(Model):
     detectors: list[str] = []
 
 
-class HttpOptions(Model):
-    """`[targets.http]`: the HTTP reverse proxy (docs/http.md)."""
+class UpstreamTlsFiles(Model):
+    """The files of the broker's TLS to a target's upstream (`http` and `postgres` options):
+    the CA(s) its certificate must chain to (else the system's CAs), and a client certificate
+    for upstreams that ask for one (mutual TLS)."""
+
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> UpstreamTlsFiles:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+
+class HttpOptions(UpstreamTlsFiles):
+    """`[targets.http]`: the HTTP reverse proxy (docs/http.md); TLS files for https."""
 
     auth_header: str = "Authorization"  # where the broker's credential goes
     auth_scheme: str = "Bearer"  # "" for a bare API key; "Basic" for credential.user:password
@@ -94,20 +110,10 @@ class HttpOptions(Model):
     # requests that can change something (not GET, HEAD, OPTIONS) wait, reads are recorded
     # when they end (faster; a broker crash can lose the record of a read in flight).
     write_ahead: Literal["all", "changes"] = "all"
-    # An https:// upstream's certificate is checked against the system's CAs, or these.
-    tls_ca_file: str = ""
-    tls_cert_file: str = ""  # a client certificate, for upstreams that ask for one (mTLS)
-    tls_key_file: str = ""
-
-    @model_validator(mode="after")
-    def _tls_files(self) -> HttpOptions:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
-        return self
 
 
-class PostgresOptions(Model):
-    """`[targets.postgres]`: the Postgres gateway (docs/postgres.md)."""
+class PostgresOptions(UpstreamTlsFiles):
+    """`[targets.postgres]`: the Postgres gateway (docs/postgres.md); TLS files for `tls`."""
 
     # "all": every statement is on record (durably) before the server sees it; "changes": a
     # statement the classifier proves is a plain read (SELECT or SHOW, no function call, no
@@ -119,14 +125,9 @@ class PostgresOptions(Model):
     # certificate; "verify-ca" checks the chain against `tls_ca_file` (else the system's CAs);
     # "verify-full" also checks the host name of `address`.
     tls: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
-    tls_ca_file: str = ""
-    tls_cert_file: str = ""  # a client certificate, for servers that ask for one
-    tls_key_file: str = ""
 
     @model_validator(mode="after")
-    def _tls_files(self) -> PostgresOptions:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+    def _tls_mode(self) -> PostgresOptions:
         if self.tls == "disable" and (self.tls_ca_file or self.tls_cert_file):
             raise ValueError('tls = "disable" uses no certificate: drop the tls_*_file keys')
         return self
