@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jitctl.audit.records import NewRecord
 from jitctl.broker.identity import Identity
+from jitctl.errors import ConfigError
 from jitctl.gateway import frames
 from jitctl.gateway.credentials import upstream_credential
 from jitctl.gateway.link import Link
@@ -116,7 +117,11 @@ class Session(Relay):
         host, _, port = self.target.address.rpartition(":")
         loop = asyncio.get_running_loop()
         starttls = getattr(plugin, "upstream_tls", None)
-        spec = starttls(self.target) if starttls is not None else None
+        try:  # built and checked at broker start; a file gone since fails this session closed
+            spec = starttls(self.target) if starttls is not None else None
+        except ConfigError as exc:
+            await self._refuse(Refused("unavailable", f"{self.target.name}: {exc.message}"))
+            return
         tls: dict[str, Any] = {}
         try:
             if spec is None:

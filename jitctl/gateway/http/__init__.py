@@ -38,6 +38,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from jitctl.errors import ConfigError
 from jitctl.gateway.http.proxy import Proxy, UnsafeCredential
 from jitctl.gateway.http.upstream import Upstream, UpstreamConnection
 
@@ -46,7 +47,11 @@ __all__ = ["run_session"]
 
 async def run_session(io: Any) -> None:
     target = io.context.target
-    upstream = Upstream.for_target(target)
+    try:  # built and checked at broker start; a file gone since fails this session closed
+        upstream = Upstream.for_target(target)
+    except ConfigError as exc:
+        await io.refuse("unavailable", f"{target.name}: {exc.message}")
+        return
     try:
         first = await UpstreamConnection.open(upstream)
     except ssl.SSLCertVerificationError as exc:
