@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import pwd
@@ -30,24 +31,14 @@ TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 
 Address = tuple[str, int]
 
+NETLINK_SOCK_DIAG = 4  # linux/netlink.h
+SOCK_DIAG_BY_FAMILY = 20  # linux/sock_diag.h
+NLMSG_ERROR = 2
+NO_COOKIE = 0xFFFFFFFF  # INET_DIAG_NOCOOKIE: match by address alone
+
 
 def supported() -> bool:
     return sys.platform.startswith("linux") and TABLES[0].exists()
-
-
-def _hex_words(packed: bytes) -> str:
-    """An IP as the kernel prints it: its 32-bit words in host byte order (little endian on
-    every Linux this runs on), in upper-case hex."""
-    return "".join(
-        int.from_bytes(packed[i : i + 4], "big").to_bytes(4, sys.byteorder).hex().upper()
-        for i in range(0, len(packed), 4)
-    )
-
-
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLMSG_ERROR = 2
-NO_COOKIE = 0xFFFFFFFF
 
 
 def netlink_uid(client: Address, server: Address) -> int | None:
@@ -70,10 +61,10 @@ def netlink_uid(client: Address, server: Address) -> int | None:
         raise OSError("short sock_diag reply")
     kind = struct.unpack_from("=H", reply, 4)[0]
     if kind == NLMSG_ERROR:
-        errno = -struct.unpack_from("=i", reply, 16)[0]
-        if errno == 2:  # ENOENT: no such socket
+        code = -struct.unpack_from("=i", reply, 16)[0]
+        if code == errno.ENOENT:  # no such socket
             return None
-        raise OSError(errno, "sock_diag refused the lookup")
+        raise OSError(code, "sock_diag refused the lookup")
     if kind != SOCK_DIAG_BY_FAMILY or len(reply) < 16 + 72:
         raise OSError("unexpected sock_diag reply")
     return int(struct.unpack_from("=I", reply, 16 + 64)[0])
@@ -98,6 +89,15 @@ def owner_uid(client: Address, server: Address, tables: tuple[Path, ...] = TABLE
 
 def _entry(packed: bytes, port: int) -> str:
     return f"{_hex_words(packed)}:{port:04X}"
+
+
+def _hex_words(packed: bytes) -> str:
+    """An IP as the kernel prints it: its 32-bit words in host byte order (little endian on
+    every Linux this runs on), in upper-case hex."""
+    return "".join(
+        int.from_bytes(packed[i : i + 4], "big").to_bytes(4, sys.byteorder).hex().upper()
+        for i in range(0, len(packed), 4)
+    )
 
 
 def _packed(host: str) -> bytes:
