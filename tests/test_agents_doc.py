@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.broker import BrokerProcess, check_config
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.servers import EchoServer
 
@@ -89,11 +88,7 @@ def test_the_documented_configs_are_valid(tmp_path: Path) -> None:
     for index, config in enumerate(blocks("toml")):
         path = tmp_path / f"example-{index}.toml"
         path.write_text(config)
-        result = subprocess.run(
-            [sys.executable, "-m", "jitctl", "broker", "check-config", str(path)],
-            capture_output=True,
-            text=True,
-        )
+        result = check_config(path)
         assert result.returncode == 0, f"example {index}: {result.stderr}"
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jitctl.config import load_config
 from jitctl.errors import ConfigError, ExitCode
+from jitctl.testing.broker import check_config
 
 GOOD = """
 [broker]
@@ -95,15 +94,6 @@ CASES = [
     ),
     ("not toml", "[[targets]\n", "not valid TOML"),
 ]
-
-
-def check_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`jitctl broker check-config PATH [ARGS]` as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), *args],
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_the_design_example_is_valid(tmp_path: Path) -> None:

@@ -25,6 +25,16 @@ from typing import Any
 import httpx
 
 
+def check_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`jitctl broker check-config PATH [ARGS]` as a user runs it (no broker needed)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jitctl", "broker", "check-config", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class BrokerStartError(RuntimeError):
     pass
 

@@ -7,15 +7,13 @@ certificate: what it saw of the certificate is the ground truth that the broker 
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.broker import BrokerProcess, check_config
 from jitctl.testing.certs import client_certificate
 from jitctl.testing.http_upstream import HttpUpstream
 from jitctl.testing.issuer import TokenIssuer
@@ -131,12 +129,7 @@ def test_check_config_rejects_unusable_tls_settings(
             options=options.format(missing=tmp_path / "nothing.pem", ca=upstream.ca_file),
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = check_config(config)
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -11,7 +11,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from jitctl.broker.tlsfiles import ensure_tls_files
-from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.broker import BrokerProcess, check_config
 from jitctl.testing.certs import client_certificate
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
@@ -199,12 +198,7 @@ def test_check_config_rejects_tls_files_that_do_not_load(tmp_path: Path) -> None
             options=f'postgres = {{ tls = "verify-full", tls_ca_file = "{broken}" }}',
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "jitctl", "broker", "check-config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = check_config(config)
     assert result.returncode != 0
     assert "postgres.tls_* files do not load" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
