@@ -45,6 +45,9 @@ A protocol that switches to TLS in-band (Postgres's SSLRequest) may provide
 `upstream_tls(target) -> StartTls | None`: the gateway then sends `request` on the fresh
 upstream connection, reads the one-byte answer and starts TLS before the core sees a byte
 (jitctl.gateway.starttls). The session's `session.start` says how it went.
+
+What a plugin derives from a target's settings (compiled rules, TLS contexts) it builds once,
+at broker start in `validate_target`, with `per_target` below.
 """
 
 from __future__ import annotations
