@@ -3,7 +3,9 @@ each libpg_query parse-tree node means for them (notes/postgres-wire.md §9, §1
 
 Kinds are lower-case statement keywords ("select", "delete", "drop", …, "unknown"); DESIGN §4's
 rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudit's `pgaudit.log`
-(READ, WRITE, FUNCTION, ROLE, DDL, MISC, MISC_SET). Flags name risks:
+(READ, WRITE, FUNCTION, ROLE, DDL, MISC, MISC_SET). Functions are named as called (`lower`,
+`pg_catalog.now`), plus the calls the text hides (sqlcalls.py): `operator(===)`,
+`tablesample(system_rows)`, `cast(status)`, `myschema.cast(status)`. Flags name risks:
 
 - copy_program, copy_file, copy_to, copy_from, copy_binary: COPY's direction and endpoint;
 - dynamic_sql: code the text does not show (EXECUTE, DO or function bodies in other languages);
@@ -54,6 +56,52 @@ QUERY_FUNCTIONS = frozenset(
     {"dblink", "dblink_exec", "dblink_open", "dblink_send_query", "query_to_xml"}
     | {"query_to_xmlschema", "query_to_xml_and_xmlschema"}
 )
+
+# Names the server resolves to code without a function call in the text (sqlcalls.py): the
+# built-in ones, from a PostgreSQL 15.18 server (`SELECT DISTINCT oprname FROM pg_operator WHERE
+# oprnamespace = 'pg_catalog'::regnamespace`; `SELECT typname FROM pg_type WHERE typnamespace =
+# 'pg_catalog'::regnamespace AND typtype <> 'c' AND typname NOT LIKE '\\_%'`, which leaves out
+# the catalogs' row types and the `_name` array types; tsm_handler functions). A newer server may
+# add some: a name missing here counts as a call (fail-closed) until it is added.
+BUILTIN_OPERATORS = frozenset(
+    {
+        "!!", "!~", "!~*", "!~~", "!~~*", "#", "##", "#-", "#>", "#>>", "%", "&", "&&",
+        "&<", "&<|", "&>", "*", "*<", "*<=", "*<>", "*=", "*>", "*>=", "+", "-", "->",
+        "->>", "-|-", "/", "<", "<->", "<<", "<<=", "<<|", "<=", "<>", "<@", "<^", "=",
+        ">", ">=", ">>", ">>=", ">^", "?", "?#", "?&", "?-", "?-|", "?|", "?||", "@",
+        "@-@", "@>", "@?", "@@", "@@@", "^", "^@", "|", "|&>", "|/", "|>>", "||", "||/",
+        "~", "~*", "~<=~", "~<~", "~=", "~>=~", "~>~", "~~", "~~*",
+    }
+)  # fmt: skip
+BUILTIN_TYPES = frozenset(
+    {
+        "aclitem", "any", "anyarray", "anycompatible", "anycompatiblearray",
+        "anycompatiblemultirange", "anycompatiblenonarray", "anycompatiblerange",
+        "anyelement", "anyenum", "anymultirange", "anynonarray", "anyrange", "bit", "bool",
+        "box", "bpchar", "bytea", "char", "cid", "cidr", "circle", "cstring", "date",
+        "datemultirange", "daterange", "event_trigger", "fdw_handler", "float4", "float8",
+        "gtsvector", "index_am_handler", "inet", "int2", "int2vector", "int4",
+        "int4multirange", "int4range", "int8", "int8multirange", "int8range", "internal",
+        "interval", "json", "jsonb", "jsonpath", "language_handler", "line", "lseg",
+        "macaddr", "macaddr8", "money", "name", "numeric", "nummultirange", "numrange",
+        "oid", "oidvector", "path", "pg_brin_bloom_summary",
+        "pg_brin_minmax_multi_summary", "pg_ddl_command", "pg_dependencies", "pg_lsn",
+        "pg_mcv_list", "pg_ndistinct", "pg_node_tree", "pg_snapshot", "point", "polygon",
+        "record", "refcursor", "regclass", "regcollation", "regconfig", "regdictionary",
+        "regnamespace", "regoper", "regoperator", "regproc", "regprocedure", "regrole",
+        "regtype", "table_am_handler", "text", "tid", "time", "timestamp", "timestamptz",
+        "timetz", "trigger", "tsm_handler", "tsmultirange", "tsquery", "tsrange",
+        "tstzmultirange", "tstzrange", "tsvector", "txid_snapshot", "unknown", "uuid",
+        "varbit", "varchar", "void", "xid", "xid8", "xml",
+    }
+)  # fmt: skip
+# Column types CREATE TABLE turns into an int column, a sequence and a nextval default.
+SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
+# information_schema's domains (initdb creates them; their CHECKs use built-in operators).
+INFORMATION_SCHEMA_TYPES = frozenset(
+    {"cardinal_number", "character_data", "sql_identifier", "time_stamp", "yes_or_no"}
+)
+BUILTIN_TABLESAMPLE_METHODS = frozenset({"bernoulli", "system"})
 
 NODE_KINDS = {
     "SelectStmt": "select", "InsertStmt": "insert", "UpdateStmt": "update",

@@ -10,8 +10,9 @@ Rules (notes/postgres-wire.md §9, §10):
   under RECURSIVE); the statement sees them all; nothing outside sees any. A CTE reference is not
   a table, but a same-named table outside that scope is.
 - Code carried as text (DO bodies, function bodies, query strings passed to dblink and kin) is
-  sqlbodies.py's; settings a statement changes (SET, set_config) are sqlsettings.py's. Their
-  handlers sit in the same dispatch table and take the walker as their first argument.
+  sqlbodies.py's; settings a statement changes (SET, set_config) are sqlsettings.py's; calls
+  with no function call in the text (operators, casts, TABLESAMPLE methods) are sqlcalls.py's.
+  Their handlers sit in the same dispatch table and take the walker as their first argument.
 - `literal_free` says whether the result may be shared with texts whose trees differ only in
   constants and offsets (templates.py). Constants are `A_Const` nodes, a leaf the walk never
   enters: a handler reads one only through `read_constant()`, which clears the flag. No
@@ -25,7 +26,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from . import sqlbodies, sqlsettings
+from . import sqlbodies, sqlcalls, sqlsettings
 from .sqlkinds import (
     DANGEROUS_FUNCTIONS,
     DANGEROUS_PATTERN,
@@ -319,11 +320,17 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
     "VacuumStmt": StatementWalker._vacuum,
     "FetchStmt": StatementWalker._fetch,
     "ReturnStmt": StatementWalker._ignore,  # RETURN inside a BEGIN ATOMIC body
+    "PrepareStmt": sqlcalls.prepare,
+    "A_Expr": sqlcalls.operator_expr,
+    "SubLink": sqlcalls.sublink,
+    "SortBy": sqlcalls.sort_by,
+    "RangeTableSample": sqlcalls.table_sample,
 }
 # Handlers whose result depends on the tree's node types, keywords and names only (never on a
 # constant's value, an offset or the statement's text), so the result may be shared with
 # texts whose trees differ only in those (templates.py). `_func_call` reads constants only for
 # set_config and the query functions, through `read_constant`, which clears `literal_free`.
+# sqlcalls.py's read operator and type names, which templates.py keeps in the key.
 LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = frozenset(
     {
         StatementWalker._select,
@@ -333,6 +340,11 @@ LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = fro
         StatementWalker._merge,
         StatementWalker._func_call,
         StatementWalker._transaction,
+        sqlcalls.operator_expr,
+        sqlcalls.sublink,
+        sqlcalls.sort_by,
+        sqlcalls.table_sample,
+        sqlcalls.type_name,
     }
 )
 
@@ -361,6 +373,7 @@ _FIELDS: dict[str, Action] = {
     "withClause": _SKIP,
     "setstmt": sqlsettings.variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
     "funccall": StatementWalker._func_call,  # CALL: an unwrapped FuncCall
+    "typeName": sqlcalls.type_name,  # casts, column lists, RETURNING: an unwrapped TypeName
 }
 
 

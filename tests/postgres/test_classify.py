@@ -11,6 +11,7 @@ from jitctl_postgres.classify import (
     Classification,
     classify,
     classify_function_call,
+    clear_caches,
 )
 
 # (sql, top-level kind, every kind inside)
@@ -241,6 +242,104 @@ def test_functions_are_recorded_qualified_and_case_folded() -> None:
 def test_call_and_table_functions_are_recorded() -> None:
     assert classify("CALL s.p(1)").functions == {"s.p"}
     assert classify("SELECT * FROM pg_read_file('x')").functions == {"pg_read_file"}
+
+
+# Calls with no function call in the text (sqlcalls.py): (sql, the names recorded).
+HIDDEN_CALLS = [
+    ("SELECT a === b FROM t", {"operator(===)"}),
+    ("SELECT a OPERATOR(myschema.===) b", {"myschema.operator(===)"}),
+    ("SELECT a OPERATOR(myschema.=) b", {"myschema.operator(=)"}),  # any schema but pg_catalog
+    ("SELECT a OPERATOR(pg_catalog.===) b", {"pg_catalog.operator(===)"}),
+    ("SELECT !== a", {"operator(!==)"}),  # prefix
+    ("SELECT * FROM t WHERE a === ANY (ARRAY[1, 2])", {"operator(===)"}),
+    ("SELECT * FROM t WHERE a !== ALL (SELECT b FROM u)", {"operator(!==)"}),
+    ("SELECT * FROM t WHERE (a, b) === (SELECT 1, 2)", {"operator(===)"}),
+    ("SELECT * FROM t ORDER BY a USING >>>", {"operator(>>>)"}),
+    ("DELETE FROM t WHERE a <=> 1", {"operator(<=>)"}),
+    ("SELECT * FROM t TABLESAMPLE system_rows (10)", {"tablesample(system_rows)"}),
+    ("SELECT * FROM t TABLESAMPLE ext.bernoulli (1)", {"ext.tablesample(bernoulli)"}),
+    ("SELECT 'x'::mytype", {"cast(mytype)"}),
+    ("SELECT CAST(a AS s.MyType) FROM t", {"s.cast(mytype)"}),
+    ("SELECT mytype 'literal'", {"cast(mytype)"}),
+    ("SELECT '{x}'::status[]", {"cast(status)"}),  # an array's element type
+    ("SELECT 'x'::\"Text\"", {"cast(text)"}),  # quoted: a user's type, not pg_catalog's text
+    ("UPDATE t SET s = 'on'::status WHERE id = 1", {"cast(status)"}),
+    ("SELECT * FROM XMLTABLE('/a' PASSING x COLUMNS c dom PATH 'b')", {"cast(dom)"}),
+    ("SELECT * FROM f() AS r(a dom)", {"f", "cast(dom)"}),
+    ("PREPARE p(dom) AS SELECT $1", {"cast(dom)"}),
+    ("CREATE TABLE t (id serial, s status)", {"cast(status)"}),
+    ("SELECT a === b::status, lower(c) FROM t", {"operator(===)", "cast(status)", "lower"}),
+]
+
+
+@pytest.mark.parametrize(("sql", "names"), HIDDEN_CALLS, ids=[h[0][:60] for h in HIDDEN_CALLS])
+def test_operators_casts_and_sampling_methods_that_are_not_built_in_are_calls(
+    sql: str, names: set[str]
+) -> None:
+    result = classify(sql)
+    assert result.functions == names
+    assert "FUNCTION" in result.statements[0].classes
+    assert not result.reads_only
+
+
+BUILTIN_NOT_CALLS = [
+    "SELECT a = b, a <> b, a || b, -a, a ->> 'k', a @> b FROM t",
+    "SELECT * FROM t WHERE x LIKE 'a%' OR x NOT ILIKE 'b' OR x ~ 'c' OR x !~* 'd'",
+    "SELECT x IS DISTINCT FROM y, x IS NOT DISTINCT FROM y, NULLIF(x, y) FROM t",
+    "SELECT * FROM t WHERE a IN (1, 2) AND b NOT IN (3) AND c BETWEEN 1 AND 2",
+    "SELECT * FROM t WHERE a NOT BETWEEN SYMMETRIC 1 AND 2 AND b = ANY (ARRAY[1])",
+    "SELECT * FROM t WHERE a IN (SELECT b FROM u) AND a < ALL (SELECT b FROM u)",
+    "SELECT a OPERATOR(pg_catalog.=) b, a OPERATOR(=) b FROM t",
+    "SELECT * FROM t ORDER BY a USING <, b DESC",
+    "SELECT * FROM t TABLESAMPLE SYSTEM (1)",
+    "SELECT * FROM t TABLESAMPLE bernoulli (5) REPEATABLE (1)",
+    "SELECT * FROM t TABLESAMPLE pg_catalog.system (1)",
+    "SELECT x::int, x::integer, 't'::regclass, 'f'::regproc, x::oid, x::name, x::text FROM t",
+    "SELECT ARRAY[1]::int4[], '{}'::_int4, '{}'::text[][], x::pg_catalog.text FROM t",
+    'SELECT x::double precision, x::varchar(3), x::char, x::"char", x::bit varying(2) FROM t',
+    "SELECT x::timestamp with time zone, x::interval year to month, x::numeric(10, 2) FROM t",
+    "SELECT date '2020-01-01', interval '1 day', x::jsonb, x::uuid, x::bytea FROM t",
+    "SELECT x::information_schema.sql_identifier, CAST(x AS boolean) FROM t",
+    "SELECT XMLSERIALIZE(CONTENT x AS text) FROM t",
+    "SELECT 1 +++ 2",  # `+` of `+(+2)`: an operator name cannot end in + (sql-syntax §4.1.3)
+]
+
+
+@pytest.mark.parametrize("sql", BUILTIN_NOT_CALLS, ids=[b[:60] for b in BUILTIN_NOT_CALLS])
+def test_built_in_operators_casts_and_sampling_methods_are_not_calls(sql: str) -> None:
+    result = classify(sql)
+    assert result.functions == set()
+    assert result.reads_only
+
+
+def test_what_psql_sends_for_a_table_description_calls_no_hidden_function() -> None:
+    """Two of the queries psql 15's `\\d t` sends: OPERATOR(pg_catalog.~), pg_catalog casts."""
+    sql = (
+        "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c "
+        "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default "
+        "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3"
+    )
+    assert classify(sql).functions == {"pg_catalog.pg_table_is_visible"}
+    sql = (
+        "SELECT c.relchecks, c.relkind, '', c.reltablespace, CASE WHEN c.reloftype = 0 THEN '' "
+        "ELSE c.reloftype::pg_catalog.regtype::pg_catalog.text END, am.amname "
+        "FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = "
+        "tc.oid) LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid) WHERE c.oid = '16385'"
+    )
+    assert classify(sql).reads_only
+
+
+def test_hidden_calls_survive_literal_free_reuse() -> None:
+    """Operator and type names are part of a statement's shape, not constants (templates.py):
+    a text differing only in literals reuses the result, one with another operator does not."""
+    clear_caches()
+    classify("SELECT * FROM t WHERE a === 1 AND s = 'x'::status")
+    reused = classify("SELECT * FROM t WHERE a === 2 AND s = 'y'::status")
+    assert reused.template is not None
+    assert reused.functions == {"operator(===)", "cast(status)"}
+    assert classify("SELECT * FROM t WHERE a = 3 AND s = 'y'::text").functions == set()
+    clear_caches()
 
 
 CLASSES = [

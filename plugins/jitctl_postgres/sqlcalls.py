@@ -1,0 +1,136 @@
+"""Function calls a statement makes without a function call in its text: operators, casts and
+TABLESAMPLE methods that are not built in.
+
+Why: `SELECT a === b` runs the function bound to `===` by CREATE OPERATOR, which anyone with
+CREATE on a schema can write in plpgsql (it may DELETE, or be pg_terminate_backend itself);
+`'x'::status` runs a user-defined CAST's function or a domain's CHECK expressions, which may call
+anything; `TABLESAMPLE system_rows (10)` runs the method's handler function. Policy rules match
+on `StatementInfo.functions` and `Classification.reads_only` admits only statements that call
+nothing, so each of these is recorded as a call (and the FUNCTION class), under a name that says
+what it is:
+
+- `operator(===)`, `myschema.operator(===)`: an operator not in BUILTIN_OPERATORS, or any
+  operator qualified with a schema other than pg_catalog (`OPERATOR(myschema.=)`). Read from
+  every A_Expr (binary, prefix, `ANY`/`ALL`, `IS DISTINCT FROM`, NULLIF, IN lists, LIKE/ILIKE
+  (`~~`, `~~*`), SIMILAR TO (`~`)), from `x === ANY (SELECT …)` (SubLink) and from
+  `ORDER BY x USING >>>` (SortBy). BETWEEN names its keywords, not an operator: the server
+  compares with `>=` and `<=`.
+- `tablesample(system_rows)`, `ext.tablesample(system_rows)`: a method other than the built-in
+  `bernoulli` and `system` (pg_catalog's, unqualified or qualified with pg_catalog).
+- `cast(status)`, `myschema.cast(status)`: a type not in BUILTIN_TYPES (unqualified or
+  qualified with pg_catalog; an array's element type, `int4[]` and `_int4`, counts as that type)
+  nor one of information_schema's domains. Read from every `typeName` field the walker meets:
+  `::` and CAST, `type 'literal'`, XMLTABLE and ROWS FROM column lists, XMLSERIALIZE, JSON
+  RETURNING clauses, and also the column types of CREATE/ALTER TABLE (DDL: a column default is
+  converted to that type; `serial` and kin are not types but built in there) and PREPARE's
+  parameter types (EXECUTE converts to them). Enums and
+  domains are user types, so they count too (fail-closed): a policy allows `cast(status)`.
+  The SQL-standard spellings (`int`, `double precision`, `varchar(3)`, `timestamp with time
+  zone`) reach us as `pg_catalog.int4` and kin, all built in.
+
+The schema goes in front of the name, as for functions, so policy.py's matching applies as it
+is: the pattern `operator(===)` fits the operator in every schema, `myschema.operator(===)` one
+schema. Operator names hold fnmatch's `*` and `?`: match them literally as `[*]`, `[?]`.
+
+Names only, never types: the classifier cannot see argument types, so a built-in name stays free
+even where a user type overloads it (`=` on a user type runs the user's function), and so does
+an unqualified built-in type name shadowed by a user's type: the session's temporary schema is
+searched for types before pg_catalog (`CREATE DOMAIN pg_temp.text … CHECK (f(VALUE))` makes
+`'x'::text` call f), and so is any schema a search_path lists before pg_catalog. Both need DDL
+the policy sees (docs/postgres.md, Limits). Names are compared as written, before case folding:
+a quoted `"Text"` is a user's type, not `text`.
+
+These handlers read operator and type names, never a constant, an offset or the text: they are
+literal-free (sqlwalk.py's `LITERAL_FREE`; operator and type names stay in templates.py's key).
+A_Expr is the commonest node they see, so its built-in case is one frozenset lookup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .sqlkinds import (
+    BUILTIN_OPERATORS,
+    BUILTIN_TABLESAMPLE_METHODS,
+    BUILTIN_TYPES,
+    INFORMATION_SCHEMA_TYPES,
+    SERIAL_TYPES,
+)
+
+if TYPE_CHECKING:
+    from .sqlwalk import StatementWalker
+
+_BUILTIN_SCHEMAS = (None, "pg_catalog")
+
+
+def operator_expr(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """An A_Expr: `a OP b`, `OP a`, and the forms the grammar turns into an operator."""
+    name = body.get("name", ())
+    if len(name) == 1 and _sval(name[0]) in BUILTIN_OPERATORS:
+        return
+    if "BETWEEN" not in body.get("kind", ""):
+        operator(walker, name)
+
+
+def sublink(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """`x OP ANY (SELECT …)`, `(a, b) OP (SELECT …)`: a SubLink with an operator."""
+    if "operName" in body:
+        operator(walker, body["operName"])
+
+
+def sort_by(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """`ORDER BY x USING OP`."""
+    if "useOp" in body:
+        operator(walker, body["useOp"])
+
+
+def operator(walker: StatementWalker, names: list[dict[str, Any]]) -> None:
+    schema, name = _split(names)
+    if not (name in BUILTIN_OPERATORS and schema in _BUILTIN_SCHEMAS):
+        _call(walker, schema, "operator", name)
+
+
+def table_sample(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """`FROM t TABLESAMPLE method (args)`: the method is a handler function."""
+    schema, name = _split(body.get("method", ()))
+    if not (name in BUILTIN_TABLESAMPLE_METHODS and schema in _BUILTIN_SCHEMAS):
+        _call(walker, schema, "tablesample", name)
+
+
+def type_name(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """A TypeName (stored unwrapped as `typeName`, wrapped in PREPARE's `argtypes`)."""
+    schema, name = _split(body.get("names", ()))
+    if schema in _BUILTIN_SCHEMAS:
+        if name in BUILTIN_TYPES or (name[:1] == "_" and name[1:] in BUILTIN_TYPES):
+            return
+        if schema is None and name in SERIAL_TYPES:
+            return
+    elif schema == "information_schema" and name in INFORMATION_SCHEMA_TYPES:
+        return
+    _call(walker, schema, "cast", name)
+
+
+def prepare(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """PREPARE name (types) AS …: EXECUTE converts its arguments to those types."""
+    walker.add_kind("prepare", "PrepareStmt")
+    for item in body.get("argtypes", ()):
+        type_name(walker, item.get("TypeName", {}))
+
+
+def _split(names: Any) -> tuple[str | None, str]:
+    """(schema or None, name) of a qualified name list (`[{"String": {"sval": …}}, …]`); a
+    catalog part in front of the schema is the current database's, so it is dropped."""
+    parts = [_sval(part) for part in names]
+    if not parts:
+        return None, ""
+    return (parts[-2] if len(parts) > 1 else None), parts[-1]
+
+
+def _sval(node: dict[str, Any]) -> str:
+    return str(node.get("String", {}).get("sval", ""))
+
+
+def _call(walker: StatementWalker, schema: str | None, what: str, name: str) -> None:
+    called = f"{what}({name})"
+    walker.functions.add(f"{schema}.{called}".lower() if schema else called.lower())
+    walker.classes.add("FUNCTION")
