@@ -212,3 +212,39 @@ def test_sqlite_appends_notice_a_head_moved_by_another_connection(
             assert after.prev_hash == before.hash
         assert list(one.iter_records()) == written and other.head() == (21, written[-1].hash)
         assert verify_trail(one, key.trusted()).ok
+
+
+def test_sqlite_writes_a_batch_after_a_known_head_as_one_insert(tmp_path: Path) -> None:
+    # One statement per commit (sqlite_store's rules: each statement is a GIL hand-off), the
+    # head moved by the connection's trigger; a batch too big for one statement still chains.
+    with open_store(f"sqlite://{tmp_path / 'audit.db'}") as store:
+        written = store.append_batch(session_records("a"))  # the head is read once
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        written += store.append_batch(session_records("b"))
+        store._db.set_trace_callback(None)  # type: ignore[attr-defined]
+        assert statements and all(s.startswith("INSERT INTO audit_records ") for s in statements)
+        assert store.head() == (10, written[-1].hash)
+        many = [r for n in range(20) for r in session_records(f"c{n}")]  # 100 > FAST_ROWS
+        written += store.append_batch(many)
+        written += store.append_batch(session_records("d"))
+        assert [r.seq for r in written] == list(range(1, len(written) + 1))
+        for before, after in itertools.pairwise(written):
+            assert after.prev_hash == before.hash
+        assert list(store.iter_records()) == written
+        assert store.head() == (len(written), written[-1].hash)
+
+
+def test_sqlite_rows_written_by_other_means_do_not_move_the_head(tmp_path: Path) -> None:
+    # The head trigger is TEMP: only the connection of the jitctl that opened the file has it.
+    path = tmp_path / "audit.db"
+    with open_store(f"sqlite://{path}") as store:
+        written = store.append_batch(session_records("a"))
+        db = sqlite3.connect(path)
+        with db:
+            db.execute(
+                "INSERT INTO audit_records SELECT 99, time_us, session_id, kind, actor, target, "
+                "payload, data, data_sha256, prev_hash, hash FROM audit_records WHERE seq = 5"
+            )
+        db.close()
+        assert store.head() == (5, written[-1].hash)
