@@ -66,7 +66,7 @@ _BUILTIN_SCHEMAS = (None, "pg_catalog")
 def operator_expr(walker: StatementWalker, body: dict[str, Any]) -> None:
     """An A_Expr: `a OP b`, `OP a`, and the forms the grammar turns into an operator."""
     name = body.get("name", ())
-    if len(name) == 1 and _sval(name[0]) in BUILTIN_OPERATORS:
+    if len(name) == 1 and name[0].get("String", {}).get("sval") in BUILTIN_OPERATORS:
         return
     if "BETWEEN" not in body.get("kind", ""):
         operator(walker, name)

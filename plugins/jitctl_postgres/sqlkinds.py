@@ -225,7 +225,8 @@ class Classification:
     @functools.cached_property
     def reads_only(self) -> bool:
         """Every statement is a plain read as far as the text shows: SELECT or SHOW, calling
-        no function (any function may write, a user's above all), with no flag (no INTO, no
+        no function (any function may write, a user's above all; that includes operators,
+        casts and TABLESAMPLE methods that are not built in, sqlcalls.py), with no flag (no INTO, no
         locking clause, no writable CTE, nothing unparseable) and no table written. What
         the text cannot show stays possible: a view or row-level policy that calls a writing
         function (docs/postgres.md, `postgres.write_ahead`)."""
