@@ -1,0 +1,96 @@
+"""A user-defined operator runs its function through the gateway only if policy allows it:
+psycopg -> `jitctl connect` -> the broker (a subprocess) -> a real PostgreSQL, whose table the
+operator's function writes to is the ground truth."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.issuer import TokenIssuer
+from jitctl.testing.postgres import PostgresServer, postgres_available
+
+pytestmark = pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}")
+psycopg = pytest.importorskip("psycopg")
+
+CONFIG = """
+[[identity.issuers]]
+issuer = "{issuer}"
+
+[[targets]]
+name = "pg"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
+
+[[targets.rules]]
+name = "no-triple-equals"
+match = {{ functions = ["operator(===)"] }}
+action = "deny"
+"""
+
+# `+++` cannot be an operator: a name ending in + or - is cut there (sql-syntax §4.1.3), so
+# `1 +++ 2` is `1 + (+(+2))`. `===` can.
+SETUP = """
+CREATE TABLE side_effects (note text);
+CREATE FUNCTION leave_a_mark(a int, b int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO side_effects VALUES (a || ' === ' || b);
+    RETURN a + b;
+END $$;
+CREATE OPERATOR === (leftarg = int, rightarg = int, function = leave_a_mark);
+"""
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(SETUP)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def broker(
+    pg: PostgresServer, token_issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    config = CONFIG.format(issuer=token_issuer.url, port=pg.port, user=pg.user)
+    with BrokerProcess(
+        config, state_dir=tmp_path_factory.mktemp("broker"), env={"PG_TEST_PASSWORD": pg.password}
+    ) as process:
+        process.login_with_token(token_issuer.mint(sub="agent-7", groups=["agents"]))
+        yield process
+
+
+@pytest.fixture(scope="module")
+def port(broker: BrokerProcess) -> Iterator[int]:
+    process, address = broker.connect("pg", "--reason", "hidden calls")
+    try:
+        yield int(address["port"])
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+def marks(pg: PostgresServer) -> list[tuple[str]]:
+    return pg.execute("SELECT note FROM side_effects")
+
+
+def test_a_deny_rule_on_a_user_defined_operator_keeps_its_function_from_running(
+    pg: PostgresServer, broker: BrokerProcess, port: int
+) -> None:
+    dsn = f"host=127.0.0.1 port={port} user=agent dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in ("SELECT 1 === 2", "SELECT 1 OPERATOR(public.===) 2"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-triple-equals"):
+                conn.execute(sql)
+        assert conn.execute("SELECT 1 +++ 2, 1 = 2").fetchone() == (3, False)
+    assert marks(pg) == []
+    blocked = broker.records("pg.blocked")
+    assert [r.payload["rule"] for r in blocked] == ["no-triple-equals"] * 2
+    assert pg.execute("SELECT 1 === 2") == [(3,)]  # directly: the operator does write
+    assert marks(pg) == [("1 === 2",)]
