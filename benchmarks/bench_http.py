@@ -411,7 +411,7 @@ class _ShellIO:
         self.answered = 0
         self.reason = ""
 
-    async def start(self) -> None:
+    async def start(self, details: Any = None) -> None:
         pass
 
     async def refuse(self, code: str, error: str, hint: str = "") -> None:

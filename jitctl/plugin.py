@@ -194,7 +194,9 @@ class ShellIO(Protocol):
     upstream: str  # the target's HOST:PORT
     ended: Any  # asyncio.Event, set when the session must end (audit failure, max_session)
 
-    async def start(self) -> None: ...  # session.start (durable), then the tunnel's "ok"
+    # session.start (durable), then the tunnel's "ok"; `details` are more session.start fields,
+    # such as `upstream_tls` (docs/audit-schema.md)
+    async def start(self, details: Mapping[str, Any] | None = None) -> None: ...
 
     async def refuse(self, code: str, error: str, hint: str = "") -> None: ...  # before start
 

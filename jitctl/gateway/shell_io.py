@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class GatewayShellIO:
         self._client_gone = False
         self._loop = asyncio.get_running_loop()
 
-    async def start(self) -> None:
+    async def start(self, details: Mapping[str, Any] | None = None) -> None:
         from jitctl.audit import AuditUnavailable
 
         s = self.session
@@ -84,6 +84,8 @@ class GatewayShellIO:
                         "protocol": s.target.protocol,
                         "upstream": s.target.address,
                         "broker": s.gateway.runtime.broker_id,
+                        **(details or {}),
+                        **({"grant": s.holds.grant.id} if s.holds.grant else {}),
                     },
                 )
             )

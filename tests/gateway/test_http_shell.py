@@ -37,7 +37,7 @@ class FakeIO:
         self.released_after: dict[str, list[str]] = {}  # hold id -> record kinds at its release
         self.reason = ""
 
-    async def start(self) -> None:
+    async def start(self, details: Any = None) -> None:
         pass
 
     async def refuse(self, code: str, error: str, hint: str = "") -> None:

@@ -64,6 +64,14 @@ match = {{ method = ["POST"], path = ["/deploy*"] }}
 action = "approve"
 
 [[targets]]
+name = "jit"
+protocol = "http"
+address = "{url}"
+allow_groups = ["agents"]
+credential = {{ token_env = "API_TOKEN" }}
+access = {{ require_request = true, approvers = ["dba"] }}
+
+[[targets]]
 name = "keyed"
 protocol = "http"
 address = "{address}"

@@ -84,3 +84,23 @@ def _steps(broker: BrokerProcess, request_id: str, path: str) -> list[str]:
                 and r.payload.get("id") == request_id
             )
         ]
+
+
+def test_a_session_on_a_granted_target_names_its_grant_in_session_start(
+    upstream: HttpUpstream, broker: BrokerProcess, token_issuer: TokenIssuer, tmp_path: Path
+) -> None:
+    asked = broker.jitctl("request", "create", "jit", "--reason", "INC-12", "--for", "5m")
+    assert asked.returncode == 0, asked.stderr
+    grant = asked.stdout.strip()
+    approved = broker.jitctl(
+        "request", "approve", grant, "--reason", "ok", env=_approver(broker, token_issuer, tmp_path)
+    )
+    assert approved.returncode == 0, approved.stderr
+    tunnel = Tunnel(*broker.connect("jit"))
+    try:
+        assert httpx.get(tunnel.url + "/ping", timeout=15).status_code == 200
+    finally:
+        tunnel.close()
+    (start,) = [r for r in broker.records("session.start") if r.target == "jit"]
+    assert start.payload["grant"] == grant
+    assert "upstream_tls" not in start.payload  # plain http: nothing to say

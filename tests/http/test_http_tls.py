@@ -94,6 +94,11 @@ def test_the_broker_presents_its_client_certificate_and_checks_the_private_ca(
     seen = upstream.requests[-1]
     assert seen["client_cn"] == "jitctl-broker"
     assert seen["headers"]["authorization"] == f"Bearer {TOKEN}"  # injected, the client's gone
+    # The trail says the upstream leg was TLS, verified, and which version.
+    start = broker.records("session.start")[-1]
+    assert start.target == "mtls"
+    assert start.payload["upstream_tls"]["mode"] == "verify-full"
+    assert start.payload["upstream_tls"]["version"] in ("TLSv1.2", "TLSv1.3")
 
 
 def test_an_upstream_certificate_nobody_vouches_for_refuses_the_session(

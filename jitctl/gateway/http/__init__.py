@@ -67,7 +67,7 @@ async def run_session(io: Any) -> None:
         first.close()
         await io.refuse("unavailable", str(exc))
         return
-    await io.start()
+    await io.start(first.tls_details())
     try:
         await proxy.run()
     except ConnectionError:

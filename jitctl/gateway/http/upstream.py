@@ -102,6 +102,14 @@ class UpstreamConnection:
         )
         return cls(reader, writer)
 
+    def tls_details(self) -> dict[str, Any]:
+        """`session.start`'s `upstream_tls` for an https upstream (always verified, so the mode
+        is Postgres's "verify-full"), nothing for plain http."""
+        tls = self.writer.get_extra_info("ssl_object")
+        if tls is None:
+            return {}
+        return {"upstream_tls": {"mode": "verify-full", "version": tls.version()}}
+
     def send_request(self, method: bytes, target: bytes, fields: Headers, body: Framing) -> None:
         """Queue a request's head; its body follows framed as `body` (the client's framing)."""
         self.used = True
