@@ -1,6 +1,7 @@
-"""A user-defined operator runs its function through the gateway only if policy allows it:
-psycopg -> `jitctl connect` -> the broker (a subprocess) -> a real PostgreSQL, whose table the
-operator's function writes to is the ground truth."""
+"""Operators, casts and sampling methods that run functions the text never calls by name
+(sqlcalls.py), as policy sees them: the rules, then psycopg -> `jitctl connect` -> the broker
+(a subprocess) -> a real PostgreSQL, whose table the operator's function writes to is the
+ground truth."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl_postgres.policy import Policy
 
-pytestmark = pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}")
-psycopg = pytest.importorskip("psycopg")
+from .test_policy import decide, rule
+
+needs_postgres = pytest.mark.skipif(
+    postgres_available() is not None, reason=f"{postgres_available()}"
+)
 
 CONFIG = """
 [[identity.issuers]]
@@ -48,6 +53,7 @@ CREATE OPERATOR === (leftarg = int, rightarg = int, function = leave_a_mark);
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
+    psycopg = pytest.importorskip("psycopg")
     with PostgresServer() as server:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute(SETUP)
@@ -76,13 +82,30 @@ def port(broker: BrokerProcess) -> Iterator[int]:
         process.communicate(timeout=15)
 
 
+def test_rules_name_hidden_calls_as_they_name_functions() -> None:
+    """Unqualified patterns fit every schema; `*` is a wildcard, `[*]` a literal star; an
+    allow rule listing functions must list the casts to user types too."""
+    deny = Policy([rule("deny", "ops", functions=["operator(*)", "tablesample(*)"])])
+    assert decide(deny, "SELECT a OPERATOR(s.===) b").action == "deny"
+    assert decide(deny, "SELECT * FROM t TABLESAMPLE system_rows (1)").action == "deny"
+    assert decide(deny, "SELECT a = b, a * b FROM t").action == "allow"
+    power = Policy([rule("deny", "power", functions=["operator([*][*])"])])
+    assert decide(power, "SELECT a ** b").action == "deny"
+    assert decide(power, "SELECT a *** b").action == "allow"
+    listed = Policy([rule("allow", "ok", functions=["lower", "cast(status)"]), rule("deny")])
+    assert decide(listed, "SELECT lower(x) FROM t WHERE s = 'a'::status").action == "allow"
+    assert decide(listed, "SELECT lower(x) FROM t WHERE s = 'a'::mood").action == "deny"
+
+
 def marks(pg: PostgresServer) -> list[tuple[str]]:
     return pg.execute("SELECT note FROM side_effects")
 
 
+@needs_postgres
 def test_a_deny_rule_on_a_user_defined_operator_keeps_its_function_from_running(
     pg: PostgresServer, broker: BrokerProcess, port: int
 ) -> None:
+    psycopg = pytest.importorskip("psycopg")
     dsn = f"host=127.0.0.1 port={port} user=agent dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         for sql in ("SELECT 1 === 2", "SELECT 1 OPERATOR(public.===) 2"):
