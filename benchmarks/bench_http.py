@@ -452,6 +452,9 @@ class _Upstream:
     async def drain(self) -> None:
         pass
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # plain TCP: no "ssl_object"
+
     async def read(self, size: int) -> bytes:
         return self.answers.pop() if self.answers else b""
 
