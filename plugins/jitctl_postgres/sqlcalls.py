@@ -36,9 +36,17 @@ Names only, never types: the classifier cannot see argument types, so a built-in
 even where a user type overloads it (`=` on a user type runs the user's function), and so does
 an unqualified built-in type name shadowed by a user's type: the session's temporary schema is
 searched for types before pg_catalog (`CREATE DOMAIN pg_temp.text … CHECK (f(VALUE))` makes
-`'x'::text` call f), and so is any schema a search_path lists before pg_catalog. Both need DDL
-the policy sees (docs/postgres.md, Limits). Names are compared as written, before case folding:
-a quoted `"Text"` is a user's type, not `text`.
+`'x'::text` call f), and so is any schema a search_path lists before pg_catalog. So DDL that
+gives a type such a name (BUILTIN_TYPE_NAMES), in any schema, is flagged `shadows_builtin_type`
+(`new_type`, `new_row_type`), and policy.py denies it whatever the rules say: CREATE DOMAIN and
+CREATE TYPE of every form (a range's `multirange_type_name` too), RENAME TO and SET SCHEMA of a
+type or domain, and the same for tables, views, materialized views and foreign tables, whose
+row type takes their name (`'(…)'::text` reads a temporary table `text`'s row, running its
+columns' domain CHECKs). Sequences and indexes have no row type (PostgreSQL 14 and later).
+A type that exists before the session, or that DDL the classifier cannot read creates
+(dynamic SQL, an extension's script), is not seen (docs/postgres.md, Limits). Names are
+compared as written, after the parser's case folding: a quoted `"Text"` is a user's type,
+not `text`.
 
 These handlers read operator and type names, never a constant, an offset or the text: they are
 literal-free (sqlwalk.py's `LITERAL_FREE`; operator and type names stay in templates.py's key).
@@ -52,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from .sqlkinds import (
     BUILTIN_OPERATORS,
     BUILTIN_TABLESAMPLE_METHODS,
+    BUILTIN_TYPE_NAMES,
     BUILTIN_TYPES,
     INFORMATION_SCHEMA_TYPES,
     SERIAL_TYPES,
@@ -115,6 +124,52 @@ def prepare(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("prepare", "PrepareStmt")
     for item in body.get("argtypes", ()):
         type_name(walker, item.get("TypeName", {}))
+
+
+# Objects that are types, and relations that have a row type of their own name.
+_TYPE_OBJECTS = frozenset({"OBJECT_TYPE", "OBJECT_DOMAIN"})
+_ROW_TYPE_OBJECTS = frozenset(
+    {"OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE"}
+)
+
+
+def new_type(walker: StatementWalker, body: dict[str, Any], node: str) -> None:
+    """DDL that creates, renames or moves a type, or a relation with a row type (`node` names
+    the statement): flag a resulting name that casts take for a built-in type."""
+    if node == "RenameStmt":
+        kind = body.get("renameType")
+        names = [body.get("newname", "")] if kind in _TYPE_OBJECTS | _ROW_TYPE_OBJECTS else []
+    elif node == "AlterObjectSchemaStmt":
+        kind = body.get("objectType")
+        if kind in _TYPE_OBJECTS:
+            names = [_split(body.get("object", {}).get("List", {}).get("items", ()))[1]]
+        else:
+            names = [body["relation"]["relname"]] if kind in _ROW_TYPE_OBJECTS else []
+    elif node == "DefineStmt":  # CREATE TYPE t (…) and the shell CREATE TYPE t
+        names = [_split(body["defnames"])[1]] if body.get("kind") == "OBJECT_TYPE" else []
+    elif node == "CompositeTypeStmt":
+        names = [body["typevar"]["relname"]]
+    elif node == "CreateDomainStmt":
+        names = [_split(body["domainname"])[1]]
+    elif node in ("CreateEnumStmt", "CreateRangeStmt"):
+        names = [_split(body["typeName"])[1]]
+        for param in body.get("params", ()):  # a range's multirange type may be named too
+            option = param.get("DefElem", {})
+            if option.get("defname") == "multirange_type_name":
+                arg = option.get("arg", {})
+                names.append(
+                    _split(arg["TypeName"]["names"])[1] if "TypeName" in arg else _sval(arg)
+                )
+    else:  # CreateStmt, ViewStmt: a relation, and its row type
+        names = [body.get("relation", body.get("view", {})).get("relname", "")]
+    if any(name in BUILTIN_TYPE_NAMES for name in names):
+        walker.flags.add("shadows_builtin_type")
+
+
+def new_row_type(walker: StatementWalker, relation: dict[str, Any] | None) -> None:
+    """CREATE TABLE AS, SELECT INTO, CREATE FOREIGN TABLE: the relation's row type."""
+    if relation is not None and relation.get("relname") in BUILTIN_TYPE_NAMES:
+        walker.flags.add("shadows_builtin_type")
 
 
 def _split(names: Any) -> tuple[str | None, str]:

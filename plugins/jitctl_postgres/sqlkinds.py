@@ -15,6 +15,9 @@ rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudi
   client_encoding other than UTF8, escape_string_warning, backslash_quote, pg_settings writes);
 - search_path, replication_role: hints for settings that change what names and triggers mean;
 - dangerous_function: a call to one of DANGEROUS_FUNCTIONS / DANGEROUS_PATTERN;
+- shadows_builtin_type: DDL gives a type, in any schema, a name casts take for a built-in type
+  (BUILTIN_TYPE_NAMES): CREATE DOMAIN/TYPE, a table or view (its row type takes its name),
+  RENAME TO, SET SCHEMA (sqlcalls.py);
 - unparseable: the text (or a body inside it) could not be parsed;
 - fastpath_function_call: the legacy FunctionCall message.
 """
@@ -101,6 +104,15 @@ SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallseria
 INFORMATION_SCHEMA_TYPES = frozenset(
     {"cardinal_number", "character_data", "sql_identifier", "time_stamp", "yes_or_no"}
 )
+# Names an unqualified cast takes for a built-in type (sqlcalls.type_name): a type created
+# under one in the session's temporary schema, which is searched for types before pg_catalog,
+# or in a schema a search_path lists first, is what `'x'::text` runs instead. Serial names are
+# no type at all, so a type of that name in any schema on the search_path is what `'1'::serial`
+# runs. information_schema's domain names are left out: a cast to one is free only qualified
+# with information_schema, and a qualified name finds no other schema's type.
+BUILTIN_TYPE_NAMES = frozenset(
+    {*BUILTIN_TYPES, *(f"_{name}" for name in BUILTIN_TYPES), *SERIAL_TYPES}
+)
 BUILTIN_TABLESAMPLE_METHODS = frozenset({"bernoulli", "system"})
 
 NODE_KINDS = {
@@ -160,6 +172,12 @@ WRITE_FIELDS = {
     "RenameStmt": "relation", "AlterObjectSchemaStmt": "relation", "ClusterStmt": "relation",
     "ReindexStmt": "relation", "ViewStmt": "view", "CreateSeqStmt": "sequence",
     "AlterSeqStmt": "sequence", "CreatePolicyStmt": "table", "AlterPolicyStmt": "table",
+}  # fmt: skip
+# Statements that create, rename or move a type, or a relation with a row type of its name
+# (sqlcalls.new_type; CREATE TABLE AS, SELECT INTO, CREATE FOREIGN TABLE: new_row_type).
+TYPE_NAMING_NODES = {
+    "CreateDomainStmt", "DefineStmt", "CompositeTypeStmt", "CreateEnumStmt", "CreateRangeStmt",
+    "RenameStmt", "AlterObjectSchemaStmt", "CreateStmt", "ViewStmt",
 }  # fmt: skip
 LEAF_NODES = {"A_Const", "ColumnRef", "ParamRef", "String", "Integer", "Float", "A_Star", "Boolean"}
 UTF8_NAMES = {"utf8", "unicode"}

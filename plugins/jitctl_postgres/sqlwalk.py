@@ -11,7 +11,8 @@ Rules (notes/postgres-wire.md §9, §10):
   a table, but a same-named table outside that scope is.
 - Code carried as text (DO bodies, function bodies, query strings passed to dblink and kin) is
   sqlbodies.py's; settings a statement changes (SET, set_config) are sqlsettings.py's; calls
-  with no function call in the text (operators, casts, TABLESAMPLE methods) are sqlcalls.py's.
+  with no function call in the text (operators, casts, TABLESAMPLE methods), and DDL naming a
+  type as casts name a built-in one, are sqlcalls.py's.
   Their handlers sit in the same dispatch table and take the walker as their first argument.
 - `literal_free` says whether the result may be shared with texts whose trees differ only in
   constants and offsets (templates.py). Constants are `A_Const` nodes, a leaf the walk never
@@ -37,6 +38,7 @@ from .sqlkinds import (
     ROLE_NODES,
     TABLE_OBJECTS,
     TRANSACTION_KINDS,
+    TYPE_NAMING_NODES,
     WRITE_FIELDS,
     Classification,
     StatementInfo,
@@ -158,6 +160,11 @@ class StatementWalker:
         if name in WRITE_FIELDS:
             self._write(body.get(WRITE_FIELDS[name]))
 
+    def _names_type(self, body: dict[str, Any], name: str) -> None:
+        """A statement that creates, renames or moves a type or a relation (sqlcalls.py)."""
+        self._statement(body, name)
+        sqlcalls.new_type(self, body, name)
+
     # -- node handlers ------------------------------------------------------------------------
 
     def _select(self, body: dict[str, Any]) -> None:
@@ -168,6 +175,7 @@ class StatementWalker:
             self.add_kind("create")
             self.flags.add("select_into")
             self._write(into.get("rel"))
+            sqlcalls.new_row_type(self, into.get("rel"))
         if "lockingClause" in body:
             self.flags.add("row_lock")
 
@@ -251,10 +259,12 @@ class StatementWalker:
     def _create_table_as(self, body: dict[str, Any]) -> None:
         self.add_kind("create")
         self._write(body.get("into", {}).get("rel"))
+        sqlcalls.new_row_type(self, body.get("into", {}).get("rel"))
 
     def _create_foreign_table(self, body: dict[str, Any]) -> None:
         self.add_kind("create")
         self._write(body.get("base", {}).get("relation"))
+        sqlcalls.new_row_type(self, body.get("base", {}).get("relation"))
 
     def _vacuum(self, body: dict[str, Any]) -> None:
         self.add_kind("vacuum" if body.get("is_vacuumcmd") else "analyze")
@@ -387,6 +397,8 @@ def _action(key: str) -> Action:
         return _SKIP
     if key in _HANDLERS:
         return _HANDLERS[key]
+    if key in TYPE_NAMING_NODES:  # DDL, so never literal-free: templates.py shares no DDL
+        return functools.partial(StatementWalker._names_type, name=key)
     if key.endswith("Stmt") and (NODE_KINDS.get(key) or _prefix_kind(key)):
         return functools.partial(StatementWalker._statement, name=key)
     return _DESCEND

@@ -233,6 +233,70 @@ def test_harmless_statements_are_not_flagged(sql: str, flag: str) -> None:
     assert flag not in info.flags
 
 
+# A type named like a built-in one, in the session's temporary schema (searched for types
+# before pg_catalog) or a schema a search_path lists first, is what `'x'::text` then runs.
+SHADOWING = [
+    "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (f(VALUE))",
+    "CREATE DOMAIN pg_temp._int4 AS pg_catalog.int4[] CHECK (f(VALUE))",  # '{1}'::_int4
+    "CREATE DOMAIN serial AS int CHECK (f(VALUE))",  # no built-in serial type: any schema
+    "create domain PG_TEMP.INT4 as integer",  # names are compared after case folding
+    "CREATE TYPE pg_temp.text (input = f_in, output = f_out)",
+    "CREATE TYPE pg_temp.text",  # a shell type
+    "CREATE TYPE pg_temp.text AS (a int)",
+    "CREATE TYPE pg_temp.bool AS ENUM ('yes', 'no')",
+    "CREATE TYPE pg_temp.int4range AS RANGE (subtype = int4)",
+    "CREATE TYPE r AS RANGE (subtype = int4, multirange_type_name = pg_temp.int4multirange)",
+    "CREATE TYPE r AS RANGE (subtype = int4, multirange_type_name = 'int4multirange')",
+    "ALTER TYPE pg_temp.t RENAME TO text",
+    "ALTER DOMAIN pg_temp.d RENAME TO text",
+    "ALTER TYPE s.text SET SCHEMA first_on_the_path",
+    "ALTER DOMAIN s.text SET SCHEMA first_on_the_path",
+    # A table's or view's row type takes its name: '(…)'::text reads a temporary table text's
+    # row, and runs its columns' domain CHECKs.
+    "CREATE TEMP TABLE text (a int)",
+    "CREATE TABLE IF NOT EXISTS pg_temp.text (a int)",
+    "CREATE TEMP VIEW text AS SELECT 1 AS a",
+    "CREATE MATERIALIZED VIEW text AS SELECT 1 AS a",
+    "CREATE FOREIGN TABLE text (a int) SERVER s",
+    "CREATE TEMP TABLE text AS SELECT 1 AS a",
+    "SELECT 1 AS a INTO TEMP text",
+    "CREATE SCHEMA s CREATE TABLE text (a int)",
+    "ALTER TABLE pg_temp.t RENAME TO text",
+    "ALTER VIEW v RENAME TO text",
+    "ALTER TABLE s.text SET SCHEMA first_on_the_path",
+    "DO $$BEGIN CREATE DOMAIN pg_temp.text AS pg_catalog.text; END$$",
+]
+
+
+@pytest.mark.parametrize("sql", SHADOWING, ids=[s[:60] for s in SHADOWING])
+def test_ddl_naming_a_type_like_a_built_in_one_is_flagged(sql: str) -> None:
+    (info,) = classify(sql).statements
+    assert "shadows_builtin_type" in info.flags
+
+
+NOT_SHADOWING = [
+    "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+    "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+    "CREATE TABLE t (id serial, a text, b int4[])",
+    "CREATE TYPE \"Text\" AS ENUM ('a')",  # quoted: not the name `text` resolves to
+    "CREATE DOMAIN cardinal_number AS int",  # information_schema's is free only qualified
+    "CREATE TEMP SEQUENCE text",  # sequences have no row type (PostgreSQL 14 and later)
+    "CREATE INDEX text ON t (a)",
+    "ALTER TABLE t RENAME COLUMN a TO text",
+    "ALTER TYPE t RENAME ATTRIBUTE a TO text",
+    "ALTER DOMAIN d RENAME CONSTRAINT c TO text",
+    "ALTER TABLE t SET SCHEMA s",
+    "CREATE AGGREGATE text (int) (sfunc = f, stype = int)",
+    "SELECT 'x'::text, '1'::int4, '{1}'::_int4",
+]
+
+
+@pytest.mark.parametrize("sql", NOT_SHADOWING, ids=[s[:60] for s in NOT_SHADOWING])
+def test_ddl_naming_other_types_is_not_flagged(sql: str) -> None:
+    (info,) = classify(sql).statements
+    assert "shadows_builtin_type" not in info.flags
+
+
 def test_functions_are_recorded_qualified_and_case_folded() -> None:
     info = classify('SELECT Lower(x), pg_catalog.NOW(), "MyFn"() FROM t').statements[0]
     assert info.functions == {"lower", "pg_catalog.now", "myfn"}
