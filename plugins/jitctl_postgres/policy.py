@@ -69,6 +69,11 @@ BUILTIN_GUARDS: tuple[tuple[str, str], ...] = (
     ),
     ("copy_program", "runs a shell command on the database server (COPY … PROGRAM)"),
     ("copy_file", "reads or writes a file on the database server's disk (COPY with a file name)"),
+    (
+        "shadows_builtin_type",
+        "names a type like a built-in type (a table or view names its row type too); a temporary "
+        "one would change what later casts run, such as 'x'::text",
+    ),
 )
 UNPARSEABLE_REASON = (
     'jitctl cannot tell what it does (only a rule listing statement "unknown" can let it through)'

