@@ -106,13 +106,22 @@ def table_sample(walker: StatementWalker, body: dict[str, Any]) -> None:
         _call(walker, schema, "tablesample", name)
 
 
+def column_def(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """A column definition: its type may be `serial` and kin, which are built in only here
+    (CREATE TABLE's shorthand for an integer with a sequence). Anywhere else, `'1'::serial`
+    names a user's type called serial, whose CHECKs run (`type_name`)."""
+    type_node = body.get("typeName")
+    if type_node is not None:
+        walker.column_types.add(id(type_node))
+
+
 def type_name(walker: StatementWalker, body: dict[str, Any]) -> None:
     """A TypeName (stored unwrapped as `typeName`, wrapped in PREPARE's `argtypes`)."""
     schema, name = _split(body.get("names", ()))
     if schema in _BUILTIN_SCHEMAS:
         if name in BUILTIN_TYPES or (name[:1] == "_" and name[1:] in BUILTIN_TYPES):
             return
-        if schema is None and name in SERIAL_TYPES:
+        if schema is None and name in SERIAL_TYPES and id(body) in walker.column_types:
             return
     elif schema == "information_schema" and name in INFORMATION_SCHEMA_TYPES:
         return

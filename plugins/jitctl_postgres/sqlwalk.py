@@ -63,6 +63,7 @@ class StatementWalker:
         self.error: str | None = None
         self.literal_free = True  # see the module docstring
         self._claimed: set[int] = set()  # ids of RangeVar dicts already recorded as written
+        self.column_types: set[int] = set()  # ids of column definitions' TypeName dicts
 
     def run(self, stmt: dict[str, Any]) -> tuple[StatementInfo, str | None]:
         self.walk(stmt)
@@ -384,6 +385,7 @@ _FIELDS: dict[str, Action] = {
     "setstmt": sqlsettings.variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
     "funccall": StatementWalker._func_call,  # CALL: an unwrapped FuncCall
     "typeName": sqlcalls.type_name,  # casts, column lists, RETURNING: an unwrapped TypeName
+    "ColumnDef": sqlcalls.column_def,  # before its typeName: serial is a type only there
 }
 
 

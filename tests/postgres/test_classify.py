@@ -326,6 +326,8 @@ HIDDEN_CALLS = [
     ("SELECT CAST(a AS s.MyType) FROM t", {"s.cast(mytype)"}),
     ("SELECT mytype 'literal'", {"cast(mytype)"}),
     ("SELECT '{x}'::status[]", {"cast(status)"}),  # an array's element type
+    ("SELECT '1'::serial", {"cast(serial)"}),  # serial is built in only as a column's type
+    ("SELECT CAST(a AS bigserial) FROM t", {"cast(bigserial)"}),
     ("SELECT 'x'::\"Text\"", {"cast(text)"}),  # quoted: a user's type, not pg_catalog's text
     ("UPDATE t SET s = 'on'::status WHERE id = 1", {"cast(status)"}),
     ("SELECT * FROM XMLTABLE('/a' PASSING x COLUMNS c dom PATH 'b')", {"cast(dom)"}),
