@@ -106,13 +106,21 @@ def table_sample(walker: StatementWalker, body: dict[str, Any]) -> None:
         _call(walker, schema, "tablesample", name)
 
 
-def column_def(walker: StatementWalker, body: dict[str, Any]) -> None:
-    """A column definition: its type may be `serial` and kin, which are built in only here
-    (CREATE TABLE's shorthand for an integer with a sequence). Anywhere else, `'1'::serial`
-    names a user's type called serial, whose CHECKs run (`type_name`)."""
-    type_node = body.get("typeName")
-    if type_node is not None:
-        walker.column_types.add(id(type_node))
+def table_columns(walker: StatementWalker, items: Any) -> None:
+    """The columns of CREATE TABLE and ALTER TABLE … ADD COLUMN: the only places where `serial`
+    and kin are built in (shorthand for an integer with a sequence). Anywhere else, a column
+    definition list (`f() AS t(a serial)`, a composite type) or a cast, `serial` names a
+    user's type of that name, whose CHECKs run (`type_name`)."""
+    for item in items:
+        column = item.get("ColumnDef")
+        if column is not None and "typeName" in column:
+            walker.table_column_types.add(id(column["typeName"]))
+
+
+def added_column(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """One ALTER TABLE subcommand."""
+    if body.get("subtype") == "AT_AddColumn":
+        table_columns(walker, [body.get("def", {})])
 
 
 def type_name(walker: StatementWalker, body: dict[str, Any]) -> None:
@@ -121,7 +129,7 @@ def type_name(walker: StatementWalker, body: dict[str, Any]) -> None:
     if schema in _BUILTIN_SCHEMAS:
         if name in BUILTIN_TYPES or (name[:1] == "_" and name[1:] in BUILTIN_TYPES):
             return
-        if schema is None and name in SERIAL_TYPES and id(body) in walker.column_types:
+        if schema is None and name in SERIAL_TYPES and id(body) in walker.table_column_types:
             return
     elif schema == "information_schema" and name in INFORMATION_SCHEMA_TYPES:
         return

@@ -63,7 +63,7 @@ class StatementWalker:
         self.error: str | None = None
         self.literal_free = True  # see the module docstring
         self._claimed: set[int] = set()  # ids of RangeVar dicts already recorded as written
-        self.column_types: set[int] = set()  # ids of column definitions' TypeName dicts
+        self.table_column_types: set[int] = set()  # ids of table columns' TypeName dicts
 
     def run(self, stmt: dict[str, Any]) -> tuple[StatementInfo, str | None]:
         self.walk(stmt)
@@ -165,6 +165,8 @@ class StatementWalker:
         """A statement that creates, renames or moves a type or a relation (sqlcalls.py)."""
         self._statement(body, name)
         sqlcalls.new_type(self, body, name)
+        if name == "CreateStmt":  # before the walk reaches the columns' types
+            sqlcalls.table_columns(self, body.get("tableElts", ()))
 
     # -- node handlers ------------------------------------------------------------------------
 
@@ -329,6 +331,7 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
     "CreateTableAsStmt": StatementWalker._create_table_as,
     "CreateForeignTableStmt": StatementWalker._create_foreign_table,
     "VacuumStmt": StatementWalker._vacuum,
+    "AlterTableCmd": sqlcalls.added_column,  # before the walk reaches the column's type
     "FetchStmt": StatementWalker._fetch,
     "ReturnStmt": StatementWalker._ignore,  # RETURN inside a BEGIN ATOMIC body
     "PrepareStmt": sqlcalls.prepare,
@@ -385,7 +388,6 @@ _FIELDS: dict[str, Action] = {
     "setstmt": sqlsettings.variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
     "funccall": StatementWalker._func_call,  # CALL: an unwrapped FuncCall
     "typeName": sqlcalls.type_name,  # casts, column lists, RETURNING: an unwrapped TypeName
-    "ColumnDef": sqlcalls.column_def,  # before its typeName: serial is a type only there
 }
 
 

@@ -328,6 +328,8 @@ HIDDEN_CALLS = [
     ("SELECT '{x}'::status[]", {"cast(status)"}),  # an array's element type
     ("SELECT '1'::serial", {"cast(serial)"}),  # serial is built in only as a column's type
     ("SELECT CAST(a AS bigserial) FROM t", {"cast(bigserial)"}),
+    ("SELECT * FROM f() AS t(a serial)", {"f", "cast(serial)"}),  # a column list, not a table
+    ("CREATE TYPE pair AS (a serial)", {"cast(serial)"}),
     ("SELECT 'x'::\"Text\"", {"cast(text)"}),  # quoted: a user's type, not pg_catalog's text
     ("UPDATE t SET s = 'on'::status WHERE id = 1", {"cast(status)"}),
     ("SELECT * FROM XMLTABLE('/a' PASSING x COLUMNS c dom PATH 'b')", {"cast(dom)"}),
@@ -376,6 +378,17 @@ def test_built_in_operators_casts_and_sampling_methods_are_not_calls(sql: str) -
     result = classify(sql)
     assert result.functions == set()
     assert result.reads_only
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE t (id serial, n bigserial, s smallserial)",
+        "ALTER TABLE t ADD COLUMN n bigserial",
+    ],
+)
+def test_serial_in_a_table_column_is_the_built_in_shorthand(sql: str) -> None:
+    assert classify(sql).functions == set()
 
 
 def test_what_psql_sends_for_a_table_description_calls_no_hidden_function() -> None:
