@@ -73,10 +73,11 @@ def broker(
 
 
 @pytest.fixture(scope="module")
-def port(broker: BrokerProcess) -> Iterator[int]:
+def dsn(broker: BrokerProcess) -> Iterator[str]:
+    """Where psycopg connects: the local end of `jitctl connect pg`."""
     process, address = broker.connect("pg", "--reason", "hidden calls")
     try:
-        yield int(address["port"])
+        yield f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres"
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=15)
@@ -103,10 +104,9 @@ def marks(pg: PostgresServer) -> list[tuple[str]]:
 
 @needs_postgres
 def test_a_deny_rule_on_a_user_defined_operator_keeps_its_function_from_running(
-    pg: PostgresServer, broker: BrokerProcess, port: int
+    pg: PostgresServer, broker: BrokerProcess, dsn: str
 ) -> None:
     psycopg = pytest.importorskip("psycopg")
-    dsn = f"host=127.0.0.1 port={port} user=agent dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         for sql in ("SELECT 1 === 2", "SELECT 1 OPERATOR(public.===) 2"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-triple-equals"):
@@ -121,11 +121,10 @@ def test_a_deny_rule_on_a_user_defined_operator_keeps_its_function_from_running(
 
 @needs_postgres
 def test_a_temporary_type_named_like_a_built_in_one_is_refused_with_the_guards_reason(
-    pg: PostgresServer, broker: BrokerProcess, port: int
+    pg: PostgresServer, broker: BrokerProcess, dsn: str
 ) -> None:
     """`'x'::text` stays pg_catalog's text, whose cast calls nothing the classifier must see."""
     psycopg = pytest.importorskip("psycopg")
-    dsn = f"host=127.0.0.1 port={port} user=agent dbname=postgres"
     shadow = (
         "CREATE DOMAIN pg_temp.text AS pg_catalog.text "
         "CHECK (leave_a_mark(pg_catalog.length(VALUE), 0) > 0)"
