@@ -83,10 +83,10 @@ async def serve(role: str, port: int, onward: int, tls_dir: Path) -> None:
 def main(argv: list[str]) -> int:
     from jitctl import eventloop
 
-    role, port, onward, tls_dir = argv
-    if role not in ("near", "far"):
+    if len(argv) != 4 or argv[0] not in ("near", "far") or not all(a.isdigit() for a in argv[1:3]):
         print(__doc__, file=sys.stderr)
         return 2
+    role, port, onward, tls_dir = argv
     eventloop.run(serve(role, int(port), int(onward), Path(tls_dir)))
     return 0
 
