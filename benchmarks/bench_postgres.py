@@ -295,6 +295,8 @@ BUCKETS = (
             "classify.py",
             "templates.py",
             "sqlwalk.py",
+            "sqlstatements.py",
+            "sqlcalls.py",
             "sqlbodies.py",
             "sqlsettings.py",
             "sqlkinds.py",

@@ -3,8 +3,9 @@
 `classify(sql)` returns what every statement in the text does: its kind and every kind hidden
 inside it, the tables it reads and writes, the functions it calls, pgaudit-like classes and risk
 flags. Pure: no I/O, no sessions; the policy (policy.py) turns this into allow/deny/approve.
-This module parses, splits and caches; sqlwalk.py walks one statement's tree (sqlbodies.py
-reads the code it carries as text, sqlsettings.py the settings it changes), plpgsql.py reads
+This module parses, splits and caches; sqlwalk.py walks one statement's tree (sqlstatements.py
+records what each statement node does, sqlcalls.py the functions it calls, sqlbodies.py reads
+the code it carries as text, sqlsettings.py the settings it changes), plpgsql.py reads
 PL/pgSQL bodies, sqlkinds.py holds the result types and the vocabulary (kinds, classes, flags).
 
 Rules (notes/postgres-wire.md §9, §10):

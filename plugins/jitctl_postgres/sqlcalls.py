@@ -1,13 +1,19 @@
-"""Function calls a statement makes without a function call in its text: operators, casts and
-TABLESAMPLE methods that are not built in.
+"""Function calls a statement makes: those its text writes as calls (FuncCall, CALL's unwrapped
+`funccall`), and those without a function call in its text: operators, casts and TABLESAMPLE
+methods that are not built in.
 
-Why: `SELECT a === b` runs the function bound to `===` by CREATE OPERATOR, which anyone with
-CREATE on a schema can write in plpgsql (it may DELETE, or be pg_terminate_backend itself);
-`'x'::status` runs a user-defined CAST's function or a domain's CHECK expressions, which may call
-anything; `TABLESAMPLE system_rows (10)` runs the method's handler function. Policy rules match
-on `StatementInfo.functions` and `Classification.reads_only` admits only statements that call
-nothing, so each of these is recorded as a call (and the FUNCTION class), under a name that says
-what it is:
+A call in the text is recorded under its name as written (`lower`, `pg_catalog.now`) and
+flagged `dangerous_function` when it is one of DANGEROUS_FUNCTIONS / DANGEROUS_PATTERN; the
+SQL-carrying ones hand their arguments on: set_config to sqlsettings.py, QUERY_FUNCTIONS (dblink
+and kin) to sqlbodies.py, both reading constants, so those calls are never literal-free.
+
+Calls the text hides, and why: `SELECT a === b` runs the function bound to `===` by CREATE
+OPERATOR, which anyone with CREATE on a schema can write in plpgsql (it may DELETE, or be
+pg_terminate_backend itself); `'x'::status` runs a user-defined CAST's function or a domain's
+CHECK expressions, which may call anything; `TABLESAMPLE system_rows (10)` runs the method's
+handler function. Policy rules match on `StatementInfo.functions` and
+`Classification.reads_only` admits only statements that call nothing, so each of these is
+recorded as a call (and the FUNCTION class), under a name that says what it is:
 
 - `operator(===)`, `myschema.operator(===)`: an operator not in BUILTIN_OPERATORS, or any
   operator qualified with a schema other than pg_catalog (`OPERATOR(myschema.=)`). Read from
@@ -48,8 +54,9 @@ A type that exists before the session, or that DDL the classifier cannot read cr
 compared as written, after the parser's case folding: a quoted `"Text"` is a user's type,
 not `text`.
 
-These handlers read operator and type names, never a constant, an offset or the text: they are
-literal-free (sqlwalk.py's `LITERAL_FREE`; operator and type names stay in templates.py's key).
+The hidden-call handlers read operator and type names, never a constant, an offset or the
+text: they are literal-free (sqlwalk.py's `LITERAL_FREE`; operator and type names stay in
+templates.py's key).
 A_Expr is the commonest node they see, so its built-in case is one frozenset lookup.
 """
 
@@ -57,12 +64,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import sqlbodies, sqlsettings
 from .sqlkinds import (
     BUILTIN_OPERATORS,
     BUILTIN_TABLESAMPLE_METHODS,
     BUILTIN_TYPE_NAMES,
     BUILTIN_TYPES,
+    DANGEROUS_FUNCTIONS,
+    DANGEROUS_PATTERN,
     INFORMATION_SCHEMA_TYPES,
+    QUERY_FUNCTIONS,
     SERIAL_TYPES,
 )
 
@@ -70,6 +81,21 @@ if TYPE_CHECKING:
     from .sqlwalk import StatementWalker
 
 _BUILTIN_SCHEMAS = (None, "pg_catalog")
+
+
+def func_call(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """A FuncCall: `f(…)` anywhere, and CALL's procedure."""
+    parts = [p.get("String", {}).get("sval", "") for p in body.get("funcname", ())]
+    name = ".".join(parts).lower()
+    base = parts[-1].lower() if parts else ""
+    walker.functions.add(name)
+    walker.classes.add("FUNCTION")
+    if base in DANGEROUS_FUNCTIONS or DANGEROUS_PATTERN.fullmatch(base):
+        walker.flags.add("dangerous_function")
+    if base == "set_config":
+        sqlsettings.set_config(walker, body.get("args", ()))
+    elif base in QUERY_FUNCTIONS:
+        sqlbodies.query_arguments(walker, body.get("args", ()))
 
 
 def operator_expr(walker: StatementWalker, body: dict[str, Any]) -> None:

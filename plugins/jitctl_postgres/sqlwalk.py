@@ -1,5 +1,9 @@
 """Walk one statement's JSON parse tree (pglast `parse_sql_json`) and collect what it does.
 
+This module holds the walk (scopes, table reads, the dispatch of nodes and fields to their
+handlers) and what the handlers record into (`StatementWalker`); the handlers live by concern
+in the modules named below.
+
 Rules (notes/postgres-wire.md §9, §10):
 - Plain dicts, walked iteratively (deep expressions cannot exhaust Python's stack). Every dict is
   visited; a node's handler runs before its children are, so a handler can claim the RangeVar
@@ -9,11 +13,13 @@ Rules (notes/postgres-wire.md §9, §10):
 - CTE names are scoped as Postgres scopes them: a CTE body sees the CTEs before it (all of them
   under RECURSIVE); the statement sees them all; nothing outside sees any. A CTE reference is not
   a table, but a same-named table outside that scope is.
-- Code carried as text (DO bodies, function bodies, query strings passed to dblink and kin) is
-  sqlbodies.py's; settings a statement changes (SET, set_config) are sqlsettings.py's; calls
-  with no function call in the text (operators, casts, TABLESAMPLE methods), and DDL naming a
-  type as casts name a built-in one, are sqlcalls.py's.
-  Their handlers sit in the same dispatch table and take the walker as their first argument.
+- What a statement node records (its kind, the tables it writes, its flags) is
+  sqlstatements.py's; code carried as text (DO bodies, function bodies, query strings passed
+  to dblink and kin) is sqlbodies.py's; settings a statement changes (SET, set_config) are
+  sqlsettings.py's; function calls, those in the text and those without a function call in it
+  (operators, casts, TABLESAMPLE methods), and DDL naming a type as casts name a built-in
+  one, are sqlcalls.py's. Their handlers sit in one dispatch table (`_HANDLERS`, `_FIELDS`)
+  and take the walker as their first argument.
 - `literal_free` says whether the result may be shared with texts whose trees differ only in
   constants and offsets (templates.py). Constants are `A_Const` nodes, a leaf the walk never
   enters: a handler reads one only through `read_constant()`, which clears the flag. No
@@ -27,25 +33,20 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from . import sqlbodies, sqlcalls, sqlsettings
+from . import sqlbodies, sqlcalls, sqlsettings, sqlstatements
 from .sqlkinds import (
-    DANGEROUS_FUNCTIONS,
-    DANGEROUS_PATTERN,
     KIND_CLASSES,
     LEAF_NODES,
     NODE_KINDS,
-    QUERY_FUNCTIONS,
     ROLE_NODES,
-    TABLE_OBJECTS,
-    TRANSACTION_KINDS,
     TYPE_NAMING_NODES,
-    WRITE_FIELDS,
     Classification,
     StatementInfo,
     constant,
 )
 
 Nested = Callable[[str, int], Classification]  # classify(text, depth): a body's SQL
+Action = Callable[["StatementWalker", dict[str, Any]], None]  # a node's or a field's handler
 
 
 class StatementWalker:
@@ -149,153 +150,13 @@ class StatementWalker:
             return  # a CTE reference, not a table
         self.read.add(_qualified(schema, node["relname"]))
 
-    def _write(self, node: dict[str, Any] | None) -> None:
+    def write(self, node: dict[str, Any] | None) -> None:
+        """Record the RangeVar `node` (bare or wrapped) as written, and claim it before the walk
+        reaches it, so it does not count as read too."""
         if node is not None:
             node = node.get("RangeVar", node)
             self._claimed.add(id(node))
             self.written.add(_qualified(node.get("schemaname"), node["relname"]))
-
-    def _statement(self, body: dict[str, Any], name: str = "") -> None:
-        """A statement node without a handler of its own: its kind, and what it changes."""
-        self.add_kind(NODE_KINDS.get(name) or _prefix_kind(name), name)
-        if name in WRITE_FIELDS:
-            self._write(body.get(WRITE_FIELDS[name]))
-
-    def _names_type(self, body: dict[str, Any], name: str) -> None:
-        """A statement that creates, renames or moves a type or a relation (sqlcalls.py)."""
-        self._statement(body, name)
-        sqlcalls.new_type(self, body, name)
-        if name == "CreateStmt":  # before the walk reaches the columns' types
-            sqlcalls.table_columns(self, body.get("tableElts", ()))
-
-    # -- node handlers ------------------------------------------------------------------------
-
-    def _select(self, body: dict[str, Any]) -> None:
-        if "valuesLists" not in body or not self.kind:  # VALUES inside INSERT reads nothing
-            self.add_kind("select")
-        into = body.get("intoClause")
-        if into is not None:
-            self.add_kind("create")
-            self.flags.add("select_into")
-            self._write(into.get("rel"))
-            sqlcalls.new_row_type(self, into.get("rel"))
-        if "lockingClause" in body:
-            self.flags.add("row_lock")
-
-    def _insert(self, body: dict[str, Any]) -> None:
-        self.add_kind("insert")
-        self._write(body.get("relation"))
-        if body.get("onConflictClause", {}).get("action") == "ONCONFLICT_UPDATE":
-            self.add_kind("update")
-
-    def _update(self, body: dict[str, Any]) -> None:
-        self.add_kind("update")
-        self._write(body.get("relation"))
-        if "whereClause" not in body:
-            self.flags.add("no_where")
-
-    def _delete(self, body: dict[str, Any]) -> None:
-        self.add_kind("delete")
-        self._write(body.get("relation"))
-        if "whereClause" not in body:
-            self.flags.add("no_where")
-
-    def _merge(self, body: dict[str, Any]) -> None:
-        self.add_kind("merge")
-        self._write(body.get("relation"))
-        for clause in body.get("mergeWhenClauses", ()):
-            action = clause.get("MergeWhenClause", {}).get("commandType", "")
-            if action in ("CMD_INSERT", "CMD_UPDATE", "CMD_DELETE"):
-                self.add_kind(action[4:].lower())
-
-    def _truncate(self, body: dict[str, Any]) -> None:
-        self.add_kind("truncate")
-        for relation in body.get("relations", ()):
-            self._write(relation)
-
-    def _drop(self, body: dict[str, Any]) -> None:
-        self.add_kind("drop")
-        if body.get("removeType") in TABLE_OBJECTS:
-            for obj in body.get("objects", ()):
-                parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]
-                if parts:
-                    self.written.add(".".join(parts[-2:]).lower())
-
-    def _copy(self, body: dict[str, Any]) -> None:
-        self.add_kind("copy")
-        if body.get("is_program"):
-            self.flags.add("copy_program")
-        elif "filename" in body:
-            self.flags.add("copy_file")
-        if body.get("is_from"):
-            self.flags.add("copy_from")
-            self.classes.add("WRITE")
-            self._write(body.get("relation"))
-        else:
-            self.flags.add("copy_to")
-            self.classes.add("READ")
-        for option in body.get("options", ()):
-            opt = option.get("DefElem", {})
-            if opt.get("defname") == "format" and self.read_constant(opt.get("arg")) == "binary":
-                self.flags.add("copy_binary")
-
-    def _explain(self, body: dict[str, Any]) -> None:
-        self.add_kind("explain")
-        for option in body.get("options", ()):
-            opt = option.get("DefElem", {})
-            if opt.get("defname") == "analyze" and self._truthy(opt.get("arg")):
-                self.flags.add("explain_analyze")
-
-    def _transaction(self, body: dict[str, Any]) -> None:
-        self.add_kind(TRANSACTION_KINDS.get(body.get("kind", ""), "unknown"))
-
-    def _grant(self, body: dict[str, Any], node: str = "GrantStmt") -> None:
-        self.add_kind("grant" if body.get("is_grant") else "revoke", node)
-        if body.get("objtype") in TABLE_OBJECTS:
-            for obj in body.get("objects", ()):
-                if "RangeVar" in obj:
-                    self._write(obj)
-
-    def _grant_role(self, body: dict[str, Any]) -> None:
-        self._grant(body, "GrantRoleStmt")
-
-    def _create_table_as(self, body: dict[str, Any]) -> None:
-        self.add_kind("create")
-        self._write(body.get("into", {}).get("rel"))
-        sqlcalls.new_row_type(self, body.get("into", {}).get("rel"))
-
-    def _create_foreign_table(self, body: dict[str, Any]) -> None:
-        self.add_kind("create")
-        self._write(body.get("base", {}).get("relation"))
-        sqlcalls.new_row_type(self, body.get("base", {}).get("relation"))
-
-    def _vacuum(self, body: dict[str, Any]) -> None:
-        self.add_kind("vacuum" if body.get("is_vacuumcmd") else "analyze")
-
-    def _fetch(self, body: dict[str, Any]) -> None:
-        self.add_kind("move" if body.get("ismove") else "fetch")
-
-    def _ignore(self, body: dict[str, Any]) -> None:
-        pass
-
-    def _discard(self, body: dict[str, Any]) -> None:
-        self.add_kind("discard")
-        if body.get("target") == "DISCARD_ALL":
-            # DISCARD ALL runs SET SESSION AUTHORIZATION DEFAULT, undoing any role the broker set.
-            self.flags.add("session_authorization")
-
-    def _func_call(self, body: dict[str, Any]) -> None:
-        parts = [p.get("String", {}).get("sval", "") for p in body.get("funcname", ())]
-        name = ".".join(parts).lower()
-        base = parts[-1].lower() if parts else ""
-        self.functions.add(name)
-        self.classes.add("FUNCTION")
-        if base in DANGEROUS_FUNCTIONS or DANGEROUS_PATTERN.fullmatch(base):
-            self.flags.add("dangerous_function")
-        if base == "set_config":
-            sqlsettings.set_config(self, body.get("args", ()))
-        elif base in QUERY_FUNCTIONS:
-            sqlbodies.query_arguments(self, body.get("args", ()))
 
     def read_constant(self, node: Any) -> str | None:
         """`constant(node)`, the only way a handler may read a constant: the result now
@@ -303,37 +164,31 @@ class StatementWalker:
         self.literal_free = False
         return constant(node)
 
-    def _truthy(self, arg: Any) -> bool:
-        """A DefElem option's value: absent means true (EXPLAIN ANALYZE); false/off/no/0 are
-        false."""
-        value = self.read_constant(arg)
-        return value is None or value.lower() not in ("false", "off", "no", "0")
 
-
-_HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
-    "SelectStmt": StatementWalker._select,
-    "InsertStmt": StatementWalker._insert,
-    "UpdateStmt": StatementWalker._update,
-    "DeleteStmt": StatementWalker._delete,
-    "MergeStmt": StatementWalker._merge,
-    "TruncateStmt": StatementWalker._truncate,
-    "DropStmt": StatementWalker._drop,
-    "CopyStmt": StatementWalker._copy,
-    "ExplainStmt": StatementWalker._explain,
-    "TransactionStmt": StatementWalker._transaction,
-    "GrantStmt": StatementWalker._grant,
-    "GrantRoleStmt": StatementWalker._grant_role,
-    "DiscardStmt": StatementWalker._discard,
+_HANDLERS: dict[str, Action] = {
+    "SelectStmt": sqlstatements.select,
+    "InsertStmt": sqlstatements.insert,
+    "UpdateStmt": sqlstatements.update,
+    "DeleteStmt": sqlstatements.delete,
+    "MergeStmt": sqlstatements.merge,
+    "TruncateStmt": sqlstatements.truncate,
+    "DropStmt": sqlstatements.drop,
+    "CopyStmt": sqlstatements.copy,
+    "ExplainStmt": sqlstatements.explain,
+    "TransactionStmt": sqlstatements.transaction,
+    "GrantStmt": sqlstatements.grant,
+    "GrantRoleStmt": sqlstatements.grant_role,
+    "DiscardStmt": sqlstatements.discard,
     "VariableSetStmt": sqlsettings.variable_set,
-    "FuncCall": StatementWalker._func_call,
+    "FuncCall": sqlcalls.func_call,
     "DoStmt": sqlbodies.do,
     "CreateFunctionStmt": sqlbodies.create_function,
-    "CreateTableAsStmt": StatementWalker._create_table_as,
-    "CreateForeignTableStmt": StatementWalker._create_foreign_table,
-    "VacuumStmt": StatementWalker._vacuum,
+    "CreateTableAsStmt": sqlstatements.create_table_as,
+    "CreateForeignTableStmt": sqlstatements.create_foreign_table,
+    "VacuumStmt": sqlstatements.vacuum,
     "AlterTableCmd": sqlcalls.added_column,  # before the walk reaches the column's type
-    "FetchStmt": StatementWalker._fetch,
-    "ReturnStmt": StatementWalker._ignore,  # RETURN inside a BEGIN ATOMIC body
+    "FetchStmt": sqlstatements.fetch,
+    "ReturnStmt": sqlstatements.ignore,  # RETURN inside a BEGIN ATOMIC body
     "PrepareStmt": sqlcalls.prepare,
     "A_Expr": sqlcalls.operator_expr,
     "SubLink": sqlcalls.sublink,
@@ -342,18 +197,18 @@ _HANDLERS: dict[str, Callable[[StatementWalker, dict[str, Any]], None]] = {
 }
 # Handlers whose result depends on the tree's node types, keywords and names only (never on a
 # constant's value, an offset or the statement's text), so the result may be shared with
-# texts whose trees differ only in those (templates.py). `_func_call` reads constants only for
+# texts whose trees differ only in those (templates.py). `func_call` reads constants only for
 # set_config and the query functions, through `read_constant`, which clears `literal_free`.
 # sqlcalls.py's read operator and type names, which templates.py keeps in the key.
-LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = frozenset(
+LITERAL_FREE: frozenset[Action] = frozenset(
     {
-        StatementWalker._select,
-        StatementWalker._insert,
-        StatementWalker._update,
-        StatementWalker._delete,
-        StatementWalker._merge,
-        StatementWalker._func_call,
-        StatementWalker._transaction,
+        sqlstatements.select,
+        sqlstatements.insert,
+        sqlstatements.update,
+        sqlstatements.delete,
+        sqlstatements.merge,
+        sqlstatements.transaction,
+        sqlcalls.func_call,
         sqlcalls.operator_expr,
         sqlcalls.sublink,
         sqlcalls.sort_by,
@@ -361,16 +216,6 @@ LITERAL_FREE: frozenset[Callable[[StatementWalker, dict[str, Any]], None]] = fro
         sqlcalls.type_name,
     }
 )
-
-
-def _prefix_kind(name: str) -> str:
-    for prefix in ("Create", "Alter", "Drop"):
-        if name.startswith(prefix):
-            return prefix.lower()
-    return ""
-
-
-Action = Callable[[StatementWalker, dict[str, Any]], None]
 
 
 def _skip(walker: StatementWalker, body: dict[str, Any]) -> None:
@@ -386,7 +231,7 @@ _DESCEND: Action = _descend
 _FIELDS: dict[str, Action] = {
     "withClause": _SKIP,
     "setstmt": sqlsettings.variable_set,  # ALTER ROLE/DATABASE/SYSTEM … SET: unwrapped
-    "funccall": StatementWalker._func_call,  # CALL: an unwrapped FuncCall
+    "funccall": sqlcalls.func_call,  # CALL: an unwrapped FuncCall
     "typeName": sqlcalls.type_name,  # casts, column lists, RETURNING: an unwrapped TypeName
 }
 
@@ -402,9 +247,9 @@ def _action(key: str) -> Action:
     if key in _HANDLERS:
         return _HANDLERS[key]
     if key in TYPE_NAMING_NODES:  # DDL, so never literal-free: templates.py shares no DDL
-        return functools.partial(StatementWalker._names_type, name=key)
-    if key.endswith("Stmt") and (NODE_KINDS.get(key) or _prefix_kind(key)):
-        return functools.partial(StatementWalker._statement, name=key)
+        return functools.partial(sqlstatements.names_type, name=key)
+    if key.endswith("Stmt") and (NODE_KINDS.get(key) or sqlstatements.prefix_kind(key)):
+        return functools.partial(sqlstatements.statement, name=key)
     return _DESCEND
 
 

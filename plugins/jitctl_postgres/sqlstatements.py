@@ -1,0 +1,186 @@
+"""What each statement node records: its kind, the tables it writes, and its flags.
+
+The walker (sqlwalk.py) calls these handlers for statement nodes, before it walks their
+children; each takes the walker as its first argument. Rules (notes/postgres-wire.md §9, §10):
+- A handler claims the RangeVar its statement writes (`walker.write`) before the walk reaches
+  it, so it is not also counted as read; every other RangeVar is a table read.
+- A statement without a handler of its own (`statement`) gets its kind from NODE_KINDS or its
+  node's prefix (Create…, Alter…, Drop…), and writes the object WRITE_FIELDS names. One that
+  creates, renames or moves a type or a relation with a row type (`names_type`) also has its
+  new name checked by sqlcalls.py.
+- DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
+  types, keywords and names: they are literal-free (sqlwalk.py's `LITERAL_FREE`). The others
+  are not, or read a constant (COPY's format, EXPLAIN's options) through `read_constant`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import sqlcalls
+from .sqlkinds import NODE_KINDS, TABLE_OBJECTS, TRANSACTION_KINDS, WRITE_FIELDS
+
+if TYPE_CHECKING:
+    from .sqlwalk import StatementWalker
+
+
+def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> None:
+    """A statement node without a handler of its own: its kind, and what it changes."""
+    walker.add_kind(NODE_KINDS.get(name) or prefix_kind(name), name)
+    if name in WRITE_FIELDS:
+        walker.write(body.get(WRITE_FIELDS[name]))
+
+
+def names_type(walker: StatementWalker, body: dict[str, Any], name: str) -> None:
+    """A statement that creates, renames or moves a type or a relation (sqlcalls.py)."""
+    statement(walker, body, name)
+    sqlcalls.new_type(walker, body, name)
+    if name == "CreateStmt":  # before the walk reaches the columns' types
+        sqlcalls.table_columns(walker, body.get("tableElts", ()))
+
+
+def prefix_kind(name: str) -> str:
+    """The kind a node named Create…, Alter… or Drop… has ("create", …); "" for others."""
+    for prefix in ("Create", "Alter", "Drop"):
+        if name.startswith(prefix):
+            return prefix.lower()
+    return ""
+
+
+def select(walker: StatementWalker, body: dict[str, Any]) -> None:
+    if "valuesLists" not in body or not walker.kind:  # VALUES inside INSERT reads nothing
+        walker.add_kind("select")
+    into = body.get("intoClause")
+    if into is not None:
+        walker.add_kind("create")
+        walker.flags.add("select_into")
+        walker.write(into.get("rel"))
+        sqlcalls.new_row_type(walker, into.get("rel"))
+    if "lockingClause" in body:
+        walker.flags.add("row_lock")
+
+
+def insert(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("insert")
+    walker.write(body.get("relation"))
+    if body.get("onConflictClause", {}).get("action") == "ONCONFLICT_UPDATE":
+        walker.add_kind("update")
+
+
+def update(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("update")
+    walker.write(body.get("relation"))
+    if "whereClause" not in body:
+        walker.flags.add("no_where")
+
+
+def delete(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("delete")
+    walker.write(body.get("relation"))
+    if "whereClause" not in body:
+        walker.flags.add("no_where")
+
+
+def merge(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("merge")
+    walker.write(body.get("relation"))
+    for clause in body.get("mergeWhenClauses", ()):
+        action = clause.get("MergeWhenClause", {}).get("commandType", "")
+        if action in ("CMD_INSERT", "CMD_UPDATE", "CMD_DELETE"):
+            walker.add_kind(action[4:].lower())
+
+
+def truncate(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("truncate")
+    for relation in body.get("relations", ()):
+        walker.write(relation)
+
+
+def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("drop")
+    if body.get("removeType") in TABLE_OBJECTS:
+        for obj in body.get("objects", ()):
+            parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]
+            if parts:
+                walker.written.add(".".join(parts[-2:]).lower())
+
+
+def copy(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("copy")
+    if body.get("is_program"):
+        walker.flags.add("copy_program")
+    elif "filename" in body:
+        walker.flags.add("copy_file")
+    if body.get("is_from"):
+        walker.flags.add("copy_from")
+        walker.classes.add("WRITE")
+        walker.write(body.get("relation"))
+    else:
+        walker.flags.add("copy_to")
+        walker.classes.add("READ")
+    for option in body.get("options", ()):
+        opt = option.get("DefElem", {})
+        if opt.get("defname") == "format" and walker.read_constant(opt.get("arg")) == "binary":
+            walker.flags.add("copy_binary")
+
+
+def explain(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("explain")
+    for option in body.get("options", ()):
+        opt = option.get("DefElem", {})
+        if opt.get("defname") == "analyze" and _truthy(walker, opt.get("arg")):
+            walker.flags.add("explain_analyze")
+
+
+def transaction(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind(TRANSACTION_KINDS.get(body.get("kind", ""), "unknown"))
+
+
+def grant(walker: StatementWalker, body: dict[str, Any], node: str = "GrantStmt") -> None:
+    walker.add_kind("grant" if body.get("is_grant") else "revoke", node)
+    if body.get("objtype") in TABLE_OBJECTS:
+        for obj in body.get("objects", ()):
+            if "RangeVar" in obj:
+                walker.write(obj)
+
+
+def grant_role(walker: StatementWalker, body: dict[str, Any]) -> None:
+    grant(walker, body, "GrantRoleStmt")
+
+
+def create_table_as(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("create")
+    walker.write(body.get("into", {}).get("rel"))
+    sqlcalls.new_row_type(walker, body.get("into", {}).get("rel"))
+
+
+def create_foreign_table(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("create")
+    walker.write(body.get("base", {}).get("relation"))
+    sqlcalls.new_row_type(walker, body.get("base", {}).get("relation"))
+
+
+def vacuum(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("vacuum" if body.get("is_vacuumcmd") else "analyze")
+
+
+def fetch(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("move" if body.get("ismove") else "fetch")
+
+
+def ignore(walker: StatementWalker, body: dict[str, Any]) -> None:
+    pass
+
+
+def discard(walker: StatementWalker, body: dict[str, Any]) -> None:
+    walker.add_kind("discard")
+    if body.get("target") == "DISCARD_ALL":
+        # DISCARD ALL runs SET SESSION AUTHORIZATION DEFAULT, undoing any role the broker set.
+        walker.flags.add("session_authorization")
+
+
+def _truthy(walker: StatementWalker, arg: Any) -> bool:
+    """A DefElem option's value: absent means true (EXPLAIN ANALYZE); false/off/no/0 are
+    false."""
+    value = walker.read_constant(arg)
+    return value is None or value.lower() not in ("false", "off", "no", "0")
