@@ -7,12 +7,10 @@ import json
 import shlex
 import shutil
 import signal
-import ssl
 import sys
-from pathlib import Path
 
 from jitctl import eventloop
-from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
+from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target, local_tls_for
 from jitctl.errors import UsageError
 
 
@@ -52,14 +50,7 @@ async def run_connect(
     spec = tunnel_spec(target, reason)
     reply = await check_target(spec)  # fail early: auth, unknown target, not allowed
     protocol = str(reply.get("protocol", "tcp"))
-    context, local_ca = None, None
-    if local_tls:
-        if protocol != "postgres":
-            raise UsageError(
-                f"--local-tls is for postgres targets; {target} is {protocol}",
-                "drop --local-tls",
-            )
-        context, local_ca = _local_tls()
+    context, local_ca = local_tls_for({target: protocol}) if local_tls else (None, None)
     listener = LocalListener(
         spec,
         port,
@@ -108,16 +99,6 @@ async def run_connect(
         await listener.close()
         if ssh_config is not None:
             ssh_config.unlink(missing_ok=True)
-
-
-def _local_tls() -> tuple[ssl.SSLContext, Path]:
-    """The local leg's TLS for `--local-tls`: a certificate for 127.0.0.1 from a CA made once
-    in JITCTL_HOME/local-tls (the CA file is what `sslrootcert=` names)."""
-    from jitctl.broker.tlsfiles import ensure_tls_files, server_context
-    from jitctl.paths import ensure_private_dir, home
-
-    ca, cert, key = ensure_tls_files(ensure_private_dir(home() / "local-tls"), ["127.0.0.1"])
-    return server_context(cert, key), ca
 
 
 async def _wait_for_signal() -> None:

@@ -13,6 +13,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -115,6 +116,26 @@ async def check_target(spec: TunnelSpec) -> dict[str, Any]:
     return reply
 
 
+def local_tls_for(protocols: dict[str, str]) -> tuple[ssl.SSLContext, Path]:
+    """The local leg's TLS for `--local-tls` (connect and exec): a certificate for 127.0.0.1
+    from a CA made once in JITCTL_HOME/local-tls; the CA file is what `sslrootcert=` names.
+
+    `protocols` maps the run's targets to their protocols. Only Postgres clients ask for TLS
+    in-band (SSLRequest), so the flag is refused when no target is Postgres: it would do nothing.
+    """
+    if "postgres" not in protocols.values():
+        found = ", ".join(f"{name} is {protocol}" for name, protocol in protocols.items())
+        raise UsageError(
+            f"--local-tls is for postgres targets; {found or 'no target given'}",
+            "drop --local-tls",
+        )
+    from jitctl.broker.tlsfiles import ensure_tls_files, server_context
+    from jitctl.paths import ensure_private_dir, home
+
+    ca, cert, key = ensure_tls_files(ensure_private_dir(home() / "local-tls"), ["127.0.0.1"])
+    return server_context(cert, key), ca
+
+
 READ_AHEAD = 256 * 1024
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # Postgres: length 8, code 80877103
 
@@ -134,8 +155,8 @@ class LocalListener:
         self.spec = spec
         self.port = port
         self.any_user = any_user  # else only this user's programs (and root's): jitctl.client.peers
-        # Postgres targets: answer a client's SSLRequest here and speak TLS with it (jitctl
-        # connect --local-tls), for clients that insist on sslmode=require or verify-*.
+        # Postgres targets: answer a client's SSLRequest here and speak TLS with it (--local-tls
+        # of connect and exec), for clients that insist on sslmode=require or verify-*.
         self.local_tls = local_tls
         # on_event(message, trouble): trouble is True for refusals, closures and losses.
         self.on_event = on_event or (lambda message, trouble: None)
@@ -277,7 +298,7 @@ class _LocalSide(asyncio.Protocol):
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self._say(
                 f"TLS with the local client failed: {exc} (a client that checks certificates "
-                "needs sslrootcert=<the file `jitctl connect --local-tls --json` names>)"
+                "needs sslrootcert=<the CA file that --json names as sslrootcert>)"
             )
             return
         if secured is None or self.done:
