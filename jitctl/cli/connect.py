@@ -73,6 +73,13 @@ def exec_(
     gcp: str | None = typer.Option(
         None, "--gcp", help="GCP target: give the command short-lived GCP credentials."
     ),
+    local_tls: bool = typer.Option(
+        False,
+        "--local-tls",
+        help="Postgres targets: speak TLS with local clients that ask for it, and export "
+        "sslmode=verify-full and sslrootcert (in the URLs, PGSSLMODE, PGSSLROOTCERT), for "
+        "commands whose config insists on TLS.",
+    ),
 ) -> None:
     """Run a command with tunnels open and its environment pointing at them:
     jitctl exec -t pg-prod --agent triage-bot -- python agent.py"""
@@ -90,6 +97,7 @@ def exec_(
             token_env=token_env,
             audience=audience,
             gcp=gcp,
+            local_tls=local_tls,
         )
     )
     raise typer.Exit(code)

@@ -8,6 +8,10 @@ Rules:
   Postgres, <NAME>_URL for HTTP, <NAME>_SSH_CONFIG/_SSH_HOST for SSH with the gateway's host
   key pinned, <NAME>_HOST/_PORT for anything). Nothing in that environment is
   an upstream credential: the broker authenticates upstream itself.
+- `--local-tls`: the Postgres tunnels speak TLS on the local leg as `jitctl connect --local-tls`
+  does, and the environment says so (sslmode=verify-full and sslrootcert=<the local CA> in the
+  URLs, PGSSLMODE and PGSSLROOTCERT): a client that insists on TLS gets it. Other tunnels stay
+  as they are; the flag is refused when no target is Postgres.
 - Every session opened for this run carries the agent label, the command line, the reason and
   one correlation id.
 - `--gcp NAME`: GOOGLE_APPLICATION_CREDENTIALS points at an external_account config whose
@@ -33,8 +37,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target
+from jitctl.client.tunnel import LocalListener, TunnelSpec, check_target, local_tls_for
 from jitctl.errors import AuthError, CommandNotExecutable, CommandNotFound, UsageError
 
 FORWARDED_SIGNALS = (
@@ -122,7 +127,13 @@ def child_environment(
         if protocol == "postgres":
             user = tunnel.get("user") or "jitctl"
             database = tunnel.get("database") or user
-            url = f"postgresql://{user}@{host}:{port}/{database}?sslmode=disable"
+            root = tunnel.get("sslrootcert")  # set with --local-tls
+            tls = (
+                {"sslmode": "verify-full", "sslrootcert": root} if root else {"sslmode": "disable"}
+            )
+            # quote, not urlencode's default quote_plus: libpq decodes %XX but not "+".
+            query = urlencode(tls, quote_via=quote, safe="/")
+            url = f"postgresql://{user}@{host}:{port}/{database}?{query}"
             env[f"{name}_URL"] = url
             if not postgres_seen:  # the first Postgres target is the default one
                 postgres_seen = True
@@ -133,9 +144,11 @@ def child_environment(
                         "PGPORT": str(port),
                         "PGUSER": user,
                         "PGDATABASE": database,
-                        "PGSSLMODE": "disable",
+                        "PGSSLMODE": tls["sslmode"],
                     }
                 )
+                if root:
+                    env["PGSSLROOTCERT"] = root
                 env.pop("PGPASSWORD", None)  # never let a stray password reach the upstream leg
         elif protocol == "http":
             env[f"{name}_URL"] = f"http://{host}:{port}"
@@ -164,6 +177,7 @@ async def run_exec(
     token_env: str | None = None,
     audience: str | None = None,
     gcp: str | None = None,
+    local_tls: bool = False,
 ) -> int:
     if not command:
         raise UsageError(
@@ -179,7 +193,8 @@ async def run_exec(
     gcp_dir: Path | None = None
     tunnels: list[dict[str, Any]] = []
     try:
-        for target in targets:
+        checked: list[tuple[TunnelSpec, dict[str, Any]]] = []
+        for target in targets:  # all of them before any listener: a refusal opens nothing
             spec = TunnelSpec(
                 broker_url=settings.url,
                 ca_file=settings.ca_file,
@@ -191,27 +206,32 @@ async def run_exec(
                 correlation_id=correlation_id,
             )
             try:
-                reply = await check_target(spec)
+                checked.append((spec, await check_target(spec)))
             except AuthError as exc:
                 if not (token_file or token_env):
                     raise
                 # Not a login to renew: the workload token this command was given is at fault.
                 given = token_file or f"${token_env}"
                 raise AuthError(exc.message, f"check the workload token in {given}") from None
-            listener = LocalListener(spec, on_event=_quiet)
+        protocols = {spec.target: str(reply.get("protocol", "tcp")) for spec, reply in checked}
+        context, local_ca = local_tls_for(protocols) if local_tls else (None, None)
+        for spec, reply in checked:
+            postgres = protocols[spec.target] == "postgres"
+            listener = LocalListener(spec, on_event=_quiet, local_tls=context if postgres else None)
             port = await listener.start()
             listeners.append(listener)
-            tunnels.append(
-                {
-                    "target": target,
-                    "protocol": reply.get("protocol", "tcp"),
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "user": reply.get("user", ""),
-                    "database": reply.get("database", ""),
-                    "ssh_host_key": reply.get("ssh_host_key", ""),
-                }
-            )
+            tunnel = {
+                "target": spec.target,
+                "protocol": protocols[spec.target],
+                "host": "127.0.0.1",
+                "port": port,
+                "user": reply.get("user", ""),
+                "database": reply.get("database", ""),
+                "ssh_host_key": reply.get("ssh_host_key", ""),
+            }
+            if postgres and local_ca is not None:  # as `jitctl connect --local-tls --json`
+                tunnel["sslrootcert"] = str(local_ca)
+            tunnels.append(tunnel)
         env = child_environment(dict(os.environ), tunnels, correlation_id)
         if gcp is not None:
             gcp_dir = Path(tempfile.mkdtemp(prefix="jitctl-gcp-"))

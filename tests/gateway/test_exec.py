@@ -176,3 +176,17 @@ def test_token_file_is_used_for_the_run_without_being_stored(
     )  # fmt: skip
     assert refused.returncode == 3
     assert f"hint: check the workload token in {token_file}" in refused.stderr
+
+
+def test_local_tls_is_refused_when_no_target_is_postgres(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    touch = f"open({str(marker)!r}, 'w')"
+    result = broker.jitctl(
+        "exec", "-t", "echo-svc", "--local-tls", "--", sys.executable, "-c", touch
+    )
+    assert result.returncode == 2
+    assert "error: --local-tls is for postgres targets; echo-svc is tcp\n" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists(), "the command ran although the flag was refused"

@@ -7,10 +7,13 @@ the gateway is encrypted; the trail's `session.start` must say the same.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +43,7 @@ name = "{name}"
 protocol = "postgres"
 address = "127.0.0.1:{port}"
 allow_groups = ["agents"]
-credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD" }}
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
 {options}
 """
 
@@ -104,6 +107,11 @@ def broker(
     config = f'[[identity.issuers]]\nissuer = "{token_issuer.url}"\n' + "".join(
         TARGET.format(name=name, port=server.port, user=server.user, options=options)
         for name, (server, options) in targets.items()
+    )
+    # Not Postgres to jitctl (bytes only), for runs that mix it with Postgres targets.
+    config += (
+        f'[[targets]]\nname = "raw"\nprotocol = "tcp"\naddress = "127.0.0.1:{plain.port}"\n'
+        'allow_groups = ["agents"]\n'
     )
     with BrokerProcess(
         config,
@@ -300,3 +308,81 @@ def test_local_tls_still_serves_plain_clients_and_refuses_stuffed_bytes(
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=15)
     assert "sent data before its TLS handshake" in err
+
+
+# -- TLS on the local leg of a wrapped command (jitctl exec --local-tls) -------------------------
+
+# Connects with nothing but the URLs `jitctl exec` exported, DATABASE_URL (the first Postgres
+# target) and FULL_URL (the second), PGSSL* unset so the URLs alone must carry the TLS settings;
+# prints, per URL, the URL, the local leg's TLS and the upstream's.
+URL_CLIENT = f"""
+import json, os, psycopg
+for name in ("PGSSLMODE", "PGSSLROOTCERT"):
+    del os.environ[name]
+seen = {{}}
+for name in ("DATABASE_URL", "FULL_URL"):
+    with psycopg.connect(os.environ[name], autocommit=True) as conn:
+        local = conn.pgconn.ssl_in_use
+        seen[name] = [os.environ[name], local, *conn.execute({SSL_OF_MY_BACKEND!r}).fetchone()]
+print(json.dumps(seen))
+"""
+
+
+def wrapped_env() -> dict[str, str]:
+    """No PG* setting of the test's own environment reaches the wrapped command."""
+    return {**{k: "" for k in os.environ if k.startswith("PG")}, **CLIENT_ENV}
+
+
+def test_exec_local_tls_gives_a_wrapped_command_urls_that_insist_on_verified_tls(
+    broker: BrokerProcess,
+) -> None:
+    result = broker.jitctl(
+        "exec", "-t", "prefer", "-t", "full", "--local-tls", "--json", "--",
+        sys.executable, "-c", URL_CLIENT,
+        env=wrapped_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    announced, printed = result.stdout.splitlines()
+    tunnels = {t["target"]: t for t in json.loads(announced)["tunnels"]}
+    ca = broker.home / "local-tls" / "ca.pem"
+    assert tunnels["prefer"]["sslrootcert"] == tunnels["full"]["sslrootcert"] == str(ca)
+    seen = json.loads(printed)
+    for name, target in (("DATABASE_URL", "prefer"), ("FULL_URL", "full")):
+        url, local, upstream, version = seen[name]
+        port = tunnels[target]["port"]
+        assert url.endswith(f":{port}/postgres?sslmode=verify-full&sslrootcert={ca}"), url
+        assert (local, upstream, version) == (True, True, "TLSv1.3")
+
+
+def test_exec_local_tls_points_psql_at_tls_through_pg_variables_alone(
+    broker: BrokerProcess,
+) -> None:
+    psql = 'psql -X -c "\\conninfo" && printenv PGSSLMODE PGSSLROOTCERT'
+    result = broker.jitctl(
+        "exec", "-t", "prefer", "--local-tls", "--", "sh", "-c", psql, env=wrapped_env()
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    conninfo, mode, root = result.stdout.splitlines()[-3:]
+    assert conninfo.startswith("SSL connection (protocol: TLSv1.3"), result.stdout
+    assert (mode, root) == ("verify-full", str(broker.home / "local-tls" / "ca.pem"))
+
+
+def test_exec_without_local_tls_exports_sslmode_disable_as_before(broker: BrokerProcess) -> None:
+    show = "import os; print(os.environ['DATABASE_URL'], os.environ['PGSSLMODE'])"
+    result = broker.jitctl(
+        "exec", "-t", "prefer", "--", sys.executable, "-c", show, env=wrapped_env()
+    )
+    assert result.returncode == 0, result.stderr
+    url, mode = result.stdout.split()
+    assert url.endswith("/postgres?sslmode=disable") and mode == "disable"
+
+
+def test_exec_local_tls_leaves_the_other_tunnels_of_a_mixed_run_alone(
+    broker: BrokerProcess,
+) -> None:
+    result = broker.jitctl(
+        "exec", "-t", "raw", "-t", "prefer", "--local-tls", "--json", "--", "true",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tunnels = {t["target"]: t for t in json.loads(result.stdout)["tunnels"]}
+    assert "sslrootcert" in tunnels["prefer"] and "sslrootcert" not in tunnels["raw"]
