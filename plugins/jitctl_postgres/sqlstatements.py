@@ -8,6 +8,10 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
   node's prefix (Create…, Alter…, Drop…), and writes the object WRITE_FIELDS names. One that
   creates, renames or moves a type or a relation with a row type (`names_type`) also has its
   new name checked by sqlcalls.py.
+- A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
+  TYPE x ADD/ALTER/DROP ATTRIBUTE. It is claimed, so it is neither read nor written, like
+  the enum, range and base forms, which have no RangeVar; the composite's column types still
+  count as casts (sqlcalls.type_name).
 - DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
   types, keywords and names: they are literal-free (sqlwalk.py's `LITERAL_FREE`). The others
   are not, or read a constant (COPY's format, EXPLAIN's options) through `read_constant`.
@@ -27,8 +31,17 @@ if TYPE_CHECKING:
 def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> None:
     """A statement node without a handler of its own: its kind, and what it changes."""
     walker.add_kind(NODE_KINDS.get(name) or prefix_kind(name), name)
-    if name in WRITE_FIELDS:
-        walker.write(body.get(WRITE_FIELDS[name]))
+    if name == "CompositeTypeStmt":  # CREATE TYPE x AS (…): its RangeVar names the new type
+        walker.claim(body["typevar"])
+    elif name in WRITE_FIELDS:
+        target = body.get(WRITE_FIELDS[name])
+        if target is not None and body.get("objtype") == "OBJECT_TYPE":
+            # ALTER TYPE x ADD/ALTER/DROP ATTRIBUTE: ALTER TABLE's node, but the server refuses
+            # it unless x is a composite type. Not RENAME ATTRIBUTE (a RenameStmt), which
+            # renames a table's or a view's column as well: that one stays written.
+            walker.claim(target)
+        else:
+            walker.write(target)
 
 
 def names_type(walker: StatementWalker, body: dict[str, Any], name: str) -> None:

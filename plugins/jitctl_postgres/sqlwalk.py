@@ -63,7 +63,7 @@ class StatementWalker:
         self.flags: set[str] = set()
         self.error: str | None = None
         self.literal_free = True  # see the module docstring
-        self._claimed: set[int] = set()  # ids of RangeVar dicts already recorded as written
+        self._claimed: set[int] = set()  # ids of RangeVar dicts that are no table read
         self.table_column_types: set[int] = set()  # ids of table columns' TypeName dicts
 
     def run(self, stmt: dict[str, Any]) -> tuple[StatementInfo, str | None]:
@@ -154,9 +154,15 @@ class StatementWalker:
         """Record the RangeVar `node` (bare or wrapped) as written, and claim it before the walk
         reaches it, so it does not count as read too."""
         if node is not None:
-            node = node.get("RangeVar", node)
-            self._claimed.add(id(node))
+            node = self.claim(node)
             self.written.add(_qualified(node.get("schemaname"), node["relname"]))
+
+    def claim(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Keep the RangeVar `node` (bare or wrapped) out of the tables read: it is written, or
+        it names no table (a composite type). Returns the bare RangeVar."""
+        node = node.get("RangeVar", node)
+        self._claimed.add(id(node))
+        return node
 
     def read_constant(self, node: Any) -> str | None:
         """`constant(node)`, the only way a handler may read a constant: the result now

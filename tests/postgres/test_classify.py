@@ -114,6 +114,9 @@ TABLES = [
     ("SELECT * INTO n FROM t", {"t"}, {"n"}),
     ("CREATE TABLE x AS SELECT * FROM y", {"y"}, {"x"}),
     ("ALTER TABLE t ENABLE RULE r", set(), {"t"}),
+    ("ALTER TABLE t RENAME COLUMN a TO b", set(), {"t"}),
+    # The server renames a table's or a view's column this way too (PostgreSQL 15).
+    ("ALTER TYPE t RENAME ATTRIBUTE a TO b", set(), {"t"}),
     ("GRANT SELECT ON s.t TO bob", set(), {"s.t"}),
     ("WITH d AS (SELECT * FROM t) SELECT * FROM d", {"t"}, set()),
     ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", set(), {"t"}),
@@ -133,6 +136,40 @@ def test_tables_read_and_written(sql: str, read: set[str], written: set[str]) ->
     """Tables are schema-qualified when the SQL qualifies them, lower-cased, and not CTEs."""
     (info,) = classify(sql).statements
     assert (info.tables_read, info.tables_written) == (read, written)
+
+
+# CREATE TYPE, and ALTER TYPE's ADD/ALTER/DROP ATTRIBUTE (the server refuses them on anything
+# but a composite type), name a type, never a table, whichever form they take; a column type
+# that is not built in still counts as a cast (sqlcalls.py).
+# (sql, kind, classes, functions)
+TYPE_DDL = [
+    ("CREATE TYPE x AS (a int, b text)", "create", {"DDL"}, set()),
+    ("CREATE TYPE s.x AS (a mytype, b text)", "create", {"DDL", "FUNCTION"}, {"cast(mytype)"}),
+    ("CREATE TYPE e AS ENUM ('a', 'b')", "create", {"DDL"}, set()),
+    ("CREATE TYPE r AS RANGE (subtype = int4)", "create", {"DDL"}, set()),
+    ("CREATE TYPE b (input = b_in, output = b_out)", "create", {"DDL"}, set()),
+    ("ALTER TYPE x ADD ATTRIBUTE c int", "alter", {"DDL"}, set()),
+    (
+        "ALTER TYPE s.x ADD ATTRIBUTE c mytype CASCADE",
+        "alter",
+        {"DDL", "FUNCTION"},
+        {"cast(mytype)"},
+    ),
+    ("ALTER TYPE x ALTER ATTRIBUTE c TYPE mytype", "alter", {"DDL", "FUNCTION"}, {"cast(mytype)"}),
+    ("ALTER TYPE x DROP ATTRIBUTE c", "alter", {"DDL"}, set()),
+    ("ALTER TYPE e ADD VALUE 'c'", "alter", {"DDL"}, set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "classes", "functions"), TYPE_DDL, ids=[t[0][:50] for t in TYPE_DDL]
+)
+def test_type_ddl_is_ddl_on_a_type_and_touches_no_table(
+    sql: str, kind: str, classes: set[str], functions: set[str]
+) -> None:
+    (info,) = classify(sql).statements
+    assert (info.kind, info.classes, info.functions) == (kind, classes, functions)
+    assert (info.tables_read, info.tables_written) == (set(), set())
 
 
 # (sql, flags that must be present)
