@@ -133,7 +133,10 @@ def child_environment(
             )
             # quote, not urlencode's default quote_plus: libpq decodes %XX but not "+".
             query = urlencode(tls, quote_via=quote, safe="/")
-            url = f"postgresql://{user}@{host}:{port}/{database}?{query}"
+            # Percent-encoded: a user such as `svc@corp` or a database such as `a#b` would
+            # otherwise end the URL's part early, and libpq would connect as someone else.
+            who, where = quote(user, safe=""), quote(database, safe="")
+            url = f"postgresql://{who}@{host}:{port}/{where}?{query}"
             env[f"{name}_URL"] = url
             if not postgres_seen:  # the first Postgres target is the default one
                 postgres_seen = True
