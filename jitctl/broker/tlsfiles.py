@@ -12,31 +12,93 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 from jitctl.errors import ConfigError
 
 CA_FILE = "ca.pem"
 CERT_FILE = "server.pem"
 KEY_FILE = "server-key.pem"
+CA_KEY_FILE = "ca-key.pem"
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Whole or not at all: a process loading the files while they are issued anew (another
+    `jitctl connect --local-tls`) reads the old ones or the new ones, never half of one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(partial, path)
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    _write(path, data, 0o600)
+
+
+RENEW_BEFORE = dt.timedelta(days=30)  # a server certificate closer to its end is issued anew
+LEAF_DAYS = 825  # what browsers and most TLS stacks still accept for a server certificate
+CA_DAYS = 3650
 
 
 def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
-    """Return (ca, cert, key) paths in `state_dir`, creating them if missing."""
+    """Return (ca, cert, key) paths in `state_dir`, creating them if missing.
+
+    The server certificate is issued anew, by the same CA (so clients that trust `ca.pem` go on
+    trusting it), when it ends within `RENEW_BEFORE` or does not name every host in `hosts` (the
+    listen address changed): a broker restarted after two years, or moved to a new address,
+    serves a certificate its clients accept. Only a CA of its own that is ending is replaced."""
+    from cryptography import x509
+
+    ca_path, cert_path, key_path = state_dir / CA_FILE, state_dir / CERT_FILE, state_dir / KEY_FILE
+    ca_key_path = state_dir / CA_KEY_FILE
+    now = dt.datetime.now(dt.UTC)
+    if ca_path.exists() and cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if cert.not_valid_after_utc - now > RENEW_BEFORE and _names(hosts) <= _sans(cert):
+            return ca_path, cert_path, key_path
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        if ca_key_path.exists() and ca.not_valid_after_utc - now > RENEW_BEFORE:
+            from cryptography.hazmat.primitives import serialization
+
+            ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+            _issue(ca, ca_key, hosts, cert_path, key_path, now)
+            return ca_path, cert_path, key_path
+        if not ca_key_path.exists():
+            return ca_path, cert_path, key_path  # not ours to reissue: the files are kept
+    ca, ca_key = _new_ca(ca_path, ca_key_path, now)
+    _issue(ca, ca_key, hosts, cert_path, key_path, now)
+    return ca_path, cert_path, key_path
+
+
+def _names(hosts: list[str]) -> set[Any]:
+    from cryptography import x509
+
+    names: set[Any] = set()
+    for host in dict.fromkeys([*hosts, "127.0.0.1", "::1", "localhost"]):
+        try:
+            names.add(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.add(x509.DNSName(host))
+    return names
+
+
+def _sans(cert: Any) -> set[Any]:
+    from cryptography import x509
+
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    return set(extension.value)
+
+
+def _new_ca(ca_path: Path, ca_key_path: Path, now: dt.datetime) -> tuple[Any, Any]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
-    ca_path, cert_path, key_path = state_dir / CA_FILE, state_dir / CERT_FILE, state_dir / KEY_FILE
-    if ca_path.exists() and cert_path.exists() and key_path.exists():
-        return ca_path, cert_path, key_path
-    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jitctl local broker CA")])
     ca_cert = (
@@ -46,7 +108,7 @@ def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Pat
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
@@ -54,22 +116,33 @@ def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Pat
         )
         .sign(ca_key, hashes.SHA256())
     )
+    pem = serialization.Encoding.PEM
+    _write_private(
+        ca_key_path,
+        ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    _write(ca_path, ca_cert.public_bytes(pem))
+    return ca_cert, ca_key
+
+
+def _issue(
+    ca_cert: Any, ca_key: Any, hosts: list[str], cert_path: Path, key_path: Path, now: dt.datetime
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys([*hosts, "127.0.0.1", "::1", "localhost"]):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jitctl broker")]))
-        .issuer_name(ca_name)
+        .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .not_valid_after(min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc))
+        .add_extension(x509.SubjectAlternativeName(sorted(_names(hosts), key=str)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -79,13 +152,7 @@ def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Pat
         key_path,
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    _write_private(
-        state_dir / "ca-key.pem",
-        ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    cert_path.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    ca_path.write_bytes(ca_cert.public_bytes(pem))
-    return ca_path, cert_path, key_path
+    _write(cert_path, cert.public_bytes(pem) + ca_cert.public_bytes(pem))
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
