@@ -5,6 +5,8 @@
         broker.jitctl("whoami", "--json")
         broker.records("session.start")          # its trail (the default SQLite store)
         broker.wait_for_records(lambda found: len(found) > 2, "tcp.data")  # lazy ones too
+        with broker.tunnel("pg") as tunnel:      # `jitctl connect pg`, ended by Ctrl-C
+            tunnel.port
 
 Readiness is announced by the broker writing `<state_dir>/broker.json` with its pid; then
 `/readyz` is polled over TLS with the broker's CA.
@@ -19,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,32 @@ def check_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 class BrokerStartError(RuntimeError):
     pass
+
+
+@dataclass
+class Tunnel:
+    """A running `jitctl connect TARGET --no-client --json`: the process and the address it
+    printed. Leaving the `with` block ends it as a person does, with Ctrl-C."""
+
+    process: subprocess.Popen[str]
+    address: dict[str, Any]
+    stderr: str = ""  # what it said, once closed
+
+    @property
+    def port(self) -> int:
+        return int(self.address["port"])
+
+    def close(self) -> str:
+        """Ctrl-C; returns what `jitctl connect` wrote to stderr."""
+        self.process.send_signal(signal.SIGINT)
+        _, self.stderr = self.process.communicate(timeout=15)
+        return self.stderr
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class BrokerProcess:
@@ -212,6 +241,10 @@ class BrokerProcess:
             assert process.stderr is not None
             raise BrokerStartError(f"jitctl connect failed: {process.stderr.read()}")
         return process, json.loads(line)
+
+    def tunnel(self, target: str, *args: str, env: dict[str, str] | None = None) -> Tunnel:
+        """`connect(...)` as a `Tunnel`, for `with broker.tunnel("pg") as tunnel:`."""
+        return Tunnel(*self.connect(target, *args, env=env))
 
     def login_with_token(self, token: str) -> None:
         """Store `token` in a file and `jitctl login --token-file` it."""

@@ -26,6 +26,7 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl.testing.postgres_broker import NO_PASSFILE, postgres_broker, tunnel_dsn
 
 pytestmark = [
     pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}"),
@@ -40,7 +41,6 @@ SUBJECT = "agent-7"
 EMAIL = "alice@example.com"
 CARD = "4111 1111 1111 1111"
 SECRETS = (EMAIL, CARD, "bob@example.org", "4012888888881881")
-NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"  # libpq skips a missing file silently
 
 CONFIG = """
 [[identity.issuers]]
@@ -118,22 +118,16 @@ def pg() -> Iterator[PostgresServer]:
 def broker(
     pg: PostgresServer, token_issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
-    config = CONFIG.format(issuer=token_issuer.url, port=pg.port, user=pg.user)
-    with BrokerProcess(
-        config, state_dir=tmp_path_factory.mktemp("pgbroker"), env={"PG_TEST_PASSWORD": pg.password}
-    ) as process:
+    state_dir = tmp_path_factory.mktemp("pgbroker")
+    with postgres_broker(CONFIG, pg, token_issuer, state_dir=state_dir) as process:
         process.login_with_token(token_issuer.mint(sub=SUBJECT, groups=["agents"], lifetime=3600))
         yield process
 
 
 @pytest.fixture(scope="module")
 def port(broker: BrokerProcess) -> Iterator[int]:
-    process, address = broker.connect("pg", "--reason", "e2e")
-    try:
-        yield int(address["port"])
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with broker.tunnel("pg", "--reason", "e2e") as tunnel:
+        yield tunnel.port
 
 
 def client_env() -> dict[str, str]:
@@ -142,15 +136,7 @@ def client_env() -> dict[str, str]:
 
 
 def dsn(port: int, **extra: str) -> str:
-    parts = {
-        "host": "127.0.0.1",
-        "port": str(port),
-        "user": "agent",
-        "dbname": "app",
-        "passfile": NO_PASSFILE,
-        **extra,
-    }
-    return " ".join(f"{k}={v}" for k, v in parts.items())
+    return tunnel_dsn(port, "app", **extra)
 
 
 def psql(port: int, *commands: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -457,16 +443,14 @@ def test_plain_reads_do_not_wait_for_their_record_on_a_changes_target(
 ) -> None:
     """`postgres.write_ahead = "changes"`: plain reads go up at once and are still recorded
     (the test_zz_ check below finds them next to what the server ran); everything else waits."""
-    process, address = broker.connect("pg-reads", "--reason", "e2e")
-    try:
-        with psycopg.connect(dsn(int(address["port"])), autocommit=True) as conn:
-            conn.execute("SELECT bid FROM pgbench_branches WHERE bid = %s", [1])
-            conn.execute("SELECT count(*) FROM pgbench_branches")  # a function call
-            conn.execute("UPDATE pgbench_branches SET filler = 'reads' WHERE bid = 1")
-            conn.execute("SHOW work_mem")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with (
+        broker.tunnel("pg-reads", "--reason", "e2e") as tunnel,
+        psycopg.connect(dsn(tunnel.port), autocommit=True) as conn,
+    ):
+        conn.execute("SELECT bid FROM pgbench_branches WHERE bid = %s", [1])
+        conn.execute("SELECT count(*) FROM pgbench_branches")  # a function call
+        conn.execute("UPDATE pgbench_branches SET filler = 'reads' WHERE bid = 1")
+        conn.execute("SHOW work_mem")
     ahead = {
         r.payload["text"]: r.payload.get("write_ahead", True)
         for r in broker.records("pg.statement")

@@ -5,7 +5,6 @@ ground truth."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl.testing.postgres_broker import postgres_broker, tunnel_dsn
 from jitctl_postgres.policy import Policy
 
 from .test_policy import decide, rule
@@ -64,10 +64,8 @@ def pg() -> Iterator[PostgresServer]:
 def broker(
     pg: PostgresServer, token_issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
-    config = CONFIG.format(issuer=token_issuer.url, port=pg.port, user=pg.user)
-    with BrokerProcess(
-        config, state_dir=tmp_path_factory.mktemp("broker"), env={"PG_TEST_PASSWORD": pg.password}
-    ) as process:
+    state_dir = tmp_path_factory.mktemp("broker")
+    with postgres_broker(CONFIG, pg, token_issuer, state_dir=state_dir) as process:
         process.login_with_token(token_issuer.mint(sub="agent-7", groups=["agents"]))
         yield process
 
@@ -75,12 +73,8 @@ def broker(
 @pytest.fixture(scope="module")
 def dsn(broker: BrokerProcess) -> Iterator[str]:
     """Where psycopg connects: the local end of `jitctl connect pg`."""
-    process, address = broker.connect("pg", "--reason", "hidden calls")
-    try:
-        yield f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with broker.tunnel("pg", "--reason", "hidden calls") as tunnel:
+        yield tunnel_dsn(tunnel.port, "postgres")
 
 
 def test_rules_name_hidden_calls_as_they_name_functions() -> None:
