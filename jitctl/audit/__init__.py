@@ -2,6 +2,7 @@
 
 Layout (imports flow downwards only):
 - `records`: the record model (`Actor`, `NewRecord`, `Record`, `SessionSummary`);
+- `canonical`: a record's canonical encoding and hash, the recipe verifiers follow;
 - `chain`: pure hash-chain and checkpoint arithmetic, no I/O;
 - `keys`: the Ed25519 signing key on disk and the trusted public keys;
 - `store`, `sqlite_store`, `pg_store`: storage behind one interface (`open_store(url)`);

@@ -1,15 +1,11 @@
 """Hash-chain and checkpoint arithmetic: pure functions, no I/O.
 
 Rules (docs/audit-schema.md states them for third-party verifiers):
-- A record's canonical encoding is UTF-8 JSON of the object
-  {actor, data_sha256, kind, payload, prev_hash, seq, session_id, target, time_us}
-  with sorted keys, separators (",", ":"), no ASCII escaping and no NaN/Infinity.
-  `actor` is `Actor.to_dict()` or null; `data_sha256` is the hex SHA-256 of the raw data bytes.
-- `hash` = lowercase hex SHA-256 of the canonical encoding; the first record links to GENESIS.
-- Text that is not Unicode (lone surrogates: a client's undecodable bytes kept with Python's
-  `surrogateescape`, as ssh commands and file names are) is recorded escaped, `\\xff` for the
-  byte 0xff (`\\ud800` for any other lone surrogate), so the trail holds valid UTF-8 and the
-  client's append never fails for its bytes (a literal backslash sequence reads the same).
+- A record's `hash` is that of its canonical encoding (`canonical`); `prev_hash` is the hash
+  of the record before it, and the first record links to GENESIS.
+- `prepare` (the caller's side) and `link` (the writer's side, per record) build the same bytes
+  as `canonical.canonical_bytes` without re-encoding: everything but `prev_hash` and `seq` is
+  encoded once, in `prepare`.
 - A checkpoint is a record of kind `audit.checkpoint` sealed in the same transaction as the
   records it covers, so it always covers the record right before it (covers_seq = seq - 1).
   Its Ed25519 signature is over the canonical JSON of {covers_seq, head_hash, key_id, time_us}.
@@ -20,7 +16,6 @@ Rules (docs/audit-schema.md states them for third-party verifiers):
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import time
@@ -30,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from jitctl.audit.canonical import actor_json, dumps, escaped_record, json_string
 from jitctl.audit.records import Actor, NewRecord, Record
 
 GENESIS = "0" * 64
@@ -49,108 +45,12 @@ class Signer(Protocol):
     def sign(self, message: bytes) -> bytes: ...
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-_string = json.encoder.encode_basestring  # a JSON string literal, as `dumps` writes it
-
-
-# The C encoder behind `_ENCODER.encode`, made once: without the per-call set-up the Python
-# wrapper does. No `markers` (the circular-reference check): a circular value recurses until
-# RecursionError, turned into the ValueError the check would have raised. It holds no state
-# between calls, so threads may share it.
-_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODER = (
-    _make_encoder(None, _ENCODER.default, _string, None, ":", ",", True, False, False)
-    if _make_encoder is not None
-    else None
-)
-
-
-def dumps(value: Any) -> str:
-    """The canonical JSON text of `value`."""
-    if _C_ENCODER is None:
-        return _ENCODER.encode(value)
-    try:
-        return "".join(_C_ENCODER(value, 0))
-    except RecursionError:
-        raise ValueError("circular reference, or nesting too deep to encode") from None
-
-
-_ACTORS: dict[int, tuple[Actor, str]] = {}  # id -> (the actor, kept so its id stays its own; JSON)
-
-
-def actor_json(actor: Actor) -> str:
-    """Canonical JSON of an actor; cached because one session's records share one actor
-    object (looked up by identity: hashing a dataclass of nine fields costs more than this)."""
-    known = _ACTORS.get(id(actor))
-    if known is not None and known[0] is actor:
-        return known[1]
-    text = dumps(actor.to_dict())
-    if len(_ACTORS) >= 1024:
-        _ACTORS.clear()
-    _ACTORS[id(actor)] = (actor, text)
-    return text
-
-
 def key_id_of(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
-def data_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def canonical_bytes(
-    *,
-    seq: int,
-    time_us: int,
-    session_id: str,
-    kind: str,
-    actor: Actor | None,
-    target: str,
-    payload: Mapping[str, Any],
-    data_sha256: str,
-    prev_hash: str,
-) -> bytes:
-    document = {
-        "actor": actor.to_dict() if actor is not None else None,
-        "data_sha256": data_sha256,
-        "kind": kind,
-        "payload": payload,
-        "prev_hash": prev_hash,
-        "seq": seq,
-        "session_id": session_id,
-        "target": target,
-        "time_us": time_us,
-    }
-    return dumps(document).encode("utf-8")
-
-
-def record_hash(**fields: Any) -> str:
-    """SHA-256 (hex) of `canonical_bytes(**fields)`."""
-    return hashlib.sha256(canonical_bytes(**fields)).hexdigest()
-
-
-def hash_of(record: Record, *, seq: int | None = None) -> str:
-    """Recompute a stored record's hash (optionally as if it sat at another `seq`)."""
-    return record_hash(
-        seq=record.seq if seq is None else seq,
-        time_us=record.time_us,
-        session_id=record.session_id,
-        kind=record.kind,
-        actor=record.actor,
-        target=record.target,
-        payload=record.payload,
-        data_sha256=data_digest(record.data),
-        prev_hash=record.prev_hash,
-    )
 
 
 class Prepared(NamedTuple):
@@ -216,45 +116,16 @@ def _plain(value: Any) -> bool:
     return True
 
 
-def _escaped_text(text: str) -> str:
-    try:  # undecodable bytes kept by surrogateescape: back to the bytes, then \xNN
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # other lone surrogates: \uNNNN
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _escaped(value: Any) -> Any:
-    if isinstance(value, str):
-        return _escaped_text(value)
-    if isinstance(value, Mapping):
-        return {_escaped(k): _escaped(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_escaped(v) for v in value]
-    return value
-
-
-def _escaped_record(record: NewRecord) -> NewRecord:
-    actor = record.actor
-    return dataclasses.replace(
-        record,
-        kind=_escaped_text(record.kind),
-        session_id=_escaped_text(record.session_id),
-        target=_escaped_text(record.target),
-        actor=None if actor is None else Actor.from_dict(_escaped(actor.to_dict())),
-        payload=_escaped(dict(record.payload)),
-    )
-
-
 def prepare(record: NewRecord, at_us: int | None = None) -> Prepared:
     """Fix the time and normalise the payload to what a reader gets back from the store.
 
     Raises ValueError/TypeError for a payload that is not JSON (NaN, bytes, non-string keys...).
-    Text that is not valid Unicode is escaped (module rules); only then is the record copied.
+    Text that is not valid Unicode is escaped (`canonical` rules); only then is it copied.
     """
     try:
         return _prepare(record, at_us)
     except UnicodeEncodeError:
-        return _prepare(_escaped_record(record), at_us)
+        return _prepare(escaped_record(record), at_us)
 
 
 def _prepare(record: NewRecord, at_us: int | None) -> Prepared:
@@ -278,10 +149,11 @@ def _prepare(record: NewRecord, at_us: int | None) -> Prepared:
     # The canonical encoding (keys sorted) up to the prev_hash value, and from session_id on.
     head = (
         f'{{"actor":{actor_text or "null"},"data_sha256":"{data_sha256}",'
-        f'"kind":{_string(kind)},"payload":{payload_json},"prev_hash":'
+        f'"kind":{json_string(kind)},"payload":{payload_json},"prev_hash":'
     ).encode()
     tail = (
-        f',"session_id":{_string(session_id)},"target":{_string(target)},"time_us":{time_us:d}}}'
+        f',"session_id":{json_string(session_id)},"target":{json_string(target)},'
+        f'"time_us":{time_us:d}}}'
     ).encode()
     return Prepared(
         kind,
@@ -358,7 +230,7 @@ def link(item: Prepared, seq: int, prev_hash: str) -> Record:
     """The record `item` becomes at `seq` after a record whose hash is `prev_hash`."""
     # The same bytes as canonical_bytes(): the prepared head and tail around the two fields
     # that depend on the place in the chain.
-    text = b'%b%b,"seq":%d%b' % (item.head, _string(prev_hash).encode(), seq, item.tail)
+    text = b'%b%b,"seq":%d%b' % (item.head, json_string(prev_hash).encode(), seq, item.tail)
     return Record(
         kind=item.kind,
         session_id=item.session_id,

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jitctl.audit.chain import PRUNED, TrustedKeys, data_digest, dumps
+from jitctl.audit.canonical import data_digest, dumps
+from jitctl.audit.chain import PRUNED, TrustedKeys
 from jitctl.audit.checkpoint_file import read_checkpoint_file
 from jitctl.audit.ocsf import export_ocsf
 from jitctl.audit.records import Actor, Record

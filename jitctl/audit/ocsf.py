@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from jitctl import __version__
-from jitctl.audit.chain import data_digest, dumps
+from jitctl.audit.canonical import data_digest, dumps
 from jitctl.audit.records import Record
 
 OCSF_VERSION = "1.1.0"

@@ -77,7 +77,7 @@ class NewRecord:
 
 @dataclass(frozen=True, slots=True)
 class Record(NewRecord):
-    """A record in the chain: `hash` = SHA-256 of its canonical encoding (see `chain`)."""
+    """A record in the chain: `hash` = SHA-256 of its canonical encoding (see `canonical`)."""
 
     seq: int = field(kw_only=True)
     prev_hash: str = field(kw_only=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jitctl.audit.canonical import data_digest, hash_of
 from jitctl.audit.chain import (
     CHECKPOINT,
     GENESIS,
@@ -28,8 +29,6 @@ from jitctl.audit.chain import (
     anchor_statement,
     check_signature,
     checkpoint_statement,
-    data_digest,
-    hash_of,
 )
 from jitctl.audit.checkpoint_file import CheckpointFile, read_checkpoint_file
 from jitctl.audit.records import Record

@@ -12,18 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jitctl.audit.canonical import canonical_bytes, data_digest, hash_of, record_hash
 from jitctl.audit.chain import (
     CHECKPOINT,
     GENESIS,
     anchor_record,
-    canonical_bytes,
     check_signature,
     checkpoint_statement,
-    data_digest,
-    hash_of,
     link,
     prepare,
-    record_hash,
     seal,
 )
 from jitctl.audit.keys import SigningKey

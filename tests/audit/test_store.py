@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from jitctl.audit import AuditUnavailable
-from jitctl.audit.chain import GENESIS, hash_of
+from jitctl.audit.canonical import hash_of
+from jitctl.audit.chain import GENESIS
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import NewRecord
 from jitctl.audit.sqlite_store import SCHEMA_VERSION

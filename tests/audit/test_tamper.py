@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.audit.chain import data_digest, record_hash
+from jitctl.audit.canonical import data_digest, record_hash
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import Record
 from jitctl.audit.store import AuditStore
