@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from jitctl.testing.broker import BrokerProcess, check_config
 from jitctl.testing.certs import client_certificate
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl.testing.postgres_broker import NO_PASSFILE, PASSWORD_ENV, tunnel_dsn
 
 pytestmark = [
     pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}"),
@@ -33,7 +33,6 @@ pytestmark = [
 ]
 psycopg = pytest.importorskip("psycopg")
 
-NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"
 PASSWORD = secrets.token_urlsafe(18)
 CLIENT_ENV = {"PGPASSFILE": NO_PASSFILE, "PGPASSWORD": "", "PGCONNECT_TIMEOUT": "10"}
 
@@ -116,25 +115,23 @@ def broker(
     with BrokerProcess(
         config,
         state_dir=tmp_path_factory.mktemp("tlsbroker"),
-        env={"PG_TEST_PASSWORD": secure.password},  # all three servers share it
+        env={PASSWORD_ENV: secure.password},  # all three servers share it
     ) as process:
         process.login_with_token(token_issuer.mint(sub="agent-9", groups=["agents"], lifetime=3600))
         yield process
 
 
+def dsn(port: int, **extra: str) -> str:
+    return tunnel_dsn(port, "postgres", connect_timeout="10", **extra)
+
+
 def query(broker: BrokerProcess, target: str, sql: str) -> list[tuple[object, ...]]:
     """`sql` through `jitctl connect TARGET` with psycopg (which never has the password)."""
-    process, address = broker.connect(target)
-    try:
-        dsn = (
-            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
-            f"passfile={NO_PASSFILE} connect_timeout=10"
-        )
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            return list(conn.execute(sql).fetchall())
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with (
+        broker.tunnel(target) as tunnel,
+        psycopg.connect(dsn(tunnel.port), autocommit=True) as conn,
+    ):
+        return list(conn.execute(sql).fetchall())
 
 
 SSL_OF_MY_BACKEND = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
@@ -227,24 +224,18 @@ def test_a_client_certificate_is_shown_to_a_server_that_asks_for_one(
 def test_a_cancel_reaches_a_tls_only_server(broker: BrokerProcess) -> None:
     """The cancel's own connection to the server is a session of its own: TLS too."""
     before = len(starts(broker, "full"))
-    process, address = broker.connect("full")
-    try:
-        dsn = (
-            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
-            f"passfile={NO_PASSFILE} connect_timeout=10"
-        )
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            timer = threading.Timer(1.0, conn.cancel)
-            timer.start()
-            started = time.monotonic()
-            with pytest.raises(psycopg.errors.QueryCanceled):
-                conn.execute("SELECT pg_sleep(30)")
-            timer.join()
-            assert time.monotonic() - started < 20
-            assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with (
+        broker.tunnel("full") as tunnel,
+        psycopg.connect(dsn(tunnel.port), autocommit=True) as conn,
+    ):
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(30)")
+        timer.join()
+        assert time.monotonic() - started < 20
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
     cancels = broker.wait_for_records(lambda found: bool(found), "pg.cancel")
     assert cancels[-1].target == "full"
     sessions = starts(broker, "full")[before:]
@@ -255,36 +246,21 @@ def test_a_cancel_reaches_a_tls_only_server(broker: BrokerProcess) -> None:
 # -- TLS on the local leg (jitctl connect --local-tls) -----------------------------------------
 
 
-def local(broker: BrokerProcess, *args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    return broker.connect("prefer", *args)
-
-
 def test_a_client_that_insists_on_tls_needs_local_tls(broker: BrokerProcess) -> None:
-    process, address = local(broker)
-    try:
-        dsn = f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres sslmode=require"
-        with pytest.raises(psycopg.OperationalError, match="server does not support SSL"):
-            psycopg.connect(dsn + f" passfile={NO_PASSFILE} connect_timeout=10")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with (
+        broker.tunnel("prefer") as tunnel,
+        pytest.raises(psycopg.OperationalError, match="server does not support SSL"),
+    ):
+        psycopg.connect(dsn(tunnel.port, sslmode="require"))
 
 
 @pytest.mark.parametrize("mode", ["require", "verify-full"])
 def test_local_tls_serves_require_and_verify_full_clients(broker: BrokerProcess, mode: str) -> None:
-    process, address = local(broker, "--local-tls")
-    try:
-        root = f" sslrootcert={address['sslrootcert']}" if mode == "verify-full" else ""
-        dsn = (
-            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres sslmode={mode}"
-            f"{root} passfile={NO_PASSFILE} connect_timeout=10"
-        )
-        with psycopg.connect(dsn, autocommit=True) as conn:
+    with broker.tunnel("prefer", "--local-tls") as tunnel:
+        root = {"sslrootcert": tunnel.address["sslrootcert"]} if mode == "verify-full" else {}
+        with psycopg.connect(dsn(tunnel.port, sslmode=mode, **root), autocommit=True) as conn:
             assert conn.pgconn.ssl_in_use  # the local leg
             assert conn.execute(SSL_OF_MY_BACKEND).fetchall() == [(True, "TLSv1.3")]  # upstream
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
 
 
 def test_local_tls_still_serves_plain_clients_and_refuses_stuffed_bytes(
@@ -292,22 +268,14 @@ def test_local_tls_still_serves_plain_clients_and_refuses_stuffed_bytes(
 ) -> None:
     import socket
 
-    process, address = local(broker, "--local-tls")
-    try:
-        dsn = (
-            f"host=127.0.0.1 port={address['port']} user=agent dbname=postgres "
-            f"sslmode=disable passfile={NO_PASSFILE} connect_timeout=10"
-        )
-        with psycopg.connect(dsn) as conn:
+    with broker.tunnel("prefer", "--local-tls") as tunnel:
+        with psycopg.connect(dsn(tunnel.port, sslmode="disable")) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         # An SSLRequest with bytes behind it, sent before any answer: closed, no "S".
-        with socket.create_connection(("127.0.0.1", int(str(address["port"]))), 10) as sock:
+        with socket.create_connection(("127.0.0.1", tunnel.port), 10) as sock:
             sock.sendall(SSL_REQUEST + b"\x00\x00\x00\x08\x00\x03\x00\x00")
             assert sock.recv(10) == b""
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=15)
-    assert "sent data before its TLS handshake" in err
+    assert "sent data before its TLS handshake" in tunnel.stderr
 
 
 # -- TLS on the local leg of a wrapped command (jitctl exec --local-tls) -------------------------
