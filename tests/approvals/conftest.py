@@ -17,7 +17,7 @@ import pytest
 
 # The postgres plugin as tests/postgres/conftest.py finds it.
 import tests.postgres.conftest  # noqa: F401  (puts plugins/ on sys.path when needed)
-from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.broker import BrokerProcess, Tunnel
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
 
@@ -56,6 +56,11 @@ class Person:
             env=self.env(broker),
             timeout=timeout,
         )
+
+    def tunnel(self, broker: BrokerProcess, target: str) -> Tunnel:
+        """`jitctl connect TARGET` as this person (`with alice.tunnel(broker, "pg") as t:`)."""
+        self.jitctl(broker, "whoami")  # logs in
+        return broker.tunnel(target, env=self.env(broker))
 
     def api(
         self, broker: BrokerProcess, method: str, path: str, body: dict[str, Any] | None = None

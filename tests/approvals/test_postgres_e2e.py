@@ -7,11 +7,9 @@ bob and carol (dba) approve. Each has their own JITCTL_HOME, so every CLI call i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,13 +22,13 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer
+from jitctl.testing.postgres_broker import NO_PASSFILE, postgres_broker, tunnel_dsn
 
 from .conftest import Person
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(shutil.which("psql") is None, reason="psql is needed")
 
-NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"
 WAITING = re.compile(r"jitctl: waiting for approval of request ([0-9a-f]{12})")
 
 CONFIG = """
@@ -108,14 +106,9 @@ def broker(
     token_issuer: TokenIssuer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BrokerProcess]:
-    config = CONFIG.format(
-        issuer=token_issuer.url, port=pg_server.port, user=pg_server.user, db=db.rsplit("/", 1)[1]
-    )
-    with BrokerProcess(
-        config,
-        state_dir=tmp_path_factory.mktemp("broker"),
-        env={"PG_TEST_PASSWORD": pg_server.password},
-    ) as process:
+    state_dir = tmp_path_factory.mktemp("broker")
+    name = db.rsplit("/", 1)[1]
+    with postgres_broker(CONFIG, pg_server, token_issuer, state_dir=state_dir, db=name) as process:
         yield process
 
 
@@ -133,28 +126,8 @@ def people(people_root: Path, token_issuer: TokenIssuer) -> dict[str, Person]:
     }
 
 
-def connect(broker: BrokerProcess, person: Person, target: str) -> tuple[Any, int]:
-    person.jitctl(broker, "whoami")  # logs in
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jitctl", "connect", target, "--no-client", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=person.env(broker),
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    assert line, process.stderr.read() if process.stderr else ""
-    return process, int(json.loads(line)["port"])
-
-
-def close(process: Any) -> str:
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=15)
-    return str(err)
-
-
 def dsn(port: int) -> str:
-    return f"host=127.0.0.1 port={port} user=agent dbname=app passfile={NO_PASSFILE}"
+    return tunnel_dsn(port, "app")
 
 
 def test_a_held_alter_is_released_by_an_approval_from_another_process(
@@ -225,28 +198,27 @@ def test_a_held_alter_is_released_by_an_approval_from_another_process(
 def test_a_held_statement_nobody_approves_times_out_and_fails_like_a_block(
     broker: BrokerProcess, people: dict[str, Person], db: str
 ) -> None:
-    process, port = connect(broker, people["agent-7"], "pg")
     notices: list[str] = []
-    try:
-        with psycopg.connect(dsn(port)) as conn:  # a transaction, as psycopg opens one
-            conn.add_notice_handler(lambda n: notices.append(n.message_primary))
-            conn.execute("INSERT INTO items VALUES (42)")
-            started = time.monotonic()
-            with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
-                conn.execute("ALTER TABLE items ADD COLUMN nope int")
-            assert 4.5 < time.monotonic() - started < 9
-            message = caught.value.diag.message_primary or ""
-            assert message.startswith("jitctl: statement not approved: approval request ")
-            assert "timed out: nobody approved it within 5s" in message
-            assert notices and WAITING.search(notices[0])
-            # What Postgres gives after a failed statement inside a transaction:
-            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
-            with pytest.raises(psycopg.errors.InFailedSqlTransaction):
-                conn.execute("SELECT 1")
-            conn.rollback()
-            assert conn.execute("SELECT count(*) FROM items WHERE id = 42").fetchone() == (0,)
-    finally:
-        close(process)
+    with (
+        people["agent-7"].tunnel(broker, "pg") as tunnel,
+        psycopg.connect(dsn(tunnel.port)) as conn,  # a transaction, as psycopg opens one
+    ):
+        conn.add_notice_handler(lambda n: notices.append(n.message_primary))
+        conn.execute("INSERT INTO items VALUES (42)")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+            conn.execute("ALTER TABLE items ADD COLUMN nope int")
+        assert 4.5 < time.monotonic() - started < 9
+        message = caught.value.diag.message_primary or ""
+        assert message.startswith("jitctl: statement not approved: approval request ")
+        assert "timed out: nobody approved it within 5s" in message
+        assert notices and WAITING.search(notices[0])
+        # What Postgres gives after a failed statement inside a transaction:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM items WHERE id = 42").fetchone() == (0,)
     with psycopg.connect(db) as conn:
         columns = conn.execute(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'nope'"
@@ -302,10 +274,10 @@ def test_an_expired_grant_ends_a_live_psql_session_with_a_clear_message(
     )
     for approver in (bob, carol):
         approver.api(broker, "POST", f"/v1/requests/{grant['id']}/approve", {"reason": "ok"})
-    process, port = connect(broker, dan, "pg-jit")
+    tunnel = dan.tunnel(broker, "pg-jit")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     psql = subprocess.Popen(
-        ["psql", "-X", "-v", "ON_ERROR_STOP=0", dsn(port)],
+        ["psql", "-X", "-v", "ON_ERROR_STOP=0", dsn(tunnel.port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -326,7 +298,7 @@ def test_an_expired_grant_ends_a_live_psql_session_with_a_clear_message(
     finally:
         if psql.poll() is None:
             psql.kill()
-        connect_err = close(process)
+        connect_err = tunnel.close()
     assert "after" not in out
     reason = f"access grant {grant['id']} to pg-jit expired at"
     assert "FATAL:  jitctl: " + reason in err, err

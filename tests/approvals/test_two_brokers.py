@@ -4,8 +4,6 @@ given through broker B. Polling is set to 30 s, so only LISTEN/NOTIFY can releas
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer
+from jitctl.testing.postgres_broker import postgres_broker, tunnel_dsn
 
 from .conftest import Person
 
@@ -57,18 +56,11 @@ def brokers(
     db = pg_server.create_database()
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id int)")
-    config = CONFIG.format(
-        store=pg_server.create_database(),
-        issuer=token_issuer.url,
-        port=pg_server.port,
-        user=pg_server.user,
-        db=db.rsplit("/", 1)[1],
-    )
+    fields = {"store": pg_server.create_database(), "db": db.rsplit("/", 1)[1]}
     root = tmp_path_factory.mktemp("brokers")
-    env = {"PG_TEST_PASSWORD": pg_server.password}
     with (
-        BrokerProcess(config, state_dir=root / "a", env=env) as a,
-        BrokerProcess(config, state_dir=root / "b", env=env) as b,
+        postgres_broker(CONFIG, pg_server, token_issuer, state_dir=root / "a", **fields) as a,
+        postgres_broker(CONFIG, pg_server, token_issuer, state_dir=root / "b", **fields) as b,
     ):
         yield a, b, db
 
@@ -79,20 +71,10 @@ def test_a_statement_held_on_broker_a_is_released_by_an_approval_through_broker_
     a, b, db = brokers
     agent = Person(people_root, token_issuer, "agent-9", ["agents"])
     bob = Person(people_root, token_issuer, "bob-b", ["dba"])
-    agent.jitctl(a, "whoami")
-    tunnel = subprocess.Popen(
-        [sys.executable, "-m", "jitctl", "connect", "pg", "--no-client"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=agent.env(a),
-    )
     notices: list[str] = []
     outcome: dict[str, Any] = {}
-    try:
-        assert tunnel.stdout is not None
-        port = int(tunnel.stdout.readline().strip().rsplit(":", 1)[1])
-        dsn = f"host=127.0.0.1 port={port} user=agent dbname=app passfile=/nonexistent/pgpass"
+    with agent.tunnel(a, "pg") as tunnel:
+        dsn = tunnel_dsn(tunnel.port, "app")
 
         def client() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -116,9 +98,6 @@ def test_a_statement_held_on_broker_a_is_released_by_an_approval_through_broker_
         thread.join(15)
         assert outcome.get("status") == "ALTER TABLE"
         assert outcome["at"] - approved_at < 3  # NOTIFY, not the 30 s poll
-    finally:
-        tunnel.terminate()
-        tunnel.communicate(timeout=15)
     with psycopg.connect(db) as conn:
         found = conn.execute(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'b'"
