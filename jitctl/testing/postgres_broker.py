@@ -1,16 +1,7 @@
 """A broker in front of a throwaway PostgreSQL, and a client's way in through its tunnel.
 
-    CONFIG = '''
-    [[identity.issuers]]
-    issuer = "{issuer}"
-
-    [[targets]]
-    name = "pg"
-    protocol = "postgres"
-    address = "127.0.0.1:{port}"
-    allow_groups = ["agents"]
-    credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
-    '''
+    # CONFIG: broker TOML naming "{issuer}", "{port}", "{user}" (and any `fields`); its
+    # Postgres targets read `password_env = "PG_TEST_PASSWORD"`.
     with postgres_broker(CONFIG, server, token_issuer, state_dir=tmp) as broker:
         broker.login_with_token(token_issuer.mint(sub="agent-7", groups=["agents"]))
         with broker.tunnel("pg") as tunnel:
