@@ -25,7 +25,7 @@ from typing import Any
 from jitctl.plugin import RemoteProtocolError
 
 from . import copyspec, notices
-from .frontend import denial_fields
+from .enforcement import denial_fields
 from .messages import (
     MAX_MESSAGE,
     Column,

@@ -1,26 +1,12 @@
-"""Client -> server once the session is ready: classify, decide, record, and block by making
-the server fail the statement.
+"""Client -> server once the session is ready: parse each message, classify it, track the
+names it creates or uses, and hand the decision to enforcement.py (or hold it, holds.py).
 
 Rules (notes §4, §5, §7):
 - Query: every statement of the string is classified; one denied statement blocks the message.
   Parse: one statement, its name and decision remembered. Bind/Describe/Execute/Close: tracked
   by name. Every message the server answers queues a `Pending` (statements.py).
-- Allowed: `pg.statement` is recorded *durably* before the bytes go upstream (Query at once;
-  extended protocol at Execute, with the text of the bound statement and the Bind parameters).
-- Blocked: `pg.blocked` is recorded durably and the message is rewritten so the *server* fails
-  it: a Query's text, or a Parse's text, becomes `FAIL_TEXT`, which fails at raw parse (42601,
-  no catalog access, nothing can make it succeed). The backend half rewrites the resulting
-  error into 42501 and passes the server's ReadyForQuery through, so transaction state
-  (`E` inside BEGIN), discard-until-Sync and the implicit rollback of a pipeline segment stay
-  exactly Postgres's own.
-- FunctionCall (`F`, protocol-flow #PROTOCOL-FLOW-FUNCTION-CALL) is blocked by rewriting its
-  function OID to 0 (InvalidOid: never a function), so the server answers the *same message
-  type* with ErrorResponse + ReadyForQuery (42883 "function with OID 0 does not exist", or
-  25P02 in a failed transaction). A failing simple Query in its place gives the same reply
-  flow only because its text fails at raw parse (an empty or comment-only one would answer
-  EmptyQueryResponse, which a FunctionCall never gets); and the server would log and count a
-  Query the client never sent. Keeping `F` keeps the server's own fast-path checks, replies and
-  logs for the message the client did send, rewritten in place (same length).
+- Allowed and blocked messages are recorded, and blocked ones rewritten so the server fails
+  them, by enforcement.py, which states how.
 - An `approve` decision goes through `require_approval`: when the shell offers approvals the
   message is held until a person decides (holds.py, notes §6); otherwise it is refused like a
   denial, with a message saying approval is required. A refused hold is blocked as above.
@@ -29,62 +15,27 @@ Rules (notes §4, §5, §7):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from jitctl.plugin import RemoteProtocolError
 
 from . import copyspec, holds
+from .enforcement import (
+    LocalDecision,
+    allow,
+    block,
+    decide,
+    failing_function_call,
+    failing_parse,
+    failing_query,
+)
 from .framing import HOLD
-from .messages import (
-    MAX_MESSAGE,
-    Reader,
-    bind,
-    build_parse,
-    decode,
-    execute,
-    message,
-    parse,
-    query,
-    target,
-)
-from .state import (
-    TEXT_CAP,
-    SessionState,
-    classification_fields,
-    decision_fields,
-    param_values,
-    text_fields,
-)
+from .messages import MAX_MESSAGE, Reader, bind, decode, execute, message, parse, target
+from .state import SessionState, classification_fields, decision_fields, param_values, text_fields
 from .statements import Expect, Pending, Portal, Prepared
 
-FAIL_TEXT = "JITCTL_DENIED_BY_POLICY"
 INSPECT = frozenset(b"QPBDECF")
 PASS = frozenset(b"SHXdcf")
-
-
-@dataclass(frozen=True, slots=True)
-class LocalDecision:
-    """A decision the core makes itself (masking limits, a name blocked earlier)."""
-
-    action: str
-    rule: str | None
-    reason: str
-    statement: str = ""
-
-
-def denial_fields(decision: Any) -> dict[str, str]:
-    """The error the client sees instead of the server's (notes §5: 42501, ERROR)."""
-    reason = str(getattr(decision, "reason", "") or "policy")
-    action = getattr(decision, "action", "deny")
-    if action == "approve":
-        text = f"jitctl: approval required: {reason} (this session cannot wait for one)"
-    elif action == "unapproved":
-        text = f"jitctl: statement not approved: {reason}"
-    else:
-        text = f"jitctl: statement denied by policy: {reason}"
-    rule = decision_fields(decision)["rule"]
-    return {"C": "42501", "M": text, "D": f"jitctl rule: {rule or 'default action'}"}
 
 
 class Frontend:
@@ -122,14 +73,6 @@ class Frontend:
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def _decide(self, classification: Any, text: str | None) -> Any:
-        decision = self.state.services.policy.decide(classification, self.state.groups)
-        if getattr(decision, "action", "deny") == "allow" and text and self.state.masks is not None:
-            why = copyspec.refusal(text)
-            if why:
-                return LocalDecision("deny", "masking", f"{why} on a masked target")
-        return decision
-
     def _block(
         self,
         pending: Pending,
@@ -144,21 +87,7 @@ class Frontend:
             and pending.expect in holds.HOLDABLE
         ):
             return self.require_approval(pending, decision, payload, rewrite, data)
-        pending.blocked = decision
-        pending.started = self.state.clock()
-        self.state.record(
-            "pg.blocked",
-            {
-                "seq": pending.seq,
-                **payload,
-                **decision_fields(decision),
-                "decided_by": str(getattr(decision, "statement", "") or "")[:TEXT_CAP],
-            },
-            durable=True,
-            data=data,
-        )
-        self.book.push(pending)
-        return rewrite
+        return block(self.state, pending, decision, payload, rewrite, data)
 
     def require_approval(
         self,
@@ -195,27 +124,6 @@ class Frontend:
         if not self.book.names_unsure and getattr(classification, "may_touch_names", True):
             self.book.names_unsure = True
 
-    def _allowed(
-        self,
-        pending: Pending,
-        payload: dict[str, Any],
-        data: bytes = b"",
-        classification: Any = None,
-    ) -> None:
-        """Record an allowed statement, durable before it goes up (write-ahead), except a plain
-        read on a target with `postgres.write_ahead = "changes"` (`reads_only`): its record
-        rides the next commit, and says so (`write_ahead: false`)."""
-        durable = self.state.reads_wait or not getattr(classification, "reads_only", False)
-        fields = {"seq": pending.seq, **payload}
-        if not durable:
-            fields["write_ahead"] = False
-        self.state.record("pg.statement", fields, durable=durable, data=data)
-        pending.started = self.state.clock()
-        if self.book.push(pending):
-            self.state.inflight(pending.seq)
-        else:
-            self.state.record("pg.result", {"statement": pending.seq, "skipped": True})
-
     # -- message handlers ---------------------------------------------------------------------
 
     def _query(self, body: bytes) -> bytes | None:
@@ -227,7 +135,7 @@ class Frontend:
         text = decode(body[:end])
         classification = self.state.services.classify(text)
         self._watch_names(classification)
-        decision = self._decide(classification, text)
+        decision = decide(self.state, classification, text)
         pending = Pending(Expect.QUERY, seq=self.book.next_seq(), text=text)
         if self.state.masks is not None and "copy" in text.lower():
             pending.copy_specs = copyspec.copy_specs(text)
@@ -239,9 +147,9 @@ class Frontend:
             **decision_fields(decision),
         }
         if decision.action == "allow":
-            self._allowed(pending, payload, data, classification)
+            allow(self.state, pending, payload, data, classification)
             return None
-        return self._block(pending, decision, payload, query(FAIL_TEXT), data)
+        return self._block(pending, decision, payload, failing_query(), data)
 
     def _parse(self, body: bytes) -> bytes | None:
         name, text, tail = parse(body)
@@ -255,7 +163,7 @@ class Frontend:
                 f"statement name {name!r} was blocked earlier ({getattr(earlier, 'reason', '')})",
             )
         else:
-            decision = self._decide(classification, text)
+            decision = decide(self.state, classification, text)
         seq = self.book.next_seq()
         pending = Pending(Expect.PARSE, seq=seq, name=name, previous=self.book.statements.get(name))
         if decision.action == "allow":
@@ -281,7 +189,7 @@ class Frontend:
             **shown,
             **classification_fields(classification),
         }
-        return self._block(pending, decision, payload, build_parse(name, FAIL_TEXT, tail), data)
+        return self._block(pending, decision, payload, failing_parse(name, tail), data)
 
     def _bind(self, body: bytes) -> bytes | None:
         msg = bind(body)
@@ -369,7 +277,7 @@ class Frontend:
             and (not self.book.names_unsure or not (name or prepared.name))
         ):
             classification = prepared.classification
-        self._allowed(pending, payload, data, classification)
+        allow(self.state, pending, payload, data, classification)
         return None
 
     def _close(self, body: bytes) -> bytes | None:
@@ -386,7 +294,7 @@ class Frontend:
         oid = reader.uint32()
         classification = self.state.services.classify_function_call(oid)
         self.book.names_unsure = True  # a function may PREPARE or DEALLOCATE by SPI
-        decision = self._decide(classification, None)
+        decision = decide(self.state, classification, None)
         pending = Pending(Expect.FUNCTION, seq=self.book.next_seq(), text=f"FunctionCall {oid}")
         payload = {
             "protocol": "function",
@@ -396,9 +304,9 @@ class Frontend:
             **decision_fields(decision),
         }
         if decision.action == "allow":
-            self._allowed(pending, payload)
+            allow(self.state, pending, payload)
             return None
-        return self._block(pending, decision, payload, message(b"F", b"\0\0\0\0" + body[4:]))
+        return self._block(pending, decision, payload, failing_function_call(body))
 
     def _plain(self, kind: int, length: int) -> bytes | None:
         if kind == 0x64:  # d CopyData

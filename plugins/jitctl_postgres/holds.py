@@ -2,7 +2,7 @@
 
 Rules:
 - Only when the shell offers approvals (`settings["approvals"]`, jitctl.plugin); without them
-  an `approve` decision is refused like a denial, with its own message (frontend.py).
+  an `approve` decision is refused like a denial, with its own message (enforcement.py).
 - A simple Query, a Parse or a FunctionCall can be held. Holding stops the client's framer at
   that message (`framing.HOLD`): the message and everything behind it wait, in order, and the
   server still answers what went before. The core emits `pg.held`, a `Hold` naming the
@@ -27,6 +27,7 @@ from typing import Any
 
 from jitctl.plugin import Hold, Review
 
+from .enforcement import LocalDecision, allow, block
 from .messages import error_response
 from .state import TEXT_CAP, decision_fields
 from .statements import Expect, Pending, Prepared
@@ -107,8 +108,6 @@ def _refusal(held: Held, review: Review) -> str:
 
 def release(frontend: Any, held: Held, review: Review) -> bytes:
     """The bytes that now go upstream in place of the held message (records into state.out)."""
-    from .frontend import LocalDecision
-
     book, pending = frontend.book, held.pending
     rule = decision_fields(held.decision)["rule"]
     statement = str(getattr(held.decision, "statement", "") or "")[:TEXT_CAP]
@@ -133,11 +132,10 @@ def release(frontend: Any, held: Held, review: Review) -> bytes:
                 "approval": held.hold_id,
                 "approved_by": list(review.by),
             }
-            frontend._allowed(pending, payload, held.data)
+            allow(frontend.state, pending, payload, held.data)
         return held.original
     refused = LocalDecision("unapproved", rule, _refusal(held, review), statement)
     if held.parse is not None and book.blocked.get(held.parse[0]) is held.decision:
         book.blocked[held.parse[0]] = refused
     payload = {**held.payload, "approval": held.hold_id}
-    result: bytes = frontend._block(pending, refused, payload, held.rewrite, held.data)
-    return result
+    return block(frontend.state, pending, refused, payload, held.rewrite, held.data)

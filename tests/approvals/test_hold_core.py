@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jitctl.plugin import Close, Direction, Forward, Hold, Review, SessionContext, Shutdown
 from jitctl_postgres.core import PostgresCore
-from jitctl_postgres.frontend import FAIL_TEXT
+from jitctl_postgres.enforcement import FAIL_TEXT
 from tests.postgres import wire as w
 
 APPROVED = Review(True, "approved", "additive column", ("bob",))

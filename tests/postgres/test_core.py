@@ -9,7 +9,7 @@ import pytest
 from scramp import ScramMechanism
 
 from jitctl.plugin import Direction, Forward, Record, RemoteProtocolError
-from jitctl_postgres.frontend import FAIL_TEXT
+from jitctl_postgres.enforcement import FAIL_TEXT
 from jitctl_postgres.messages import startup_message
 from jitctl_postgres.state import Services
 
