@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jitctl.audit.records import Record
+from jitctl.testing import broker as testing_broker
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.servers import EchoServer
@@ -134,10 +133,8 @@ def broker(
         yield process
 
 
-@dataclass
-class Tunnel:
-    process: subprocess.Popen[str]
-    address: dict[str, Any]
+class Tunnel(testing_broker.Tunnel):
+    """`jitctl connect` to an ssh target, with the `ssh -F` config it wrote for the client."""
 
     @property
     def config(self) -> str:
@@ -167,11 +164,6 @@ class Tunnel:
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
-
-    def close(self) -> str:
-        self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=15)
-        return err
 
 
 @pytest.fixture(scope="package")
