@@ -105,8 +105,9 @@ def record_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical_bytes(**fields)).hexdigest()
 
 
-def hash_of(record: Record, *, seq: int | None = None) -> str:
-    """Recompute a stored record's hash (optionally as if it sat at another `seq`)."""
+def hash_of(record: Record, *, seq: int | None = None, prev_hash: str | None = None) -> str:
+    """Recompute a stored record's hash (optionally as if it sat at another `seq`, after
+    another `prev_hash`: what a forger would have to write)."""
     return record_hash(
         seq=record.seq if seq is None else seq,
         time_us=record.time_us,
@@ -116,7 +117,7 @@ def hash_of(record: Record, *, seq: int | None = None) -> str:
         target=record.target,
         payload=record.payload,
         data_sha256=data_digest(record.data),
-        prev_hash=record.prev_hash,
+        prev_hash=record.prev_hash if prev_hash is None else prev_hash,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.audit.canonical import data_digest, record_hash
+from jitctl.audit.canonical import hash_of
 from jitctl.audit.keys import SigningKey
 from jitctl.audit.records import Record
 from jitctl.audit.store import AuditStore
@@ -25,17 +25,7 @@ def trail(store: AuditStore, key: SigningKey, tmp_path: Path) -> tuple[list[Reco
 
 
 def _forge(record: Record, seq: int, prev_hash: str) -> str:
-    return record_hash(
-        seq=seq,
-        time_us=record.time_us,
-        session_id=record.session_id,
-        kind=record.kind,
-        actor=record.actor,
-        target=record.target,
-        payload=record.payload,
-        data_sha256=data_digest(record.data),
-        prev_hash=prev_hash,
-    )
+    return hash_of(record, seq=seq, prev_hash=prev_hash)
 
 
 def test_an_untouched_trail_verifies(
