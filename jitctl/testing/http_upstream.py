@@ -8,7 +8,10 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
 - `/drip?parts=N&pause=S`: N chunks `part 1\n`, `part 2\n`... of text/plain, S seconds apart
   (a stream whose bytes must reach the client as they come, e.g. server-sent events);
 - `/ping`: a short text/plain "pong" (benchmark);
-- any request with `Upgrade`: 101, then every byte echoed back (a stand-in for WebSocket);
+- `Upgrade: websocket`: a WebSocket echo (RFC 6455, wsproto): every message comes back as it
+  was sent, pings get pongs, a close is answered; on `/ws-bad` the server sends a frame the
+  RFC forbids (masked) after its first echo;
+- any other `Upgrade`: 101, then every byte echoed back raw;
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
 
@@ -19,6 +22,8 @@ and each request then records the certificate's common name (`client_cn`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import ssl
 import sys
@@ -36,6 +41,7 @@ USERS = {
     ]
 }
 CHUNK = b"x" * 65536
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §4.2.2
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -131,15 +137,49 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(seen).encode(), "application/json")
 
     def _upgraded(self) -> None:
-        """Accept any upgrade, then echo raw bytes back until the client closes."""
+        """Accept any upgrade: a WebSocket echo, or raw bytes echoed until the client closes."""
+        websocket = self.headers["Upgrade"].lower() == "websocket"
         self.send_response(101)
         self.send_header("Upgrade", self.headers["Upgrade"])
         self.send_header("Connection", "Upgrade")
+        if websocket:
+            key = self.headers.get("Sec-WebSocket-Key", "").encode()
+            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+            self.send_header("Sec-WebSocket-Accept", accept)
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
+        if websocket:
+            self._websocket_echo(bad=self.path.startswith("/ws-bad"))
+            return
         while data := self.connection.recv(65536):
             self.connection.sendall(data)
+
+    def _websocket_echo(self, bad: bool) -> None:
+        from wsproto.connection import Connection, ConnectionType
+        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+        ws = Connection(ConnectionType.SERVER)
+        parts: list[Any] = []
+        while data := self.connection.recv(65536):
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        whole = (
+                            "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+                        )
+                        parts = []
+                        kind = TextMessage if isinstance(whole, str) else BytesMessage
+                        self.connection.sendall(ws.send(kind(data=whole)))  # type: ignore[arg-type]
+                        if bad:  # a masked frame from a server: RFC 6455 §5.1 forbids it
+                            self.connection.sendall(b"\x81\x82abcd\x09\x0b")
+                elif isinstance(event, Ping):
+                    self.connection.sendall(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.connection.sendall(ws.send(event.response()))
+                    return
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 

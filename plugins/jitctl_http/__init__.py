@@ -6,10 +6,12 @@ HTTP is proxied by a custom session shell (`run_session`, jitctl.plugin): the ga
 - `policy`: canonical paths and the rules (method, path, groups, JSON body fields) -> `Decision`;
 - `headers`: what crosses (client credentials dropped, the broker's injected, hop-by-hop
   fields removed) and what the trail keeps (secrets redacted);
-- `bodies`: bounded body capture for the trail, JSON/text masking of responses.
+- `bodies`: bounded body capture for the trail, JSON/text masking of responses;
+- `websocket`: a passive RFC 6455 reader of each direction of an upgraded WebSocket, whose
+  messages the shell records.
 
-Cores import only the standard library (and `jitctl.masking`, itself pure); the HTTP/1.1
-parser and asyncio stay in the shell.
+Cores import only the standard library, `jitctl.masking` (itself pure) and wsproto (a sans-I/O
+frame parser); the HTTP/1.1 parser and asyncio stay in the shell.
 """
 
 from __future__ import annotations

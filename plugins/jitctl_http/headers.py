@@ -2,7 +2,9 @@
 
 Rules (RFC 9110 §7.6.1 for hop-by-hop fields):
 - Toward the upstream: hop-by-hop fields go (`Connection` and every field it names,
-  `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade` unless the request is an upgrade), and so
+  `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade` unless the request is an upgrade; an
+  upgrade loses `Sec-WebSocket-Extensions`, so no extension such as permessage-deflate
+  compresses the frames the trail reads), and so
   does every client credential: `Authorization`, `Proxy-Authorization`, the target's
   `auth_header`, its `drop_headers`, and `Cookie` when `drop_cookies`. `Host` becomes the
   upstream's. Then the broker's credential is added. `Expect` goes too: the gateway answers
@@ -109,8 +111,8 @@ class HeaderRules:
             if name.lower() == b"connection":
                 upgrade = is_upgrade(headers)
                 hop = HOP_BY_HOP | _connection_tokens(headers)
-                if upgrade:
-                    hop = hop - {b"upgrade"}
+                if upgrade:  # no WebSocket extension: frames must arrive as the trail reads them
+                    hop = (hop - {b"upgrade"}) | {b"sec-websocket-extensions"}
                 break
         drop = self.drop
         out: Headers = [(b"host", host)]

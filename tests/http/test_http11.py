@@ -163,12 +163,33 @@ def test_1xx_from_the_upstream_are_skipped() -> None:
     assert answers(out) == [b"HTTP/1.1 201 Created"] and out.endswith(b"ok")
 
 
-def test_an_upgrade_answer_names_the_protocol(upstream: HttpUpstream) -> None:
-    request = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-    out = drive(FakeIO(target(upstream), [request + b"ping"]))
+def _client_frame(text: str) -> bytes:
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import TextMessage
+
+    return Connection(ConnectionType.CLIENT).send(TextMessage(data=text))
+
+
+@pytest.mark.parametrize(
+    ("protocol", "after_head", "echo"),
+    [
+        (b"raw-echo", b"ping", b"ping"),
+        # A WebSocket echo answers with an unmasked frame of the same text.
+        (b"websocket", _client_frame("ping"), b"\x81\x04ping"),
+    ],
+)
+def test_an_upgrade_answer_names_the_protocol(
+    upstream: HttpUpstream, protocol: bytes, after_head: bytes, echo: bytes
+) -> None:
+    request = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: "
+        + protocol
+        + b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    out = drive(FakeIO(target(upstream), [request + after_head]))
     head, _, rest = out.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101") and b"upgrade: websocket" in head.lower()
-    assert rest == b"ping"  # the bytes after the request's head went through as they were
+    assert head.startswith(b"HTTP/1.1 101") and b"upgrade: " + protocol in head.lower()
+    assert rest == echo  # the bytes after the request's head went through as they were
 
 
 # -- what malformed requests get -------------------------------------------------------------

@@ -196,14 +196,14 @@ def test_a_200_mb_streamed_response_passes_with_bounded_broker_memory(
     assert grew_mb < 64, f"the broker grew by {grew_mb:.0f} MB while streaming 200 MB"
 
 
-def test_an_upgraded_connection_relays_both_ways_and_is_recorded(
+def test_a_raw_upgrade_relays_both_ways_and_keeps_the_first_bytes(
     tunnels: dict[str, Tunnel], broker: BrokerProcess
 ) -> None:
     import socket
 
     with socket.create_connection(("127.0.0.1", tunnels["api"].address["port"]), 10) as sock:
         sock.sendall(
-            b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n"
             b"Authorization: Bearer " + CLIENT_SECRET.encode() + b"\r\n\r\n"
         )
         head = b""
@@ -218,6 +218,106 @@ def test_an_upgraded_connection_relays_both_ways_and_is_recorded(
     ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/socket")
     assert ended["client_bytes"] == 31 and ended["upstream_bytes"] == 31
     assert "frame one" in ended["client_head"] and "ada@example.com" not in ended["client_head"]
+
+
+def test_a_websocket_records_every_message_both_ways_masked(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
+) -> None:
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{tunnels['api'].address['port']}/ws/chat"
+    # websockets offers permessage-deflate: the gateway takes the offer out, so the
+    # upstream never compresses and every frame is readable on its way.
+    with connect(url, additional_headers={"Authorization": f"Bearer {CLIENT_SECRET}"}) as ws:
+        ws.send("hello, mail ada@example.com")
+        assert ws.recv(timeout=10) == "hello, mail ada@example.com"
+        ws.send(b"\x00\x01binary")
+        assert ws.recv(timeout=10) == b"\x00\x01binary"
+        ws.send("x" * 100_000)  # longer than the body limit: recorded cut
+        assert ws.recv(timeout=10) == "x" * 100_000
+        ws.ping(b"are you there").wait(timeout=10)
+    seen = [r for r in upstream.requests if r["path"] == "/ws/chat"][-1]["headers"]
+    assert "sec-websocket-extensions" not in seen
+    assert seen["authorization"] == f"Bearer {TOKEN}" and CLIENT_SECRET not in json.dumps(seen)
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/ws/chat")
+    client, server = ended["websocket"]["client"], ended["websocket"]["upstream"]
+    assert client["messages"] == 3 and server["messages"] == 3
+    assert client["pings"] == 1 and server["pongs"] == 1
+    assert client["close"]["code"] == 1000 and server["close"]["code"] == 1000
+    assert "error" not in ended
+    messages = [p for p in records(broker, "http.ws.message") if p["path"] == "/ws/chat"]
+    by_side = {side: [m for m in messages if m["from"] == side] for side in ("client", "upstream")}
+    for side in ("client", "upstream"):
+        text, binary, long = by_side[side]
+        assert text["type"] == "text" and "hello, mail" in text["text"]
+        assert "ada@example.com" not in text["text"] and text["masked"]
+        assert binary["type"] == "binary" and binary["size"] == 8 and "text" not in binary
+        assert long["size"] == 100_000 and long["truncated"]
+        assert len(long["text"]) < 100_000
+    assert "ada@example.com" not in json.dumps(messages)
+
+
+def test_a_websocket_client_message_is_on_record_before_the_upstream_gets_it(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{tunnels['api'].address['port']}/ws/order"
+    with connect(url) as ws:
+        ws.send("first")
+        assert ws.recv(timeout=10) == "first"
+        # The echo came back through the upstream, so the upstream had it: by then the
+        # client's message must already be in the store, not just queued.
+        found = [
+            p
+            for p in records(broker, "http.ws.message")
+            if p["path"] == "/ws/order" and p["from"] == "client"
+        ]
+        assert [p["text"] for p in found] == ["first"]
+
+
+def test_an_upstream_that_breaks_the_websocket_protocol_is_cut_off(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{tunnels['api'].address['port']}/ws-bad"
+    got = []
+    with connect(url) as ws:
+        ws.send("one")
+        with pytest.raises(ConnectionClosed):
+            while True:  # the echo may come, in its own read; the masked frame never does
+                got.append(ws.recv(timeout=10))
+    assert got in ([], ["one"])
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/ws-bad")
+    assert ended["error"].startswith("upstream: ")
+
+
+def test_a_websocket_client_that_breaks_the_protocol_is_cut_off_before_the_upstream(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
+) -> None:
+    import base64
+    import os
+    import socket
+
+    key = base64.b64encode(os.urandom(16))
+    with socket.create_connection(("127.0.0.1", tunnels["api"].address["port"]), 10) as sock:
+        sock.sendall(
+            b"GET /ws/unmasked HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+            + key
+            + b"\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"\x81\x05hello")  # a client frame without a mask: RFC 6455 §5.1
+        assert sock.recv(100) == b""  # the gateway hangs up; nothing echoed
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/ws/unmasked")
+    assert ended["error"].startswith("client: ") and ended["client_bytes"] == 0
+    assert ended["websocket"]["upstream"]["messages"] == 0
 
 
 def test_jitctl_exec_gives_the_command_a_url_and_no_credential(

@@ -1,9 +1,18 @@
-"""Upgraded connections (WebSocket): after a 101 both legs are raw byte streams.
+"""Upgraded connections: after a 101 both legs are byte streams, relayed as they come.
 
 `upgraded` answers the client with the upstream's 101 (its `Upgrade` field kept: RFC 9110
-§7.8), then `relay` pumps both legs until either side closes, starting with the bytes each
-parser had already read past the heads. The first `limit` bytes of each direction are kept
-for the trail (frames are not decoded), the rest counted; `http.upgrade.end` records them.
+§7.8), then relays both legs until either side closes, starting with the bytes each parser had
+already read past the heads.
+
+- WebSocket (`Upgrade: websocket`): each direction's bytes go through a frame reader
+  (`jitctl_http.websocket.Tap`) on their way, unchanged. Every message is recorded
+  (`http.ws.message`, its first `limit` bytes); one from the client is durable before the
+  bytes that end it go upstream (write-ahead, as for requests), one from the upstream rides
+  the next commit. Bytes that break RFC 6455 (the gateway removed the extension offer, so
+  frames must not be compressed) end the connection without being forwarded, and
+  `http.upgrade.end` says which side sent them (fail closed).
+- Any other upgrade: the first `limit` bytes of each direction are kept for the trail, the
+  rest counted.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
+from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Message, Tap, WebSocketError
 
 from jitctl.gateway.http.client import ClientConnection
 from jitctl.gateway.http.events import Framing, Response
@@ -37,8 +47,83 @@ async def upgraded(
     trail.response(exchange, 101, response_headers=trail.rules.for_record(fields))
     client_rest = client.reader.trailing or b""
     up_rest = up.responses.trailing or b""
+    if headers.header(fields, b"upgrade").lower() == b"websocket":
+        ws = WebSocketRelay(client.io, up, trail, exchange, limit)
+        await ws.run(client_rest, up_rest)
+        sizes = (ws.sent, ws.received)
+        trail.websocket_ended(exchange, sizes, ws.taps, ws.messages, ws.error)
+        return
     sent, received = await relay(client.io, up, client_rest, up_rest, limit)
     trail.upgrade_ended(exchange, sent, received)
+
+
+class WebSocketRelay:
+    """Both legs of a WebSocket, each through its `Tap` (module docstring)."""
+
+    def __init__(
+        self, io: Any, up: UpstreamConnection, trail: Trail, exchange: Exchange, limit: int
+    ) -> None:
+        self.io, self.up, self.trail, self.exchange = io, up, trail, exchange
+        self.taps = {WS_CLIENT: Tap(WS_CLIENT, limit), WS_UPSTREAM: Tap(WS_UPSTREAM, limit)}
+        self.sent = self.received = 0  # bytes each way
+        self.messages = {WS_CLIENT: 0, WS_UPSTREAM: 0}
+        self.error = ""  # what broke RFC 6455, and who sent it
+
+    async def run(self, client_rest: bytes, up_rest: bytes) -> None:
+        tasks = [
+            asyncio.ensure_future(self._client_to_up(client_rest)),
+            asyncio.ensure_future(self._up_to_client(up_rest)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _read(self, sender: str, data: bytes) -> list[Message] | None:
+        """The messages `data` completes; None when it breaks the protocol."""
+        try:
+            done = self.taps[sender].feed(data)
+        except WebSocketError as exc:
+            self.error = f"{sender}: {exc}"
+            return None
+        messages = [item for item in done if type(item) is Message]
+        self.messages[sender] += len(messages)
+        return messages
+
+    async def _client_to_up(self, data: bytes) -> None:
+        up = self.up
+        while True:
+            if data:
+                messages = self._read(WS_CLIENT, data)
+                if messages is None:
+                    return
+                waits = [self.trail.ws_message(self.exchange, WS_CLIENT, m) for m in messages]
+                for wait in waits:  # on record before the bytes that end them go upstream
+                    await wait
+                self.sent += len(data)
+                up.writer.write(data)
+                await up.writer.drain()
+            data = await self.io.read()
+            if not data:
+                break
+        with contextlib.suppress(OSError):
+            up.writer.write_eof()
+
+    async def _up_to_client(self, data: bytes) -> None:
+        while True:
+            if data:
+                messages = self._read(WS_UPSTREAM, data)
+                if messages is None:
+                    return
+                for message in messages:
+                    self.trail.ws_message(self.exchange, WS_UPSTREAM, message)
+                self.received += len(data)
+                await self.io.write(data)
+            data = await self.up.reader.read(READ_SIZE)
+            if not data:
+                return
 
 
 async def relay(

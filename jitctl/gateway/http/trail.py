@@ -9,8 +9,11 @@
   non-durable `Record` that nothing waits for. A forwarded one adds the status, response
   headers, sizes and the first `body_limit` bytes of each body, masked as
   `jitctl_http.bodies` says; a response masked on its way to the client is recorded as sent.
-- `http.upgrade.end` closes an upgraded connection: the first bytes each way, masked by
-  detectors.
+- `http.ws.message` is one WebSocket message (relay.py): its first `body_limit` bytes, a
+  text's masked by detectors, a binary one's kept as the record's data; one from the client
+  is durable before it is forwarded, one from the upstream is not waited for.
+- `http.upgrade.end` closes an upgraded connection: for a WebSocket the message counts and the
+  close, else the first bytes each way, masked by detectors.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
+from jitctl_http.websocket import WS_CLIENT, Message, Tap
 
 from jitctl.gateway.http.events import Headers
 from jitctl.plugin import Record
@@ -152,3 +156,56 @@ class Trail:
                 },
             )
         )
+
+    def ws_message(self, exchange: Exchange, sender: str, message: Message) -> Awaitable[Any]:
+        """`http.ws.message`; durable when the client sent it (await it before forwarding)."""
+        payload: dict[str, Any] = {
+            "path": exchange.base["path"],
+            "from": sender,
+            "type": message.kind,
+            "size": message.size,
+            "truncated": message.size > len(message.head),
+        }
+        data = b""
+        if message.kind == "text":
+            text = message.head.decode("utf-8", "replace")
+            if self.masks is not None and text:
+                text, found = self.masks.mask_text(text)
+                if found:
+                    payload["masked"] = dict(found)
+            payload["text"] = text
+        else:
+            data = message.head
+        record = Record("http.ws.message", payload, data, durable=sender == WS_CLIENT)
+        return self.io.record(record)  # type: ignore[no-any-return]
+
+    def websocket_ended(
+        self,
+        exchange: Exchange,
+        sizes: tuple[int, int],
+        taps: dict[str, Tap],
+        messages: dict[str, int],
+        error: str,
+    ) -> None:
+        """`http.upgrade.end` of a WebSocket: bytes (client, upstream) and what each side sent."""
+        payload: dict[str, Any] = {
+            **exchange.base,
+            "client_bytes": sizes[0],
+            "upstream_bytes": sizes[1],
+            "websocket": {
+                sender: {
+                    "messages": messages[sender],
+                    "pings": tap.pings,
+                    "pongs": tap.pongs,
+                    **(
+                        {"close": {"code": tap.closed.code, "reason": tap.closed.reason}}
+                        if tap.closed is not None
+                        else {}
+                    ),
+                }
+                for sender, tap in taps.items()
+            },
+        }
+        if error:
+            payload["error"] = error
+        self.io.record(Record("http.upgrade.end", payload))
