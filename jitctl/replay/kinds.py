@@ -55,6 +55,7 @@ _TAGS = {
     "ssh.connection": ("CONN", "meta"),
     "ssh.host_key": ("HKEY", "meta"),
     "tcp.data": ("DATA", "data"),
+    "http.ws.message": ("WS", "data"),
     "gcp.credential": ("CRED", "credential"),
     "gcp.credential.error": ("CRED!", "error"),
 }
@@ -225,6 +226,12 @@ def summary(record: Record) -> str:
         arrow = "→" if p.get("dir") == "up" else "←"
         size = p.get("len", len(record.data))
         return f"{arrow} {size} B @{p.get('offset')}: {printable(record.data, 80)}"
+    if kind == "http.ws.message":
+        arrow = "→" if p.get("from") == "client" else "←"
+        said = p.get("text")
+        body = one_line(str(said), 80) if said is not None else printable(record.data, 80)
+        cut = " (cut)" if p.get("truncated") else ""
+        return f"{arrow} {p.get('type', '')} {p.get('size')} B{cut}: {body}"
     if kind == "gcp.credential":
         who = p.get("service_account") or p.get("federated_principal") or ""
         scopes = ",".join(str(s) for s in p.get("scopes") or [])
