@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from typing import Any
 
 import jitctl_http.bodies as bodies
@@ -70,16 +71,7 @@ class WebSocketRelay:
         self.error = ""  # what broke RFC 6455, and who sent it
 
     async def run(self, client_rest: bytes, up_rest: bytes) -> None:
-        tasks = [
-            asyncio.ensure_future(self._client_to_up(client_rest)),
-            asyncio.ensure_future(self._up_to_client(up_rest)),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await until_either_ends(self._client_to_up(client_rest), self._up_to_client(up_rest))
 
     def _read(self, sender: str, data: bytes) -> list[Message] | None:
         """The messages `data` completes; None when it breaks the protocol."""
@@ -156,11 +148,17 @@ async def relay(
             if not data:
                 return
 
-    tasks = [asyncio.ensure_future(client_to_up()), asyncio.ensure_future(up_to_client())]
+    await until_either_ends(client_to_up(), up_to_client())
+    return sent, received
+
+
+async def until_either_ends(*legs: Coroutine[Any, Any, None]) -> None:
+    """Run the legs of a relay until one ends (a side closed, or broke the protocol); then
+    the other is cancelled: an upgraded connection ends as a whole."""
+    tasks = [asyncio.ensure_future(leg) for leg in legs]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return sent, received
