@@ -16,9 +16,15 @@ def _message(payload: dict[str, Any], data: bytes = b"") -> Record:
 
 def test_a_text_message_shows_its_direction_size_and_masked_text() -> None:
     record = _message(
-        {"from": "client", "type": "text", "size": 27, "truncated": False, "text": "mail <EMAIL>"}
+        {
+            "from": "client",
+            "type": "text",
+            "size": 27,
+            "truncated": False,
+            "text": "mail [EMAIL_ADDRESS]",
+        }
     )
-    assert summary(record) == "→ text 27 B: mail <EMAIL>"
+    assert summary(record) == "→ text 27 B: mail [EMAIL_ADDRESS]"
     assert tag_and_category(record.kind, record.payload) == ("WS", "data")
 
 
