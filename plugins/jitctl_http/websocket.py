@@ -12,8 +12,8 @@ Rules:
   arrives and only its first `limit` bytes are kept (`Message.head`); `size` counts the rest.
   A text head is cut at a character boundary, so it is valid UTF-8 of at most `limit` bytes
   (possibly up to 3 bytes shorter than `limit` when a character straddles the cut).
-- Pings and pongs are counted, not recorded (`pings`, `pongs`). Control frames may come between
-  the fragments of a message (§5.4).
+- Messages, pings and pongs are counted (`messages`, `pings`, `pongs`); pings and pongs are
+  not recorded one by one. Control frames may come between the fragments of a message (§5.4).
 - Anything that breaks RFC 6455 raises `WebSocketError`, and the gateway ends the connection
   (fail closed): a reserved opcode, a client frame unmasked or an upstream frame masked, an RSV
   bit set (no extension is negotiated: the gateway strips `Sec-WebSocket-Extensions`), a text
@@ -32,7 +32,6 @@ told apart here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -61,15 +60,8 @@ class Close:
 
 
 class WebSocketError(Exception):
-    """What the sender sent breaks RFC 6455 (the gateway ends the connection: fail closed).
-
-    `completed` holds what the same `feed` had completed before the error, in order, so the
-    trail can still record messages whose bytes were already forwarded.
-    """
-
-    def __init__(self, message: str, completed: Iterable[Message | Close] = ()) -> None:
-        super().__init__(message)
-        self.completed: list[Message | Close] = list(completed)
+    """What the sender sent breaks RFC 6455 (the gateway ends the connection: fail closed;
+    the bytes of that `feed` are not forwarded, so nothing completed in them is recorded)."""
 
 
 # wsproto's own words for what went wrong (wsproto/frame_protocol.py, ParseFailed), by prefix,
@@ -117,6 +109,7 @@ class Tap:
             raise ValueError(f"limit must be >= 0, not {limit}")
         self.sender = sender
         self.limit = limit
+        self.messages = 0  # whole messages returned by `feed` (not those of a failed one)
         self.pings = 0
         self.pongs = 0
         self.pending = 0
@@ -135,7 +128,7 @@ class Tap:
         if not data:
             return []
         if self.closed is not None:
-            self._fail(f"{self.sender} sent data after its close frame (§5.5.1)", [])
+            self._fail(f"{self.sender} sent data after its close frame (§5.5.1)")
         out: list[Message | Close] = []
         try:
             self._conn.receive_data(data)
@@ -146,9 +139,10 @@ class Tap:
         except Exception as exc:
             # wsproto's own asserts, or anything else it did not foresee, tripped by input:
             # the sender caused it, so it fails closed like any other malformed input.
-            self._fail(f"{self.sender} sent input the parser rejected: {exc!r}", out)
+            self._fail(f"{self.sender} sent input the parser rejected: {exc!r}")
         if self.closed is not None and _unparsed(self._conn):
-            self._fail(f"{self.sender} sent data after its close frame (§5.5.1)", out)
+            self._fail(f"{self.sender} sent data after its close frame (§5.5.1)")
+        self.messages += sum(1 for item in out if type(item) is Message)
         return out
 
     def _handle(self, event: Event, out: list[Message | Close]) -> None:
@@ -167,12 +161,12 @@ class Tap:
         elif isinstance(event, CloseConnection):
             if self._conn.state is not ConnectionState.REMOTE_CLOSING:
                 # Decided by wsproto because of bad input: its state did not move.
-                self._fail(_explain(self.sender, event.reason or "", event.code), out)
+                self._fail(_explain(self.sender, event.reason or "", event.code))
             code = None if event.code == CloseReason.NO_STATUS_RCVD else int(event.code)
             self.closed = Close(code, event.reason or "")
             out.append(self.closed)
         else:  # pragma: no cover - a data connection emits no handshake events
-            self._fail(f"{self.sender}: unexpected parser event {type(event).__name__}", out)
+            self._fail(f"{self.sender}: unexpected parser event {type(event).__name__}")
 
     def _take(self, piece: bytes | bytearray, *, text: bool) -> None:
         self.pending += len(piece)
@@ -193,9 +187,9 @@ class Tap:
         self._head_full = False
         return message
 
-    def _fail(self, message: str, completed: list[Message | Close]) -> None:
+    def _fail(self, message: str) -> None:
         self._failed = message
-        raise WebSocketError(message, completed)
+        raise WebSocketError(message)
 
 
 def _unparsed(conn: Connection) -> int:

@@ -368,11 +368,15 @@ def test_malformed_input_raises_websocket_error(sender: str, data: bytes, says: 
         assert str(caught.value).startswith(f"{sender} sent ")
 
 
-def test_the_error_carries_what_completed_before_it_in_the_same_feed() -> None:
+def test_a_feed_that_fails_counts_none_of_its_messages() -> None:
+    # The gateway forwards none of a failed feed's bytes: its messages never reached the
+    # other side, so `http.upgrade.end` must not count them.
+    tap = Tap(WS_CLIENT, 8)
+    tap.feed(frames(WS_CLIENT, [TextMessage("zero")]))
     data = frames(WS_CLIENT, [TextMessage("one"), CloseConnection(1000)]) + b"\x81"
-    with pytest.raises(WebSocketError, match="after its close") as caught:
-        Tap(WS_CLIENT, 8).feed(data)
-    assert caught.value.completed == [Message("text", 3, b"one"), Close(1000, "")]
+    with pytest.raises(WebSocketError, match="after its close"):
+        tap.feed(data)
+    assert tap.messages == 1
 
 
 def test_empty_feed_after_close_is_not_data() -> None:
@@ -487,8 +491,8 @@ def test_any_bytes_give_events_or_websocket_error(
                     assert event.size >= len(event.head)
             seen += len(piece)
             assert 0 <= tap.pending <= seen
-    except WebSocketError as exc:
-        assert all(len(e.head) <= limit for e in exc.completed if isinstance(e, Message))
+    except WebSocketError:
+        pass  # the one exception `feed` may raise; the heads it returned were checked above
 
 
 @given(st.sampled_from(SENDERS), sent_events(), st.data())

@@ -51,8 +51,7 @@ async def upgraded(
     if headers.header(fields, b"upgrade").lower() == b"websocket":
         ws = WebSocketRelay(client.io, up, trail, exchange, limit)
         await ws.run(client_rest, up_rest)
-        sizes = (ws.sent, ws.received)
-        trail.websocket_ended(exchange, sizes, ws.taps, ws.messages, ws.error)
+        trail.websocket_ended(exchange, (ws.sent, ws.received), ws.taps, ws.error)
         return
     sent, received = await relay(client.io, up, client_rest, up_rest, limit)
     trail.upgrade_ended(exchange, sent, received)
@@ -67,7 +66,6 @@ class WebSocketRelay:
         self.io, self.up, self.trail, self.exchange = io, up, trail, exchange
         self.taps = {WS_CLIENT: Tap(WS_CLIENT, limit), WS_UPSTREAM: Tap(WS_UPSTREAM, limit)}
         self.sent = self.received = 0  # bytes each way
-        self.messages = {WS_CLIENT: 0, WS_UPSTREAM: 0}
         self.error = ""  # what broke RFC 6455, and who sent it
 
     async def run(self, client_rest: bytes, up_rest: bytes) -> None:
@@ -80,9 +78,7 @@ class WebSocketRelay:
         except WebSocketError as exc:
             self.error = f"{sender}: {exc}"
             return None
-        messages = [item for item in done if type(item) is Message]
-        self.messages[sender] += len(messages)
-        return messages
+        return [item for item in done if type(item) is Message]
 
     async def _client_to_up(self, data: bytes) -> None:
         up = self.up

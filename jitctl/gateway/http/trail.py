@@ -184,7 +184,6 @@ class Trail:
         exchange: Exchange,
         sizes: tuple[int, int],
         taps: dict[str, Tap],
-        messages: dict[str, int],
         error: str,
     ) -> None:
         """`http.upgrade.end` of a WebSocket: bytes (client, upstream) and what each side sent."""
@@ -194,7 +193,7 @@ class Trail:
             "upstream_bytes": sizes[1],
             "websocket": {
                 sender: {
-                    "messages": messages[sender],
+                    "messages": tap.messages,
                     "pings": tap.pings,
                     "pongs": tap.pongs,
                     **(
