@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
+from jitctl.testing import broker as testing_broker
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.http_upstream import HttpUpstream
 from jitctl.testing.issuer import TokenIssuer
@@ -81,18 +78,12 @@ http = {{ auth_header = "X-Api-Key", auth_scheme = "", body_limit = 64 }}
 """
 
 
-@dataclass
-class Tunnel:
-    process: subprocess.Popen[str]
-    address: dict[str, Any]
+class Tunnel(testing_broker.Tunnel):
+    """`jitctl connect` to an http target, with the local URL it serves."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.address['port']}"
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        self.process.communicate(timeout=15)
+        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture(scope="package")

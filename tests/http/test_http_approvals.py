@@ -96,11 +96,8 @@ def test_a_session_on_a_granted_target_names_its_grant_in_session_start(
         "request", "approve", grant, "--reason", "ok", env=_approver(broker, token_issuer, tmp_path)
     )
     assert approved.returncode == 0, approved.stderr
-    tunnel = Tunnel(*broker.connect("jit"))
-    try:
+    with Tunnel(*broker.connect("jit")) as tunnel:
         assert httpx.get(tunnel.url + "/ping", timeout=15).status_code == 200
-    finally:
-        tunnel.close()
     (start,) = [r for r in broker.records("session.start") if r.target == "jit"]
     assert start.payload["grant"] == grant
     assert "upstream_tls" not in start.payload  # plain http: nothing to say
