@@ -54,18 +54,23 @@ def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Pat
     ca_key_path = state_dir / CA_KEY_FILE
     now = dt.datetime.now(dt.UTC)
     if ca_path.exists() and cert_path.exists() and key_path.exists():
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        if cert.not_valid_after_utc - now > RENEW_BEFORE and _names(hosts) <= _sans(cert):
-            return ca_path, cert_path, key_path
-        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        if ca_key_path.exists() and ca.not_valid_after_utc - now > RENEW_BEFORE:
-            from cryptography.hazmat.primitives import serialization
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if cert.not_valid_after_utc - now > RENEW_BEFORE and _names(hosts) <= _sans(cert):
+                return ca_path, cert_path, key_path
+            if not ca_key_path.exists():
+                return ca_path, cert_path, key_path  # not ours to reissue: the files are kept
+            ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+            if ca.not_valid_after_utc - now > RENEW_BEFORE:
+                from cryptography.hazmat.primitives import serialization
 
-            ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
-            _issue(ca, ca_key, hosts, cert_path, key_path, now)
+                ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+                _issue(ca, ca_key, hosts, cert_path, key_path, now)
+                return ca_path, cert_path, key_path
+        except (OSError, ValueError, TypeError):
+            # A file that does not read is left as it is, never replaced behind the operator's
+            # back: loading it (`server_context`) then says which one and what to do.
             return ca_path, cert_path, key_path
-        if not ca_key_path.exists():
-            return ca_path, cert_path, key_path  # not ours to reissue: the files are kept
     ca, ca_key = _new_ca(ca_path, ca_key_path, now)
     _issue(ca, ca_key, hosts, cert_path, key_path, now)
     return ca_path, cert_path, key_path

@@ -6,13 +6,15 @@ import datetime as dt
 import ipaddress
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitctl.broker.tlsfiles import ensure_tls_files
+from jitctl.broker.tlsfiles import ensure_tls_files, server_context
+from jitctl.errors import ConfigError
 
 
 def _cert(path: Path) -> x509.Certificate:
@@ -115,3 +117,12 @@ def test_files_without_the_ca_key_are_kept_as_they_are(tmp_path: Path) -> None:
     before = (tmp_path / "server.pem").read_bytes()
     ensure_tls_files(tmp_path, ["127.0.0.1"])
     assert (tmp_path / "server.pem").read_bytes() == before
+
+
+def test_a_damaged_file_is_kept_and_loading_it_says_which(tmp_path: Path) -> None:
+    ca, cert, key = ensure_tls_files(tmp_path, ["127.0.0.1"])
+    cert.write_text("not a certificate")
+    assert ensure_tls_files(tmp_path, ["10.1.2.3"]) == (ca, cert, key)
+    assert cert.read_text() == "not a certificate"  # not replaced behind the operator's back
+    with pytest.raises(ConfigError, match=r"server\.pem"):
+        server_context(cert, key)
