@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from jitctl.audit.canonical import actor_json, dumps, escaped_record, json_string
+from jitctl.audit.keys import key_id_of
 from jitctl.audit.records import Actor, NewRecord, Record
 
 GENESIS = "0" * 64
@@ -43,10 +44,6 @@ class Signer(Protocol):
     @property
     def public_raw(self) -> bytes: ...
     def sign(self, message: bytes) -> bytes: ...
-
-
-def key_id_of(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
 def now_us() -> int:

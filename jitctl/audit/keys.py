@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -25,12 +26,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from jitctl.audit.chain import key_id_of
 from jitctl.audit.errors import AuditUnavailable
 
 KEY_FILE = "audit-signing.key"
 PUB_FILE = "audit-signing.pub"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.S)
+
+
+def key_id_of(public_raw: bytes) -> str:
+    """A key's id: the first 16 hex digits of SHA-256 of its raw 32-byte public key."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
