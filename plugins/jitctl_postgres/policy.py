@@ -12,11 +12,14 @@ Rules (DESIGN §4; notes/postgres-wire.md §9):
   - deny and approve rules fit when ANYTHING in the statement is listed: any of its `kinds` (a
     DELETE hidden in a CTE, DO body, EXPLAIN ANALYZE or PREPARE fits "delete"), any table it
     reads or writes, any function it calls. Kind "unknown" (dynamic SQL, opaque bodies) could be
-    anything, so it fits every `statement`, `tables` and `functions` list.
+    anything, so it fits every `statement`, `tables` and `functions` list. Flag
+    "unnamed_tables" (ALTER TYPE … CASCADE alters the type's typed tables, which the text
+    does not name) fits every `tables` list.
   - allow rules fit only when EVERYTHING is listed: all its kinds (so `allow ["select"]` does not
     let `WITH d AS (DELETE …) SELECT` through), all its tables, all its functions; a `tables` or
-    `functions` list needs at least one to check; "unknown" must be listed by name. (A rule
-    whose match has only `groups`, or nothing, still fits everything.)
+    `functions` list needs at least one to check; "unknown" must be listed by name; a `tables`
+    list never fits a statement flagged "unnamed_tables". (A rule whose match has only
+    `groups`, or nothing, still fits everything.)
 - Names: `*` wildcards (fnmatch), case-folded. An unqualified pattern ("accounts") fits any
   schema. A qualified pattern ("public.accounts") fits an unqualified name in the SQL only for
   deny/approve, since `search_path` decides where that name resolves.
@@ -183,9 +186,13 @@ class _Compiled:
         elif self.strict and unknown and (self.tables or self.functions):
             return False  # a content-restricted allow cannot vouch for code it cannot read
         anything = unknown and not self.strict  # unreadable code may touch any table or function
-        tables = info.tables_read | info.tables_written
-        if self.tables and not (anything or self._names(tables, self.tables)):
-            return False
+        if self.tables:
+            unnamed = "unnamed_tables" in info.flags  # tables the text does not name
+            if unnamed and self.strict:
+                return False  # an allow cannot vouch for tables it cannot see
+            tables = info.tables_read | info.tables_written
+            if not (anything or unnamed or self._names(tables, self.tables)):
+                return False
         return not self.functions or anything or self._names(info.functions, self.functions)
 
     def _names(self, names: Iterable[str], patterns: tuple[str, ...]) -> bool:
@@ -207,6 +214,8 @@ class _Compiled:
                 what = "dynamic SQL (it may do anything)"
         else:
             what = _what(info)
+        if self.tables and "unnamed_tables" in info.flags:
+            what += " (it changes tables its text does not name, such as a type's typed tables)"
         return f"{what} {_VERBS[self.action]} by rule '{self.name}'"
 
 

@@ -18,6 +18,8 @@ rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudi
 - shadows_builtin_type: DDL gives a type, in any schema, a name casts take for a built-in type
   (BUILTIN_TYPE_NAMES): CREATE DOMAIN/TYPE, a table or view (its row type takes its name),
   RENAME TO, SET SCHEMA (sqlcalls.py);
+- unnamed_tables: the statement changes tables its text does not name (ALTER TYPE …
+  ATTRIBUTE … CASCADE alters the type's typed tables); every table rule fits it (policy.py);
 - unparseable: the text (or a body inside it) could not be parsed;
 - fastpath_function_call: the legacy FunctionCall message.
 """

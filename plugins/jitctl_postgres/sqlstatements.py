@@ -11,7 +11,9 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
   TYPE x ADD/ALTER/DROP ATTRIBUTE. It is claimed, so it is neither read nor written, like
   the enum, range and base forms, which have no RangeVar; the composite's column types still
-  count as casts (sqlcalls.type_name).
+  count as casts (sqlcalls.type_name). With CASCADE, ALTER TYPE's ATTRIBUTE forms (RENAME
+  too) also alter the type's typed tables, which the text does not name: flag
+  `unnamed_tables` (fail closed: policy.py fits it to every table rule).
 - DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
   types, keywords and names: they are literal-free (sqlwalk.py's `LITERAL_FREE`). The others
   are not, or read a constant (COPY's format, EXPLAIN's options) through `read_constant`.
@@ -40,8 +42,23 @@ def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> 
             # it unless x is a composite type. Not RENAME ATTRIBUTE (a RenameStmt), which
             # renames a table's or a view's column as well: that one stays written.
             walker.claim(target)
+            commands = [cmd.get("AlterTableCmd", {}) for cmd in body.get("cmds", ())]
+            if any(cmd.get("behavior") == "DROP_CASCADE" for cmd in commands):
+                typed_tables(walker)
         else:
             walker.write(target)
+            rename = body.get("renameType"), body.get("behavior")
+            if rename == ("OBJECT_ATTRIBUTE", "DROP_CASCADE"):  # ALTER TYPE x RENAME ATTRIBUTE
+                typed_tables(walker)
+
+
+def typed_tables(walker: StatementWalker) -> None:
+    """ALTER TYPE x ADD/ALTER/DROP/RENAME ATTRIBUTE … CASCADE: "Automatically propagate the
+    operation to typed tables of the type being altered, and their descendants"
+    (sql-altertype); without CASCADE the server refuses while x has typed tables. The
+    classifier sees no catalog and cannot name those tables: flag `unnamed_tables`, which
+    policy.py fits to every table rule (fail closed)."""
+    walker.flags.add("unnamed_tables")
 
 
 def names_type(walker: StatementWalker, body: dict[str, Any], name: str) -> None:

@@ -140,7 +140,8 @@ def test_tables_read_and_written(sql: str, read: set[str], written: set[str]) ->
 
 # CREATE TYPE, and ALTER TYPE's ADD/ALTER/DROP ATTRIBUTE (the server refuses them on anything
 # but a composite type), name a type, never a table, whichever form they take; a column type
-# that is not built in still counts as a cast (sqlcalls.py).
+# that is not built in still counts as a cast (sqlcalls.py). With CASCADE they also alter the
+# type's typed tables, unnamed: test_classify_type_ddl.py.
 # (sql, kind, classes, functions)
 TYPE_DDL = [
     ("CREATE TYPE x AS (a int, b text)", "create", {"DDL"}, set()),

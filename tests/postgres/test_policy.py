@@ -420,3 +420,41 @@ def test_decisions_are_cached_per_text_and_groups() -> None:
     first = decide(policy, "DROP TABLE t", ("agents",))
     assert decide(policy, "DROP TABLE t", ("agents",)) is first
     assert decide(policy, "DROP TABLE t", ()).action == "allow"
+
+
+TYPE_CASCADES = [
+    "ALTER TYPE t ADD ATTRIBUTE b int CASCADE",
+    "ALTER TYPE t DROP ATTRIBUTE b CASCADE",
+    "ALTER TYPE t ALTER ATTRIBUTE b TYPE text CASCADE",
+    "ALTER TYPE t RENAME ATTRIBUTE a TO b CASCADE",
+]
+
+
+@pytest.mark.parametrize("sql", TYPE_CASCADES)
+def test_a_rule_on_a_table_fits_altering_a_type_with_cascade(sql: str) -> None:
+    """`CREATE TABLE payments OF t`: ALTER TYPE t … CASCADE alters payments, unnamed, so deny
+    and approve rules on any table fit it, and an allow rule on tables cannot vouch for it."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "deny"
+    assert decide(Policy([rule("approve", "ask", tables=["payments"])]), sql).action == "approve"
+    allow_t = Policy([rule("allow", "t", tables=["t"])], default_action="deny")
+    assert decide(allow_t, sql).action == "deny"
+    # it is still only an ALTER: rules on other kinds, or on functions, do not fit it
+    assert decide(NO_DESTROY, sql).action == "allow"
+    assert decide(Policy([rule("deny", "f", functions=["*"])]), sql).action == "allow"
+    allow_alter = Policy([rule("allow", "ddl", statement=["alter"])], default_action="deny")
+    assert decide(allow_alter, sql).action == "allow"
+
+
+def test_a_type_cascade_is_denied_with_a_reason_that_says_why() -> None:
+    decision = decide(
+        Policy([rule("deny", "money", tables=["payments"])]),
+        "ALTER TYPE t ADD ATTRIBUTE b int CASCADE",
+    )
+    assert decision.rule == "money"
+    assert "tables its text does not name" in decision.reason
+
+
+@pytest.mark.parametrize("sql", [s.replace(" CASCADE", "") for s in TYPE_CASCADES])
+def test_altering_a_type_without_cascade_does_not_fit_rules_on_other_tables(sql: str) -> None:
+    """Without CASCADE the server refuses to alter a type that has typed tables."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "allow"
