@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -72,19 +71,11 @@ def _roundtrip(port: int, payload: bytes) -> bytes:
     return received
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
-    return err
-
-
 def test_socket_client_round_trips_and_the_session_is_attributed(broker: BrokerProcess) -> None:
-    process, address = broker.connect("echo", "--reason", "INC-42 debugging")
-    try:
+    with broker.tunnel("echo", "--reason", "INC-42 debugging") as tunnel:
         payload = os.urandom(300_000)
-        assert _roundtrip(address["port"], payload) == payload
-    finally:
-        err = _stop(process)
+        assert _roundtrip(tunnel.port, payload) == payload
+    err = tunnel.stderr
     assert "session" in err and "opened to echo" in err
     session_id = err.split("session ", 1)[1].split()[0]
     show = broker.jitctl(
@@ -100,12 +91,10 @@ def test_socket_client_round_trips_and_the_session_is_attributed(broker: BrokerP
 
 
 def test_connect_prints_the_port_as_one_json_line(broker: BrokerProcess) -> None:
-    process, address = broker.connect("echo")
-    try:
+    with broker.tunnel("echo") as tunnel:
+        address = tunnel.address
         assert set(address) >= {"target", "host", "port", "protocol", "correlation_id"}
         assert address["host"] == "127.0.0.1" and address["port"] > 0
-    finally:
-        _stop(process)
 
 
 def test_unknown_target_is_a_usage_error(broker: BrokerProcess) -> None:
@@ -172,15 +161,14 @@ def test_trail_verifies_after_sessions(broker: BrokerProcess) -> None:
 
 def test_a_secret_the_broker_cannot_find_refuses_clearly(broker: BrokerProcess) -> None:
     """An unset password_env is an operator error: say so, don't try the upstream without it."""
-    process, address = broker.connect("nocred")
-    try:
-        with socket.create_connection(("127.0.0.1", address["port"]), timeout=10) as sock:
-            sock.sendall(b"hello")
-            assert sock.recv(100) == b""  # closed: nothing was forwarded
-    finally:
-        err = _stop(process)
-    assert "the broker has no credential for nocred" in err
-    assert "JITCTL_TEST_NEVER_SET is not set" in err
+    with (
+        broker.tunnel("nocred") as tunnel,
+        socket.create_connection(("127.0.0.1", tunnel.port), timeout=10) as sock,
+    ):
+        sock.sendall(b"hello")
+        assert sock.recv(100) == b""  # closed: nothing was forwarded
+    assert "the broker has no credential for nocred" in tunnel.stderr
+    assert "JITCTL_TEST_NEVER_SET is not set" in tunnel.stderr
 
 
 # -- who may use a tunnel's port (jitctl.client.peers) ------------------------------------------
@@ -238,12 +226,10 @@ def _as_other_user(port: int) -> str:
 @needs_other
 def test_another_local_user_is_turned_away_before_any_session(broker: BrokerProcess) -> None:
     sessions_before = len(broker.records("session.start"))
-    process, address = broker.connect("echo")
-    try:
-        assert _as_other_user(address["port"]) == "nothing"
-        assert _roundtrip(address["port"], b"mine") == b"mine"  # its own user still gets in
-    finally:
-        err = _stop(process)
+    with broker.tunnel("echo") as tunnel:
+        assert _as_other_user(tunnel.port) == "nothing"
+        assert _roundtrip(tunnel.port, b"mine") == b"mine"  # its own user still gets in
+    err = tunnel.stderr
     assert f"turned away a local connection from user {OTHER}" in err
     assert "this tunnel acts as root" in err and "--any-local-user" in err
     assert len(broker.records("session.start")) == sessions_before + 1  # only the owner's
@@ -251,12 +237,9 @@ def test_another_local_user_is_turned_away_before_any_session(broker: BrokerProc
 
 @needs_other
 def test_any_local_user_lets_other_users_in(broker: BrokerProcess) -> None:
-    process, address = broker.connect("echo", "--any-local-user")
-    try:
-        assert _as_other_user(address["port"]) == "ping"
-    finally:
-        err = _stop(process)
-    assert "turned away" not in err
+    with broker.tunnel("echo", "--any-local-user") as tunnel:
+        assert _as_other_user(tunnel.port) == "ping"
+    assert "turned away" not in tunnel.stderr
 
 
 def test_the_kernel_table_names_the_owner_of_a_client_socket(tmp_path: Path) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,12 +39,6 @@ def _roundtrip(port: int, payload: bytes) -> bytes:
     return received
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
-    return err
-
-
 def test_username_follows_cloud_sql_rules() -> None:
     assert cloudsql_username("sql-login@proj.iam.gserviceaccount.com") == "sql-login@proj.iam"
     assert cloudsql_username("alice@example.com") == "alice@example.com"  # an IAM user
@@ -55,12 +47,9 @@ def test_username_follows_cloud_sql_rules() -> None:
 def test_a_session_to_an_iam_target_mints_a_login_token_for_the_caller(
     broker: BrokerProcess, emulator: GcpEmulator
 ) -> None:
-    process, address = broker.connect("pg-iam")
-    try:
-        assert _roundtrip(address["port"], b"hello") == b"hello"
-    finally:
-        err = _stop(process)
-    session_id = err.split("session ", 1)[1].split()[0]
+    with broker.tunnel("pg-iam") as tunnel:
+        assert _roundtrip(tunnel.port, b"hello") == b"hello"
+    session_id = tunnel.stderr.split("session ", 1)[1].split()[0]
     record = next(r for r in audit_records(broker, "gcp.credential") if r.session_id == session_id)
     assert record.target == "pg-iam" and record.actor.subject == SUBJECT
     assert record.payload["purpose"] == "cloudsql-login"
@@ -77,11 +66,9 @@ def test_a_session_to_an_iam_target_mints_a_login_token_for_the_caller(
 def test_a_refused_login_token_refuses_the_session_with_the_upstream_reason(
     broker: BrokerProcess,
 ) -> None:
-    process, address = broker.connect("pg-iam-denied")
-    try:
-        assert _roundtrip(address["port"], b"hello") == b""
-    finally:
-        err = _stop(process)
+    with broker.tunnel("pg-iam-denied") as tunnel:
+        assert _roundtrip(tunnel.port, b"hello") == b""
+    err = tunnel.stderr
     assert "cannot get a GCP IAM login for pg-iam-denied: IAM Credentials refused" in err
     assert "PERMISSION_DENIED" in err
     denied = audit_records(broker, "session.denied")[-1]
@@ -214,19 +201,18 @@ def test_psycopg_through_the_postgres_gateway_logs_in_with_the_iam_token(
             gcp.add_provider(AUDIENCE, issuer=broker.url + "/gcp", jwks=jwks)
             gcp.add_service_account(ORDERS_SA, members=[gcp.principal(AUDIENCE, "alice")])
             broker.login_with_token(token_issuer.mint(sub="alice", groups=["eng"], lifetime=600))
-            process, address = broker.connect("orders-db")
-            try:
-                with psycopg.connect(
+            with (
+                broker.tunnel("orders-db") as tunnel,
+                psycopg.connect(
                     host="127.0.0.1",
-                    port=address["port"],
+                    port=tunnel.port,
                     user="alice",
                     password="unused",
                     dbname="postgres",
                     sslmode="disable",
-                ) as conn:
-                    row = conn.execute("SELECT current_user").fetchone()
-            finally:
-                _stop(process)
+                ) as conn,
+            ):
+                row = conn.execute("SELECT current_user").fetchone()
             assert row == ("orders-app@orders-prod.iam",)
             (record,) = audit_records(broker, "gcp.credential")
         assert record.actor.subject == "alice" and record.target == "orders-db"

@@ -253,18 +253,15 @@ def test_connect_with_a_command_leaves_stdout_to_the_command(broker: BrokerProce
 
 
 def test_connect_no_client_says_how_to_use_the_tunnel(broker: BrokerProcess) -> None:
-    process, address = broker.connect("web")
-    try:
+    with broker.tunnel("web") as tunnel:
+        address = tunnel.address
         config = Path(address["ssh_config"]).read_text()
         assert "StrictHostKeyChecking yes" in config and f"Port {address['port']}" in config
         assert address["ssh_host"] == "jitctl.web"
         known = (broker.home / "ssh" / "known_hosts").read_text()
         assert any(line.startswith("jitctl.web ssh-ed25519 ") for line in known.splitlines())
-    finally:
-        process.send_signal(2)
-        _, err = process.communicate(timeout=10)
-    assert f"ssh -F {address['ssh_config']} jitctl.web" in err
-    assert not Path(address["ssh_config"]).exists()  # removed with the tunnel
+    assert f"ssh -F {address['ssh_config']} jitctl.web" in tunnel.stderr
+    assert not Path(address["ssh_config"]).exists()  # removed with the tunnel (Ctrl-C)
 
 
 def test_the_trail_verifies_after_the_ssh_sessions(broker: BrokerProcess) -> None:
