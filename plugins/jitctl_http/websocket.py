@@ -49,6 +49,9 @@ class Message:
     kind: str  # "text" | "binary"
     size: int  # payload bytes of the whole message (UTF-8 bytes for text)
     head: bytes  # the first `limit` bytes of the payload, unmasked; text cut between characters
+    # What masking on the wire found (jitctl_http.reframe); None: the message went unmasked
+    # (a `Tap` never masks), so the trail masks its own copy.
+    masked: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
