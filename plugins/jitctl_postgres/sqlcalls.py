@@ -34,6 +34,13 @@ recorded as a call (and the FUNCTION class), under a name that says what it is:
   The SQL-standard spellings (`int`, `double precision`, `varchar(3)`, `timestamp with time
   zone`) reach us as `pg_catalog.int4` and kin, all built in.
 
+DDL that binds functions by name as options (CREATE AGGREGATE's `sfunc`, CREATE OPERATOR's
+`function`, CREATE TYPE's `input` and a range's `canonical` and `subtype_diff`, TEXT SEARCH
+PARSER and TEMPLATE) records each as a call under its name, as CREATE DOMAIN's CHECK records
+the calls in it: the server runs them later with no call in the text (`definition`). The types
+those options name (a range's `subtype`, an aggregate's `stype`, an operator's `leftarg`)
+count as casts, as a composite's attribute types do.
+
 The schema goes in front of the name, as for functions, so policy.py's matching applies as it
 is: the pattern `operator(===)` fits the operator in every schema, `myschema.operator(===)` one
 schema. Operator names hold fnmatch's `*` and `?`: match them literally as `[*]`, `[?]`.
@@ -207,6 +214,52 @@ def new_type(walker: StatementWalker, body: dict[str, Any], node: str) -> None:
         names = [body.get("relation", body.get("view", {})).get("relname", "")]
     if any(name in BUILTIN_TYPE_NAMES for name in names):
         walker.flags.add("shadows_builtin_type")
+
+
+# Options of CREATE AGGREGATE, OPERATOR, TYPE (base and RANGE) and TEXT SEARCH PARSER and
+# TEMPLATE that name a function the server runs later, without a call in the text, or a type.
+_FUNCTION_OPTIONS = {
+    "OBJECT_AGGREGATE": {"sfunc", "finalfunc", "combinefunc", "serialfunc", "deserialfunc"}
+    | {"msfunc", "minvfunc", "mfinalfunc"},
+    "OBJECT_OPERATOR": {"function", "procedure", "restrict", "join"},
+    "OBJECT_TYPE": {"input", "output", "receive", "send", "typmod_in", "typmod_out", "analyze"}
+    | {"subscript"},
+    "OBJECT_TSPARSER": {"start", "gettoken", "end", "headline", "lextypes"},
+    "OBJECT_TSTEMPLATE": {"init", "lexize"},
+    "RANGE": {"canonical", "subtype_diff"},
+}
+_TYPE_OPTIONS = {
+    "OBJECT_AGGREGATE": {"stype", "mstype", "basetype"},
+    "OBJECT_OPERATOR": {"leftarg", "rightarg"},
+    "OBJECT_TYPE": {"element", "like"},
+    "RANGE": {"subtype"},
+}
+
+
+def definition(walker: StatementWalker, body: dict[str, Any], node: str) -> None:
+    """CREATE AGGREGATE, OPERATOR, TYPE (base, RANGE), TEXT SEARCH …: each function an option
+    binds counts as a call, as CREATE DOMAIN's CHECK records what it calls (the server runs
+    them later unseen: an operator's function on every `a === b`, a range's canonical
+    function on every value built), and each type it names as a cast, as a composite's
+    attribute types do. An option's value is a TypeName, or a string holding the name."""
+    kind = "RANGE" if node == "CreateRangeStmt" else body.get("kind", "")
+    functions, types = _FUNCTION_OPTIONS.get(kind, ()), _TYPE_OPTIONS.get(kind, ())
+    for item in body.get("params" if kind == "RANGE" else "definition", ()):
+        option = item.get("DefElem", {})
+        name, arg = option.get("defname"), option.get("arg", {})
+        names = arg["TypeName"].get("names", ()) if "TypeName" in arg else _from_string(arg)
+        if name in functions and names:
+            func_call(walker, {"funcname": names})
+        elif name in types and names:
+            type_name(walker, {"names": names})
+
+
+def _from_string(arg: dict[str, Any]) -> list[dict[str, Any]]:
+    """`sfunc = 's.f'`: the server reads the string as a qualified name, folding unquoted
+    parts to lower case; an unquoted part is folded here too, a quoted one kept as it is."""
+    text = _sval(arg)
+    parts = [p[1:-1] if p[:1] == '"' == p[-1:] else p.lower() for p in text.split(".")]
+    return [{"String": {"sval": part}} for part in parts if part]
 
 
 def new_row_type(walker: StatementWalker, relation: dict[str, Any] | None) -> None:

@@ -67,6 +67,8 @@ def names_type(walker: StatementWalker, body: dict[str, Any], name: str) -> None
     sqlcalls.new_type(walker, body, name)
     if name == "CreateStmt":  # before the walk reaches the columns' types
         sqlcalls.table_columns(walker, body.get("tableElts", ()))
+    elif name in ("DefineStmt", "CreateRangeStmt"):  # functions and types named as options
+        sqlcalls.definition(walker, body, name)
 
 
 def prefix_kind(name: str) -> str:

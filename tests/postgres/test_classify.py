@@ -148,7 +148,13 @@ TYPE_DDL = [
     ("CREATE TYPE s.x AS (a mytype, b text)", "create", {"DDL", "FUNCTION"}, {"cast(mytype)"}),
     ("CREATE TYPE e AS ENUM ('a', 'b')", "create", {"DDL"}, set()),
     ("CREATE TYPE r AS RANGE (subtype = int4)", "create", {"DDL"}, set()),
-    ("CREATE TYPE b (input = b_in, output = b_out)", "create", {"DDL"}, set()),
+    # its input and output functions count as calls (test_classify_type_ddl.py)
+    (
+        "CREATE TYPE b (input = b_in, output = b_out)",
+        "create",
+        {"DDL", "FUNCTION"},
+        {"b_in", "b_out"},
+    ),
     ("ALTER TYPE x ADD ATTRIBUTE c int", "alter", {"DDL"}, set()),
     (
         "ALTER TYPE s.x ADD ATTRIBUTE c mytype CASCADE",

@@ -57,3 +57,53 @@ def test_alter_type_without_cascade_names_every_table_it_changes(
     (info,) = classify(sql).statements
     assert "unnamed_tables" not in info.flags
     assert (info.tables_read, info.tables_written) == (set(), written)
+
+
+# DDL that binds functions by name, as options, records each as a call (the server runs them
+# later, unseen: a range's canonical function on every value built, an operator's function on
+# every `a === b`), as CREATE DOMAIN's CHECK records the functions it calls; every type it names
+# that is not built in counts as a cast, as a composite's attribute types do. (sql, functions)
+DEFINITIONS = [
+    (
+        "CREATE TYPE r AS RANGE (subtype = float8, canonical = f, subtype_diff = s.g)",
+        {"f", "s.g"},
+    ),
+    ("CREATE TYPE r AS RANGE (subtype = mytype)", {"cast(mytype)"}),
+    ("CREATE TYPE r AS RANGE (subtype = s.mytype, subtype_opclass = ops)", {"s.cast(mytype)"}),
+    ("CREATE TYPE r AS RANGE (subtype = int4, multirange_type_name = m)", set()),
+    ("CREATE AGGREGATE a (int) (sfunc = f, stype = int, finalfunc = g)", {"f", "g"}),
+    (
+        "CREATE AGGREGATE a (int) (sfunc = f, stype = s.acc, combinefunc = c)",
+        {"f", "c", "s.cast(acc)"},
+    ),
+    ("CREATE AGGREGATE a (int) (sfunc = 'S.F', stype = int8)", {"s.f"}),
+    ("CREATE AGGREGATE a (BASETYPE = mytype, sfunc = f, stype = int8)", {"f", "cast(mytype)"}),
+    ("CREATE OPERATOR === (leftarg = int, rightarg = int, function = f)", {"f"}),
+    (
+        "CREATE OPERATOR === (rightarg = mytype, procedure = s.f, restrict = eqsel)",
+        {"s.f", "eqsel", "cast(mytype)"},
+    ),
+    ("CREATE TYPE b (input = b_in, output = b_out)", {"b_in", "b_out"}),
+    (
+        "CREATE TYPE b (input = b_in, output = b_out, element = mytype)",
+        {"b_in", "b_out", "cast(mytype)"},
+    ),
+    ("CREATE TEXT SEARCH TEMPLATE tt (init = i, lexize = l)", {"i", "l"}),
+]
+
+
+@pytest.mark.parametrize(("sql", "functions"), DEFINITIONS, ids=[d[0][:60] for d in DEFINITIONS])
+def test_functions_a_definition_binds_are_calls(sql: str, functions: set[str]) -> None:
+    (info,) = classify(sql).statements
+    assert info.functions == functions
+    assert info.classes == ({"DDL", "FUNCTION"} if functions else {"DDL"})
+    assert (info.tables_read, info.tables_written) == (set(), set())
+
+
+def test_binding_a_dangerous_function_to_an_operator_is_flagged() -> None:
+    """`SELECT !! 1` would later run it as `operator(!!)`: the CREATE names it."""
+    (info,) = classify(
+        "CREATE OPERATOR !! (rightarg = int, function = pg_terminate_backend)"
+    ).statements
+    assert "dangerous_function" in info.flags
+    assert info.functions == {"pg_terminate_backend"}
