@@ -458,3 +458,17 @@ def test_a_type_cascade_is_denied_with_a_reason_that_says_why() -> None:
 def test_altering_a_type_without_cascade_does_not_fit_rules_on_other_tables(sql: str) -> None:
     """Without CASCADE the server refuses to alter a type that has typed tables."""
     assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "allow"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TYPE r AS RANGE (subtype = float8, canonical = wipe)",
+        "CREATE TYPE r AS RANGE (subtype = float8, subtype_diff = s.wipe)",
+        "CREATE OPERATOR !! (rightarg = int, function = wipe)",
+        "CREATE AGGREGATE a (int) (sfunc = int4pl, stype = int, finalfunc = wipe)",
+    ],
+)
+def test_a_rule_on_a_function_fits_ddl_that_binds_it(sql: str) -> None:
+    """The server runs a bound function later with no call in the text: bind time decides."""
+    assert decide(Policy([rule("deny", "no-wipe", functions=["wipe"])]), sql).action == "deny"
