@@ -3,14 +3,27 @@
 A broker without `broker.tls_cert`/`broker.tls_key` makes its own CA (`ca.pem`) and a server
 certificate for its listen address, 127.0.0.1, ::1 and localhost. Clients trust it with
 `--ca-file <state_dir>/ca.pem` (automatic for a local dev broker). Keys are written 0600.
+
+Rules for processes sharing a state dir (a second broker, `jitctl connect --local-tls`):
+- Each file is replaced whole (`_write`), but the key and its certificate are two files
+  replaced one after the other, so a reader can find the new key beside the old certificate
+  for an instant. `server_context` reads such a pair again until it matches (`PAIR_SETTLE`)
+  rather than fail; a pair that never matches is a ConfigError naming both files.
+- Making or renewing the files happens under `.tls.lock`, and the need is decided again once
+  the lock is held: two processes renewing at once would otherwise leave one's key beside the
+  other's certificate (or one's CA beside a certificate the other's CA signed), for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +33,8 @@ CA_FILE = "ca.pem"
 CERT_FILE = "server.pem"
 KEY_FILE = "server-key.pem"
 CA_KEY_FILE = "ca-key.pem"
+LOCK_FILE = ".tls.lock"
+PAIR_SETTLE = 1.0  # seconds `server_context` waits for a key and certificate to match
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -48,6 +63,28 @@ def ensure_tls_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Pat
     trusting it), when it ends within `RENEW_BEFORE` or does not name every host in `hosts` (the
     listen address changed): a broker restarted after two years, or moved to a new address,
     serves a certificate its clients accept. Only a CA of its own that is ending is replaced."""
+    with _locked(state_dir / LOCK_FILE):
+        return _ensure(state_dir, hosts)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Held across processes (flock); released when the descriptor closes, even on a crash.
+    A folder that cannot take the lock file cannot take new TLS files either: nothing to guard."""
+    try:
+        fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _ensure(state_dir: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
     from cryptography import x509
 
     ca_path, cert_path, key_path = state_dir / CA_FILE, state_dir / CERT_FILE, state_dir / KEY_FILE
@@ -161,16 +198,38 @@ def _issue(
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"cannot load the broker's TLS certificate {cert} / key {key}: {exc}",
-            "check broker.tls_cert and broker.tls_key",
-        ) from None
-    return ctx
+    """A server context serving `cert` with `key`. A key that is not the certificate's is read
+    again for up to `PAIR_SETTLE` seconds: it may be the new key of a pair being issued anew
+    (see the module's rules). OpenSSL itself never loads a mismatched pair."""
+    deadline = time.monotonic() + PAIR_SETTLE
+    while True:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(cert, key)
+            return ctx
+        except ssl.SSLError as exc:
+            if not _mismatch(exc):
+                raise _unloadable(cert, key, exc) from None
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"the broker's TLS key {key} is not the key of its certificate {cert}",
+                    "check broker.tls_cert and broker.tls_key: they must be a pair",
+                ) from None
+            time.sleep(0.05)
+        except OSError as exc:
+            raise _unloadable(cert, key, exc) from None
+
+
+def _mismatch(exc: ssl.SSLError) -> bool:
+    return exc.reason == "KEY_VALUES_MISMATCH" or "key values mismatch" in str(exc)
+
+
+def _unloadable(cert: Path, key: Path, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"cannot load the broker's TLS certificate {cert} / key {key}: {exc}",
+        "check broker.tls_cert and broker.tls_key",
+    )
 
 
 def client_context(ca_file: str | Path | None) -> ssl.SSLContext:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitctl.broker.tlsfiles import ensure_tls_files, server_context
+from jitctl.broker import tlsfiles
+from jitctl.broker.tlsfiles import client_context, ensure_tls_files, server_context
 from jitctl.errors import ConfigError
 
 
@@ -126,3 +130,76 @@ def test_a_damaged_file_is_kept_and_loading_it_says_which(tmp_path: Path) -> Non
     assert cert.read_text() == "not a certificate"  # not replaced behind the operator's back
     with pytest.raises(ConfigError, match=r"server\.pem"):
         server_context(cert, key)
+
+
+def _served(ctx: ssl.SSLContext, ca: Path) -> x509.Certificate:
+    """The certificate a client trusting `ca` is shown by a server on `ctx` (in memory)."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context(ca).wrap_bio(to_client, to_server, server_hostname="localhost")
+    server = ctx.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(5):
+        for side in (client, server):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def _half_renewed(folder: Path) -> bytes:
+    """Renew the pair, then put the old certificate back: the new key beside the old
+    certificate, as a reader finds them between the two replacements. Returns the new one."""
+    ensure_tls_files(folder, ["127.0.0.1"])
+    old_cert = (folder / "server.pem").read_bytes()
+    ensure_tls_files(folder, ["10.1.2.3"])  # a new listen address: a new key and certificate
+    new_cert = (folder / "server.pem").read_bytes()
+    (folder / "server.pem").write_bytes(old_cert)
+    return new_cert
+
+
+def test_a_reader_between_the_key_and_the_certificate_waits_for_the_certificate(
+    tmp_path: Path,
+) -> None:
+    """A second broker or `connect --local-tls` starting mid-renewal serves the new pair."""
+    new_cert = _half_renewed(tmp_path)
+    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    writer = threading.Timer(0.2, cert.write_bytes, [new_cert])  # the renewal's second step
+    writer.start()
+    try:
+        ctx = server_context(cert, key)
+    finally:
+        writer.join()
+    assert _served(ctx, tmp_path / "ca.pem") == x509.load_pem_x509_certificate(new_cert)
+
+
+def test_a_key_that_never_matches_its_certificate_names_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _half_renewed(tmp_path)
+    monkeypatch.setattr(tlsfiles, "PAIR_SETTLE", 0.1)
+    with pytest.raises(ConfigError, match=r"server-key\.pem is not the key of .*server\.pem"):
+        server_context(tmp_path / "server.pem", tmp_path / "server-key.pem")
+
+
+def test_two_renewals_at_once_leave_one_matching_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process renews while the first has written its key but not yet its
+    certificate: the files end as one pair, not one's key beside the other's certificate."""
+    ca, cert, key = ensure_tls_files(tmp_path, ["127.0.0.1"])
+    write = tlsfiles._write
+    second: list[threading.Thread] = []
+
+    def write_then_race(path: Path, data: bytes, mode: int = 0o644) -> None:
+        write(path, data, mode)
+        if path == key and not second:
+            second.append(threading.Thread(target=ensure_tls_files, args=(tmp_path, ["10.1.2.3"])))
+            second[0].start()
+            second[0].join(0.5)  # it runs to its end here unless something holds it back
+
+    monkeypatch.setattr(tlsfiles, "_write", write_then_race)
+    ensure_tls_files(tmp_path, ["10.1.2.3"])
+    second[0].join()
+    monkeypatch.setattr(tlsfiles, "PAIR_SETTLE", 0.0)
+    served = _served(server_context(cert, key), ca)
+    assert served == _cert(cert) and "10.1.2.3" in _ips(served)
