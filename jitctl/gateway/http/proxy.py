@@ -275,8 +275,17 @@ class Proxy:
             response = await up.next_event()
             while type(response) is Response and response.status_code < 200:
                 if response.status_code == 101:  # the upgrade was accepted
-                    limit = self.options.body_limit
-                    await upgraded(self.client, up, response, self.trail, exchange, limit)
+                    limit, mask_limit = self.options.body_limit, self.options.mask_limit
+                    await upgraded(
+                        self.client,
+                        up,
+                        response,
+                        self.trail,
+                        exchange,
+                        limit,
+                        scrub=self.scrub,
+                        mask_limit=mask_limit,
+                    )
                     return False
                 response = await up.next_event()
         except (OSError, RemoteProtocolError) as exc:

@@ -5,12 +5,15 @@
 already read past the heads.
 
 - WebSocket (`Upgrade: websocket`): each direction's bytes go through a frame reader
-  (`jitctl_http.websocket.Tap`) on their way, unchanged. Every message is recorded
-  (`http.ws.message`, its first `limit` bytes); one from the client is durable before the
-  bytes that end it go upstream (write-ahead, as for requests), one from the upstream rides
-  the next commit. Bytes that break RFC 6455 (the gateway removed the extension offer, so
-  frames must not be compressed) end the connection without being forwarded, and
-  `http.upgrade.end` says which side sent them (fail closed).
+  (`jitctl_http.websocket.Tap`) on their way, unchanged; except when the target masks or the
+  broker injected a secret: then the upstream's go through a `jitctl_http.reframe.Reframer`,
+  which masks its text messages (a text message over `mask_limit` closes the client's side
+  with 1009 and ends the connection). Every message is recorded (`http.ws.message`, its first
+  `limit` bytes, as the client got it); one from the client is durable before the bytes that
+  end it go upstream (write-ahead, as for requests), one from the upstream rides the next
+  commit. Bytes that break RFC 6455 (the gateway removed the extension offer, so frames must
+  not be compressed) end the connection without being forwarded, and `http.upgrade.end` says
+  which side sent them (fail closed).
 - Any other upgrade: the first `limit` bytes of each direction are kept for the trail, the
   rest counted.
 """
@@ -24,6 +27,7 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
+from jitctl_http.reframe import Reframer, Refused
 from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Message, Tap, WebSocketError
 
 from jitctl.gateway.http.client import ClientConnection
@@ -39,8 +43,12 @@ async def upgraded(
     trail: Trail,
     exchange: Exchange,
     limit: int,
+    *,
+    scrub: bodies.Scrub,
+    mask_limit: int,
 ) -> None:
-    """The upstream accepted the client's upgrade: answer, relay, record."""
+    """The upstream accepted the client's upgrade: answer, relay, record. `limit`: the bytes
+    of each message recorded; `scrub` and `mask_limit`: what a WebSocket masks with."""
     fields = response.headers
     upgrade = [(b"upgrade", headers.header(fields, b"upgrade")), (b"connection", b"upgrade")]
     client.respond(101, response.reason, headers.to_client(fields) + upgrade, Framing.NONE)
@@ -49,7 +57,16 @@ async def upgraded(
     client_rest = client.reader.trailing or b""
     up_rest = up.responses.trailing or b""
     if headers.header(fields, b"upgrade").lower() == b"websocket":
-        ws = WebSocketRelay(client.io, up, trail, exchange, limit)
+        reframer = None
+        if trail.masks is not None or scrub.secrets:
+            reframer = Reframer(
+                limit=mask_limit,
+                record_limit=limit,
+                masks=trail.masks,
+                fields=trail.fields,
+                scrub=scrub,
+            )
+        ws = WebSocketRelay(client.io, up, trail, exchange, limit, reframer)
         await ws.run(client_rest, up_rest)
         trail.websocket_ended(exchange, (ws.sent, ws.received), ws.taps, ws.error)
         return
@@ -61,20 +78,33 @@ class WebSocketRelay:
     """Both legs of a WebSocket, each through its `Tap` (module docstring)."""
 
     def __init__(
-        self, io: Any, up: UpstreamConnection, trail: Trail, exchange: Exchange, limit: int
+        self,
+        io: Any,
+        up: UpstreamConnection,
+        trail: Trail,
+        exchange: Exchange,
+        limit: int,
+        reframer: Reframer | None = None,
     ) -> None:
         self.io, self.up, self.trail, self.exchange = io, up, trail, exchange
-        self.taps = {WS_CLIENT: Tap(WS_CLIENT, limit), WS_UPSTREAM: Tap(WS_UPSTREAM, limit)}
+        self.reframer = reframer  # None: the upstream's bytes pass unchanged (the fast path)
+        self.client_tap = Tap(WS_CLIENT, limit)
+        self.upstream_tap = Tap(WS_UPSTREAM, limit)  # unused when re-framed: it reads too
+        self.taps: dict[str, Tap | Reframer] = {
+            WS_CLIENT: self.client_tap,
+            WS_UPSTREAM: self.upstream_tap if reframer is None else reframer,
+        }
         self.sent = self.received = 0  # bytes each way
         self.error = ""  # what broke RFC 6455, and who sent it
 
     async def run(self, client_rest: bytes, up_rest: bytes) -> None:
         await until_either_ends(self._client_to_up(client_rest), self._up_to_client(up_rest))
 
-    def _read(self, sender: str, data: bytes) -> list[Message] | None:
+    def _read(self, tap: Tap, data: bytes) -> list[Message] | None:
         """The messages `data` completes; None when it breaks the protocol."""
+        sender = tap.sender
         try:
-            done = self.taps[sender].feed(data)
+            done = tap.feed(data)
         except WebSocketError as exc:
             self.error = f"{sender}: {exc}"
             return None
@@ -84,7 +114,7 @@ class WebSocketRelay:
         up = self.up
         while True:
             if data:
-                messages = self._read(WS_CLIENT, data)
+                messages = self._read(self.client_tap, data)
                 if messages is None:
                     return
                 waits = [self.trail.ws_message(self.exchange, WS_CLIENT, m) for m in messages]
@@ -99,16 +129,44 @@ class WebSocketRelay:
         with contextlib.suppress(OSError):
             up.writer.write_eof()
 
+    def _reframe(self, reframer: Reframer, data: bytes) -> tuple[bytes, bool] | None:
+        """What goes to the client for `data`, and whether the connection ends after it
+        (a message refused); None when `data` breaks the protocol."""
+        try:
+            out, done = reframer.feed(data)
+        except WebSocketError as exc:
+            self.error = f"{WS_UPSTREAM}: {exc}"
+            return None
+        refused = False
+        for item in done:
+            if type(item) is Message:
+                self.trail.ws_message(self.exchange, WS_UPSTREAM, item)
+            elif type(item) is Refused:
+                self.error, refused = f"{WS_UPSTREAM}: {item.reason}", True
+        return out, refused
+
     async def _up_to_client(self, data: bytes) -> None:
+        reframer = self.reframer
         while True:
             if data:
-                messages = self._read(WS_UPSTREAM, data)
-                if messages is None:
-                    return
-                for message in messages:
-                    self.trail.ws_message(self.exchange, WS_UPSTREAM, message)
+                refused = False
+                if reframer is None:
+                    messages = self._read(self.upstream_tap, data)
+                    if messages is None:
+                        return
+                    for message in messages:
+                        self.trail.ws_message(self.exchange, WS_UPSTREAM, message)
+                    out = data
+                else:
+                    reframed = self._reframe(reframer, data)
+                    if reframed is None:
+                        return
+                    out, refused = reframed
                 self.received += len(data)
-                await self.io.write(data)
+                if out:
+                    await self.io.write(out)
+                if refused:
+                    return
             data = await self.up.reader.read(READ_SIZE)
             if not data:
                 return

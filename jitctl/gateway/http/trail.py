@@ -10,8 +10,9 @@
   headers, sizes and the first `body_limit` bytes of each body, masked as
   `jitctl_http.bodies` says; a response masked on its way to the client is recorded as sent.
 - `http.ws.message` is one WebSocket message (relay.py): its first `body_limit` bytes, a
-  text's masked by detectors, a binary one's kept as the record's data; one from the client
-  is durable before it is forwarded, one from the upstream is not waited for.
+  text's masked by detectors, a binary one's kept as the record's data; one masked on its way
+  to the client (jitctl_http.reframe) is recorded as sent, with what masking found. One from
+  the client is durable before it is forwarded, one from the upstream is not waited for.
 - `http.upgrade.end` closes an upgraded connection: for a WebSocket the message counts and the
   close, else the first bytes each way, masked by detectors.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
+from jitctl_http.reframe import Reframer
 from jitctl_http.websocket import WS_CLIENT, Message, Tap
 
 from jitctl.gateway.http.events import Headers
@@ -167,15 +169,16 @@ class Trail:
             "truncated": message.size > len(message.head),
         }
         data = b""
+        found = message.masked  # masked on the wire: recorded as sent, with what was found
         if message.kind == "text":
             text = message.head.decode("utf-8", "replace")
-            if self.masks is not None and text:
+            if found is None and self.masks is not None and text:
                 text, found = self.masks.mask_text(text)
-                if found:
-                    payload["masked"] = dict(found)
             payload["text"] = text
         else:
             data = message.head
+        if found:
+            payload["masked"] = dict(found)
         record = Record("http.ws.message", payload, data, durable=sender == WS_CLIENT)
         return self.io.record(record)  # type: ignore[no-any-return]
 
@@ -183,7 +186,7 @@ class Trail:
         self,
         exchange: Exchange,
         sizes: tuple[int, int],
-        taps: dict[str, Tap],
+        taps: dict[str, Tap | Reframer],
         error: str,
     ) -> None:
         """`http.upgrade.end` of a WebSocket: bytes (client, upstream) and what each side sent."""
