@@ -9,8 +9,10 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
   (a stream whose bytes must reach the client as they come, e.g. server-sent events);
 - `/ping`: a short text/plain "pong" (benchmark);
 - `Upgrade: websocket`: a WebSocket echo (RFC 6455, wsproto): every message comes back as it
-  was sent, pings get pongs, a close is answered; on `/ws-bad` the server sends a frame the
-  RFC forbids (masked) after its first echo;
+  was sent (and is kept in `ws_messages`, as the upstream got it), pings get pongs, a close is
+  answered; on `/ws-bad` the server sends a frame the RFC forbids (masked) after its first
+  echo; on `/ws-frag` a text echo comes in fragments of 8 characters, with a ping after the
+  first;
 - any other `Upgrade`: 101, then every byte echoed back raw;
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
@@ -150,12 +152,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         if websocket:
-            self._websocket_echo(bad=self.path.startswith("/ws-bad"))
+            self._websocket_echo(
+                bad=self.path.startswith("/ws-bad"), fragments=self.path.startswith("/ws-frag")
+            )
             return
         while data := self.connection.recv(65536):
             self.connection.sendall(data)
 
-    def _websocket_echo(self, bad: bool) -> None:
+    def _websocket_echo(self, bad: bool, fragments: bool) -> None:
         from wsproto.connection import Connection, ConnectionType
         from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
@@ -171,6 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
                             "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
                         )
                         parts = []
+                        with self.server.lock:
+                            self.server.ws_messages.append((self.path, whole))
+                        if fragments and isinstance(whole, str):
+                            self.connection.sendall(self._fragmented(ws, whole))
+                            continue
                         kind = TextMessage if isinstance(whole, str) else BytesMessage
                         self.connection.sendall(ws.send(kind(data=whole)))  # type: ignore[arg-type]
                         if bad:  # a masked frame from a server: RFC 6455 §5.1 forbids it
@@ -181,6 +190,19 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.sendall(ws.send(event.response()))
                     return
 
+    @staticmethod
+    def _fragmented(ws: Any, text: str) -> bytes:
+        """`text` as a fragmented message (RFC 6455 §5.4), a ping after its first fragment."""
+        from wsproto.events import Ping, TextMessage
+
+        parts = [text[i : i + 8] for i in range(0, len(text), 8)] or [""]
+        out = b""
+        for n, part in enumerate(parts):
+            out += ws.send(TextMessage(data=part, message_finished=n == len(parts) - 1))
+            if n == 0:
+                out += ws.send(Ping(b"between"))
+        return out
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
@@ -189,6 +211,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # an upgraded connection may still be open at teardown
     lock: threading.Lock
     requests: list[dict[str, Any]]
+    ws_messages: list[tuple[str, str | bytes]]
     tls = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -203,6 +226,7 @@ class HttpUpstream:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.lock = threading.Lock()
         self.server.requests = []
+        self.server.ws_messages = []
         self.server.tls = tls_dir is not None
         self.port = self.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
@@ -225,6 +249,12 @@ class HttpUpstream:
     def requests(self) -> list[dict[str, Any]]:
         with self.server.lock:
             return list(self.server.requests)
+
+    @property
+    def ws_messages(self) -> list[tuple[str, str | bytes]]:
+        """(path, message) of every WebSocket message the echo got, as it got it."""
+        with self.server.lock:
+            return list(self.server.ws_messages)
 
     def __enter__(self) -> HttpUpstream:
         self._thread.start()
