@@ -18,29 +18,18 @@ Rules:
   (no last four digits, no domain: those are format-preserving options for later).
 - Scanning is over bytes (UTF-8 text; callers check the encoding). The scanner raises on any
   internal error; the callers (rows.py, jsonmask.py) turn errors into withheld values.
-- RE2 runs in Latin-1 mode: the patterns are ASCII, and every byte is one character, so a
-  negated class such as `[^\\x00]` also covers bytes of multibyte characters.
+- The regular-expression engine (google-re2 in Latin-1 mode, else `re`) is engine.py's.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 from jitctl.masking.detectors import SHAPE, Detector, get_detectors, token
-
-try:
-    import re2
-except ImportError:  # pragma: no cover - exercised only where google-re2 is missing
-    re2 = None
-
-# Which regular-expression engine scans: "re2" (google-re2: linear time, the supported engine)
-# or "re" (the standard library, used only when google-re2 is not installed: slower, and
-# backtracking makes some inputs quadratic).
-ENGINE = "re2" if re2 is not None else "re"
+from jitctl.masking.engine import ENGINE as ENGINE  # re-exported: jitctl.masking names it
+from jitctl.masking.engine import UNANCHORED, Searcher, Span, compile_set
 
 Finding = tuple[int, int, int]  # start, end, detector index
 # Long NUL-joined buffers (batches of rows) are scanned in chunks of about this many bytes.
@@ -50,58 +39,6 @@ CHUNK = 2048  # measured: 1-2 KiB is best for 130-byte rows; far larger rescans 
 SHAPE_REST = 256  # measured: callgrind instructions per row of mask_rows
 # A pass can only uncover a finding next to one it just masked; 8 passes and it is withheld.
 MAX_PASSES = 8
-Span = tuple[int, int]
-Spans = list[Span]  # the match, then group 1 if the pattern has one; (-1, -1): none
-
-
-_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
-
-
-def _re2_options() -> Any:
-    options = re2.Options()
-    options.encoding = re2.Options.Encoding.LATIN1
-    return options
-
-
-class _Searcher:
-    """`match(anchor, data, pos, endpos)` -> spans, with RE2's binding signature.
-
-    With google-re2 this is the binding's own method: no wrapper Match objects, half the cost
-    per call. Otherwise a stand-in over the fallback engine.
-    """
-
-    def __init__(self, pattern: str) -> None:
-        encoded = pattern.encode("ascii")
-        self._rx: Any = re.compile(encoded) if re2 is None else re2.compile(encoded, _re2_options())
-        self.groups: int = self._rx.groups
-        raw = getattr(self._rx, "_regexp", None)
-        self.match: Callable[[Any, bytes, int, int], Spans] = (
-            raw.Match if raw is not None and _UNANCHORED is not None else self._match
-        )
-
-    def _match(self, anchor: Any, data: bytes, pos: int, endpos: int) -> Spans:
-        found = self._rx.search(data, pos, endpos)
-        if found is None:
-            return [(-1, -1)]
-        return [found.span(i) for i in range(self._rx.groups + 1)]
-
-
-def _compile_set(patterns: Sequence[str]) -> Callable[[bytes], Sequence[int] | None]:
-    """Which patterns have a match anywhere in the bytes (falsy: none)."""
-    if re2 is None:
-        compiled = [re.compile(p.encode("ascii")) for p in patterns]
-        return lambda data: [i for i, rx in enumerate(compiled) if rx.search(data)]
-    pattern_set = re2.Set.SearchSet(_re2_options())
-    for pattern in patterns:
-        pattern_set.Add(pattern.encode("ascii"))
-    pattern_set.Compile()
-    # The binding's set returns a (possibly empty) list; the wrapper only adds `or None`.
-    # It drops RE2::Set's error result, which is safe, not fail-open: the only error is a DFA
-    # out of memory, and RE2 rules that out when compiling (CompileSet runs the DFA once and
-    # Compile fails, which raises above, if it cannot; the DFA then keeps room for 20 states
-    # and a many-match search resets its cache rather than giving up).
-    match: Callable[[bytes], Sequence[int] | None] = getattr(pattern_set, "_set", pattern_set).Match
-    return match
 
 
 class Scanner:
@@ -113,7 +50,7 @@ class Scanner:
         self._tokens = tuple(token(name) for name in self.names)
         # Per detector, everything the search loop needs, unpacked once per detector hit. `plain`:
         # no validator and no group, so the match is the finding.
-        searchers = [_Searcher(d.pattern) for d in self.detectors]
+        searchers = [Searcher(d.pattern) for d in self.detectors]
         self._plan = tuple(
             (
                 searcher.match,
@@ -124,7 +61,7 @@ class Scanner:
             )
             for searcher, d in zip(searchers, self.detectors, strict=True)
         )
-        self.candidates = _compile_set([d.pattern for d in self.detectors])
+        self.candidates = compile_set([d.pattern for d in self.detectors])
 
     def findings(self, data: bytes, hits: Sequence[int]) -> list[Finding]:
         """Confirmed findings of the detectors in `hits`, sorted by start, longest first."""
@@ -139,7 +76,7 @@ class Scanner:
         loose: list[Span] | None = None
         size = len(data)
         plan = self._plan
-        anchor = _UNANCHORED
+        anchor = UNANCHORED
         for index in hits:
             match, confirm, plain, needs, shape = plan[index]
             pos = 0
