@@ -149,6 +149,15 @@ def test_binary_messages_pass_byte_for_byte_and_are_not_masked() -> None:
     assert events == [Message("binary", size, b"\x00ada@example.com\xff" + b"x" * 47, {})]
 
 
+def test_a_large_binary_message_streams_out_as_it_comes_in() -> None:
+    """Not held until it ends: each read's bytes go out with it (memory stays bounded)."""
+    data = upstream(BytesMessage(b"z" * (5 << 20)))
+    r = reframer()
+    for start in range(0, len(data), 65536):
+        piece = data[start : start + 65536]
+        assert r.feed(piece)[0] == piece
+
+
 def test_the_brokers_secret_is_replaced_in_a_binary_frame_keeping_its_length() -> None:
     data = upstream(BytesMessage(b"\x00" + SECRET.encode() + b"\x01"))
     out, events = run(data)
