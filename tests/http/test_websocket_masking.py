@@ -246,3 +246,47 @@ def test_pings_and_pongs_are_counted_as_a_tap_counts_them(events: list[Any]) -> 
     r.feed(frames(WS_UPSTREAM, events))
     assert r.pings == sum(isinstance(e, Ping) for e in events)
     assert r.pongs == sum(isinstance(e, Pong) for e in events)
+
+
+# -- the trail's copy of a client's message (not masked on the wire) --------------------------
+
+
+class _RecordingIO:
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def record(self, record: Any) -> None:
+        self.records.append(record)
+
+
+def _client_record(head: bytes, size: int | None = None) -> dict[str, Any]:
+    from jitctl_http.headers import HeaderRules
+    from jitctl_http.websocket import WS_CLIENT
+
+    from jitctl.config.targets import HttpOptions
+    from jitctl.gateway.http.trail import Exchange, Trail
+
+    io = _RecordingIO()
+    trail = Trail(
+        io, HeaderRules.of(HttpOptions()), MaskPolicy.from_config(MASKS), field_names(MASKS)
+    )
+    exchange = Exchange({"path": "/ws"}, 0, 0.0)
+    trail.ws_message(exchange, WS_CLIENT, Message("text", size or len(head), head))
+    payload: dict[str, Any] = io.records[0].payload
+    return payload
+
+
+def test_a_clients_json_message_is_recorded_with_its_masked_fields_as_a_request_body_is() -> None:
+    payload = _client_record(b'{"ssn": "123-45-6789", "note": "mail a@example.com"}')
+    assert "123-45-6789" not in payload["text"] and "a@example.com" not in payload["text"]
+    assert payload["masked"] == {"FIELD:ssn": 1, "EMAIL_ADDRESS": 1}
+
+
+def test_a_clients_json_message_cut_at_the_limit_is_withheld_not_recorded_half_masked() -> None:
+    payload = _client_record(b'{"ssn": "123-45-6789", "no', size=4096)
+    assert payload["text"] == "[WITHHELD]" and payload["truncated"] is True
+
+
+def test_a_clients_plain_text_message_is_masked_by_the_detectors() -> None:
+    payload = _client_record(b"write to a@example.com", size=4096)
+    assert "a@example.com" not in payload["text"] and payload["masked"] == {"EMAIL_ADDRESS": 1}

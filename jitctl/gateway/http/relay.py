@@ -89,11 +89,14 @@ class WebSocketRelay:
         self.io, self.up, self.trail, self.exchange = io, up, trail, exchange
         self.reframer = reframer  # None: the upstream's bytes pass unchanged (the fast path)
         self.client_tap = Tap(WS_CLIENT, limit)
-        self.upstream_tap = Tap(WS_UPSTREAM, limit)  # unused when re-framed: it reads too
-        self.taps: dict[str, Tap | Reframer] = {
-            WS_CLIENT: self.client_tap,
-            WS_UPSTREAM: self.upstream_tap if reframer is None else reframer,
-        }
+        # Re-framed, the upstream's bytes are read by the reframer's own tap.
+        self.upstream_tap: Tap | None = None
+        upstream: Tap | Reframer
+        if reframer is None:
+            self.upstream_tap = upstream = Tap(WS_UPSTREAM, limit)
+        else:
+            upstream = reframer
+        self.taps: dict[str, Tap | Reframer] = {WS_CLIENT: self.client_tap, WS_UPSTREAM: upstream}
         self.sent = self.received = 0  # bytes each way
         self.error = ""  # what broke RFC 6455, and who sent it
 
@@ -151,6 +154,7 @@ class WebSocketRelay:
             if data:
                 refused = False
                 if reframer is None:
+                    assert self.upstream_tap is not None
                     messages = self._read(self.upstream_tap, data)
                     if messages is None:
                         return

@@ -171,9 +171,10 @@ class Trail:
         data = b""
         found = message.masked  # masked on the wire: recorded as sent, with what was found
         if message.kind == "text":
-            text = message.head.decode("utf-8", "replace")
-            if found is None and self.masks is not None and text:
-                text, found = self.masks.mask_text(text)
+            if found is None and self.masks is not None and message.head:
+                text, found = self._masked_message(message)
+            else:
+                text = message.head.decode("utf-8", "replace")
             payload["text"] = text
         else:
             data = message.head
@@ -181,6 +182,21 @@ class Trail:
             payload["masked"] = dict(found)
         record = Record("http.ws.message", payload, data, durable=sender == WS_CLIENT)
         return self.io.record(record)  # type: ignore[no-any-return]
+
+    def _masked_message(self, message: Message) -> tuple[str, Counter[str]]:
+        """A text message not masked on the wire (the client's), for the trail: as a request
+        body is (`bodies.for_record`): JSON by field names and detectors, a JSON message cut
+        at the limit withheld when field names are masked (it no longer parses), any other
+        text by detectors."""
+        head = message.head
+        looks_json = head.lstrip()[:1] in (b"{", b"[")
+        if message.size > len(head):
+            if looks_json and self.fields:
+                return "[WITHHELD]", Counter({"WITHHELD": 1})
+            text, counts = self.masks.mask_text(head.decode("utf-8", "replace"))
+            return text, counts
+        masked, counts = bodies.mask_body(head, b"", self.masks, self.fields)
+        return masked.decode("utf-8", "replace"), counts
 
     def websocket_ended(
         self,
