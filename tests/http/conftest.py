@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -76,6 +80,25 @@ allow_groups = ["agents"]
 credential = {{ token_env = "API_KEY" }}
 http = {{ auth_header = "X-Api-Key", auth_scheme = "", body_limit = 64 }}
 """
+
+
+@contextlib.contextmanager
+def upgraded(port: int, path: str) -> Iterator[socket.socket]:
+    """A raw socket through the WebSocket handshake (the 101 checked), for frames a client
+    library would not send, or bytes read exactly as they come."""
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+            + key
+            + b"\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        yield sock
 
 
 class Tunnel(testing_broker.Tunnel):

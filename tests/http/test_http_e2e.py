@@ -15,7 +15,7 @@ import pytest
 
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.http_upstream import HttpUpstream
-from tests.http.conftest import API_KEY, TOKEN, Tunnel
+from tests.http.conftest import API_KEY, TOKEN, Tunnel, upgraded
 
 CLIENT_SECRET = "client-supplied-secret"
 
@@ -299,22 +299,8 @@ def test_an_upstream_that_breaks_the_websocket_protocol_is_cut_off(
 def test_a_websocket_client_that_breaks_the_protocol_is_cut_off_before_the_upstream(
     tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
 ) -> None:
-    import base64
-    import os
-    import socket
 
-    key = base64.b64encode(os.urandom(16))
-    with socket.create_connection(("127.0.0.1", tunnels["api"].address["port"]), 10) as sock:
-        sock.sendall(
-            b"GET /ws/unmasked HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
-            + key
-            + b"\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101")
+    with upgraded(tunnels["api"].address["port"], "/ws/unmasked") as sock:
         sock.sendall(b"\x81\x05hello")  # a client frame without a mask: RFC 6455 §5.1
         assert sock.recv(100) == b""  # the gateway hangs up; nothing echoed
     ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/ws/unmasked")

@@ -7,10 +7,7 @@ Targets of their own: `plain` has neither masks nor a credential (the pass-throu
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +18,7 @@ from wsproto.events import Ping, TextMessage
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.http_upstream import HttpUpstream
 from jitctl.testing.issuer import TokenIssuer
-from tests.http.conftest import TOKEN, Tunnel
+from tests.http.conftest import TOKEN, Tunnel, upgraded
 from tests.http.test_http_e2e import records, wait_for
 from tests.http.test_websocket_core import frames
 
@@ -72,18 +69,7 @@ def ports(ws_broker: BrokerProcess) -> Iterator[dict[str, int]]:
 
 def echo_bytes(port: int, path: str, text: str, expect: int) -> bytes:
     """Send `text` as a client on a raw socket; the first `expect` bytes that come back."""
-    with socket.create_connection(("127.0.0.1", port), 10) as sock:
-        key = base64.b64encode(os.urandom(16))
-        sock.sendall(
-            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
-            + key
-            + b"\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101")
+    with upgraded(port, path) as sock:
         sock.sendall(Connection(ConnectionType.CLIENT).send(TextMessage(text)))
         got = b""
         while len(got) < expect:
