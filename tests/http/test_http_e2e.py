@@ -299,7 +299,6 @@ def test_an_upstream_that_breaks_the_websocket_protocol_is_cut_off(
 def test_a_websocket_client_that_breaks_the_protocol_is_cut_off_before_the_upstream(
     tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
 ) -> None:
-
     with upgraded(tunnels["api"].address["port"], "/ws/unmasked") as sock:
         sock.sendall(b"\x81\x05hello")  # a client frame without a mask: RFC 6455 §5.1
         assert sock.recv(100) == b""  # the gateway hangs up; nothing echoed
