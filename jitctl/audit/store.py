@@ -9,6 +9,11 @@ Rules:
 - Reads are paged by seq and never load the whole trail.
 - Every failure of the store is an `AuditUnavailable` naming the store and the operation.
 - The SQL is written once with `?` placeholders; a backend translates it if it must.
+- A query for one session's records (or a few sessions') goes through `_by_session`, whose
+  `where` and `tail` write the seq column as `{seq}`: a backend may find a session's records
+  another way than by an index on `session_id` (the SQLite store keeps a session index it
+  fills behind the head, see sqlite_store) and return the rows in two parts, each in its
+  own order; callers take the first n rows for a LIMIT n and add up aggregates.
 - A query for structural kinds across the whole trail (session starts and ends, checkpoints,
   prune anchors: `MARK_KINDS`) also states `MARKS` word for word: the SQLite store indexes
   kinds only for those records (a partial index, whose condition SQLite's planner matches by
@@ -81,6 +86,30 @@ class AuditStore(abc.ABC):
     @abc.abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query written with `?` placeholders."""
+
+    def _by_session(
+        self,
+        select: str,
+        sessions: Sequence[str],
+        where: str = "TRUE",
+        params: Sequence[Any] = (),
+        tail: str = "",
+        tail_params: Sequence[Any] = (),
+    ) -> list[tuple[Any, ...]]:
+        """`SELECT select` over the records of `sessions` that fit `where`, then `tail`
+        (ORDER BY, LIMIT, GROUP BY); `{seq}` in `where` and `tail` is the seq column. Rules in
+        the module docstring: rows may come in parts."""
+        marks = ", ".join("?" for _ in sessions)
+        return self._rows(
+            f"SELECT {select} FROM audit_records WHERE session_id IN ({marks}) "
+            f"AND {where.format(seq='seq')} {tail.format(seq='seq')}",
+            [*sessions, *params, *tail_params],
+        )
+
+    def session_index_problem(self) -> tuple[int, str] | None:
+        """(seq, problem) when an index the backend derives from the records disagrees with
+        them (`jitctl audit verify`); None when it agrees or there is none to check."""
+        return None
 
     @abc.abstractmethod
     def delete_before(self, seq: int) -> int:
@@ -162,14 +191,11 @@ class AuditStore(abc.ABC):
         batch: int = 1000,
     ) -> Iterator[tuple[Record, str]]:
         """Like `iter_records`, with each record's stored data_sha256 (for verification)."""
-        where: list[str] = ["seq >= ?"]
+        where: list[str] = ["{seq} >= ?"]
         params: list[Any] = []
         if to_seq is not None:
-            where.append("seq <= ?")
+            where.append("{seq} <= ?")
             params.append(to_seq)
-        if session_id is not None:
-            where.append("session_id = ?")
-            params.append(session_id)
         if kinds is not None:
             if not kinds:
                 return
@@ -183,12 +209,22 @@ class AuditStore(abc.ABC):
         if until_us is not None:
             where.append("time_us < ?")
             params.append(until_us)
-        sql = (
-            f"SELECT {COLUMNS} FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-        )
+        condition = " AND ".join(where)
+        sql = f"SELECT {COLUMNS} FROM audit_records WHERE {condition.format(seq='seq')} "
+        sql += "ORDER BY seq LIMIT ?"
         next_seq = from_seq
         while True:
-            rows = self._rows(sql, [next_seq, *params, batch])
+            if session_id is None:
+                rows = self._rows(sql, [next_seq, *params, batch])
+            else:
+                rows = self._by_session(
+                    COLUMNS,
+                    [session_id],
+                    condition,
+                    [next_seq, *params],
+                    "ORDER BY {seq} LIMIT ?",
+                    [batch],
+                )[:batch]
             for row in rows:
                 yield row_to_record(row)
             if len(rows) < batch:
@@ -241,10 +277,8 @@ class AuditStore(abc.ABC):
                 return None
             return self._summaries([replace(record, session_id=session_id)])[0]
         kinds = ", ".join("?" for _ in START_KINDS)
-        rows = self._rows(
-            f"SELECT {COLUMNS} FROM audit_records WHERE session_id = ? AND kind IN ({kinds}) "
-            "ORDER BY seq LIMIT 1",
-            [session_id, *START_KINDS],
+        rows = self._by_session(
+            COLUMNS, [session_id], f"kind IN ({kinds})", START_KINDS, "ORDER BY {seq} LIMIT 1"
         )
         return self._summaries([row_to_record(rows[0])[0]])[0] if rows else None
 
@@ -274,12 +308,11 @@ class AuditStore(abc.ABC):
             ):
                 end = row_to_record(row)[0]
                 ends.setdefault(end.session_id, end)
-            for session_id, kind, number in self._rows(
-                f"SELECT session_id, kind, count(*) FROM audit_records "
-                f"WHERE session_id IN ({marks}) GROUP BY session_id, kind",
-                chunk,
+            for session_id, kind, number in self._by_session(
+                "session_id, kind, count(*)", chunk, tail="GROUP BY session_id, kind"
             ):
-                counts.setdefault(session_id, {})[kind] = int(number)
+                kept = counts.setdefault(session_id, {})
+                kept[kind] = kept.get(kind, 0) + int(number)  # the parts of _by_session
         return [
             summarize(start, ends.get(start.session_id), counts.get(start.session_id, {}))
             for start in starts

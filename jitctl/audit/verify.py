@@ -9,6 +9,8 @@ Rules:
   `audit.pruned` anchor whose `prev_hash_of_first_kept` gives the starting link.
 - After the stream: the store's head row and the external checkpoint file must agree with the
   last record; a store that ends before the checkpoint file's seq has been truncated.
+- Last, an index the store derives from the records (the SQLite store's session index) must
+  agree with them: entries removed from it would hide records from replay, not break the chain.
 - The first problem found wins and is reported as `Break(seq, problem)`; nothing after it is
   trusted, so checking stops there.
 """
@@ -266,4 +268,6 @@ def verify_trail(
         now = store.head()[0]
         if top > now:
             brk = Break(now + 1, "record beyond the store's head (appended outside the writer)")
+    if brk is None and (problem := store.session_index_problem()) is not None:
+        brk = Break(*problem)
     return verifier.report(brk)

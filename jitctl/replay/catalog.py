@@ -102,12 +102,7 @@ def masked_sessions(store: AuditStore, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = list(ids[start : start + _CHUNK])
-        marks = ", ".join("?" for _ in chunk)
-        rows = store._rows(
-            f"SELECT DISTINCT session_id FROM audit_records WHERE session_id IN ({marks}) "
-            "AND payload LIKE ?",
-            [*chunk, '%"masked":%'],
-        )
+        rows = store._by_session("DISTINCT session_id", chunk, "payload LIKE ?", ['%"masked":%'])
         found.update(str(row[0]) for row in rows)
     return found
 

@@ -41,15 +41,10 @@ PAGE = 200  # records per page read
 CACHE_PAGES = 64
 OTHER_KIND = 255  # index kind id of the 256th and later distinct kinds
 
-_INDEX_SQL = (
-    "SELECT seq, time_us, kind, length(data), CASE WHEN kind = 'term.input' THEN data END "
-    "FROM audit_records WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-)
+# What the index reads of each record (AuditStore._by_session, seq > after, LIMIT).
+_INDEX_SQL = "seq, time_us, kind, length(data), CASE WHEN kind = 'term.input' THEN data END"
 # Sessions without terminal records need no data lengths: reading them costs half the time.
-_LIGHT_INDEX_SQL = (
-    "SELECT seq, time_us, kind, 0, NULL "
-    "FROM audit_records WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-)
+_LIGHT_INDEX_SQL = "seq, time_us, kind, 0, NULL"
 
 
 class SessionNotFound(LookupError):
@@ -149,7 +144,7 @@ class SessionReader:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._single: Record | None = None
-        self._sql = _INDEX_SQL
+        self._columns = _INDEX_SQL
         self.summary: SessionSummary | None = store.session(session_id)
         if session_id.startswith(DENIED_PREFIX) and session_id[len(DENIED_PREFIX) :].isdigit():
             record = store.get(int(session_id[len(DENIED_PREFIX) :]))
@@ -161,7 +156,7 @@ class SessionReader:
         else:
             counts = self.summary.kind_counts if self.summary else {}
             light = self.summary is not None and not any(k.startswith("term.") for k in counts)
-            self._sql = _LIGHT_INDEX_SQL if light else _INDEX_SQL
+            self._columns = _LIGHT_INDEX_SQL if light else _INDEX_SQL
             while not self.index.complete and self.index.count < up_front:
                 want = min(CHUNK, up_front - self.index.count)
                 if self._extend(want) < want:
@@ -181,7 +176,14 @@ class SessionReader:
 
     def _extend(self, limit: int) -> int:
         after = self.index.seqs[-1] if self.index.count else 0
-        rows = self.store._rows(self._sql, [self.session_id, after, limit])
+        rows = self.store._by_session(
+            self._columns,
+            [self.session_id],
+            "{seq} > ?",
+            [after],
+            "ORDER BY {seq} LIMIT ?",
+            [limit],
+        )[:limit]
         if rows:
             self.index.add(rows)
         return len(rows)

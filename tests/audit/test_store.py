@@ -130,6 +130,9 @@ def test_sqlite_url_with_four_slashes_is_the_same_absolute_path(tmp_path: Path) 
 # The SQLite schema as the first release created it (user_version 0): kind and time indexed
 # for every record.
 _SCHEMA_V0_INDEXES = """
+DROP TABLE audit_session_seqs;
+DROP TABLE audit_session_upto;
+CREATE INDEX audit_records_session ON audit_records (session_id);
 CREATE INDEX audit_records_kind ON audit_records (kind);
 CREATE INDEX audit_records_time ON audit_records (time_us);
 """
@@ -166,7 +169,9 @@ def test_a_version_0_sqlite_trail_is_migrated_and_still_verifies(
         assert verify_trail(store, key.trusted()).ok
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert _indexes(db) == {"audit_records_session", "audit_records_marks"}
+    assert _indexes(db) == {"audit_records_marks"}  # sessions: audit_session_seqs
+    # The migration indexed what was there; the 5 appended since wait behind the head.
+    assert db.execute("SELECT count(*) FROM audit_session_seqs").fetchone()[0] == len(before)
     db.close()
     with open_store(f"sqlite://{path}", create=False) as store:  # opening again changes nothing
         assert store.count() == len(before) + 5
@@ -189,11 +194,51 @@ def test_sqlite_indexes_kinds_only_for_structural_records(tmp_path: Path, key: S
         "ORDER BY seq DESC LIMIT ?"
     )
     assert "audit_records_marks" in _plan(db, starts, ["session.start", "session.denied", 9, 5])
-    # ... and a session's records come from the session index, in seq order without a sort.
-    session = "SELECT seq FROM audit_records WHERE seq >= ? AND session_id = ? ORDER BY seq LIMIT ?"
-    plan = _plan(db, session, [1, "s1", 1000])
-    assert "audit_records_session" in plan and "TEMP B-TREE" not in plan
+    # ... and a session's records come from the session index, in seq order without a sort,
+    # then from the records above its mark (a range of the primary key), also in order.
+    indexed = (
+        "SELECT seq FROM audit_session_seqs JOIN audit_records ON seq = rseq "
+        "WHERE sid IN (?) AND rseq <= ? AND rseq >= ? ORDER BY rseq LIMIT ?"
+    )
+    plan = _plan(db, indexed, ["s1", 10, 1, 1000])
+    assert "audit_session_seqs USING PRIMARY KEY" in plan and "TEMP B-TREE" not in plan
+    recent = (
+        "SELECT seq FROM audit_records WHERE seq > ? AND session_id IN (?) AND seq >= ? "
+        "ORDER BY seq LIMIT ?"
+    )
+    plan = _plan(db, recent, [10, "s1", 1, 1000])
+    assert "INTEGER PRIMARY KEY" in plan and "TEMP B-TREE" not in plan
     db.close()
+
+
+def test_a_sessions_records_come_from_the_index_and_from_behind_it_once_each(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    """The session index is filled in the commit that seals a checkpoint; in between, a
+    session's records are read from the index and from above its mark, never twice."""
+    path = tmp_path / "audit.db"
+    with open_store(f"sqlite://{path}") as store:
+        first = store.append_batch(session_records("a") + session_records("b"))
+        db = sqlite3.connect(path)
+        indexed = "SELECT count(*) FROM audit_session_seqs"
+        assert db.execute(indexed).fetchone()[0] == 0  # plain commits leave the index alone
+        store.append_prepared([], key)  # a checkpoint commit fills it
+        assert db.execute(indexed).fetchone()[0] == len(first) + 1
+        later = store.append_batch(session_records("a"))
+        wanted = [r.seq for r in first + later if r.session_id == "a"]
+        assert [r.seq for r in store.iter_records(session_id="a")] == wanted
+        assert [r.seq for r in store.iter_records(session_id="a", batch=2)] == wanted
+        summary = store.session("a")
+        assert summary is not None and sum(summary.kind_counts.values()) == len(wanted)
+        assert verify_trail(store, key.trusted()).ok
+        # An entry removed from the index would hide a record from replay: verify says so.
+        db.execute("DELETE FROM audit_session_seqs WHERE rseq = ?", (wanted[1],))
+        db.commit()
+        report = verify_trail(store, key.trusted())
+        assert not report.ok and report.first_break is not None
+        assert report.first_break.seq == wanted[1]
+        assert "session index" in report.first_break.problem
+        db.close()
 
 
 def test_sqlite_appends_notice_a_head_moved_by_another_connection(
