@@ -144,6 +144,10 @@ def for_record(
     return masked.decode("utf-8", "replace"), counts
 
 
+# The `masked` count of a body (or WebSocket message) in which the broker's secret was replaced.
+SECRET_FOUND = "BROKER_SECRET"
+
+
 class Scrub:
     """Replaces the broker's own secrets in a response stream with `*` of the same length (so
     framing stays right): an upstream that echoes its request headers (a debug endpoint, an

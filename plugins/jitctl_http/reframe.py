@@ -47,11 +47,9 @@ from jitctl_http.websocket import (
     Message,
     Tap,
     WebSocketError,
-    _whole_characters,
+    whole_characters,
 )
 
-# The name jitctl.gateway.http.proxy gives the secrets it scrubs from responses (SECRET_ECHOED).
-SECRET = "BROKER_SECRET"
 WITHHELD = "[WITHHELD]"
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -195,7 +193,7 @@ class Reframer:
             self._take(rest)
             self._found += self._frame_scrub.found
             if self._fin:
-                masked = {SECRET: self._found} if self._found else {}
+                masked = {bodies.SECRET_FOUND: self._found} if self._found else {}
                 events.append(Message("binary", self._size, bytes(self._head), masked))
                 self.messages += 1
                 self._kind, self._size, self._head, self._found = 0, 0, bytearray(), 0
@@ -218,7 +216,7 @@ class Reframer:
         body = scrub.feed(whole) + scrub.flush()
         counts: Counter[str] = Counter()
         if scrub.found:
-            counts[SECRET] = scrub.found
+            counts[bodies.SECRET_FOUND] = scrub.found
         if self.masks is not None:
             found: Counter[str]
             body, found = bodies.mask_body(body, b"", self.masks, self.fields)
@@ -229,7 +227,7 @@ class Reframer:
             text, body = WITHHELD, WITHHELD.encode()
             counts["WITHHELD"] += 1
         out += self._writer.send_data(text, fin=True)
-        head = _whole_characters(body[: self.record_limit])
+        head = whole_characters(body[: self.record_limit])
         events.append(Message("text", len(body), head, dict(counts)))
         self.messages += 1
 

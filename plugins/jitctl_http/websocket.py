@@ -97,7 +97,7 @@ def _explain(sender: str, reason: str, code: int | None) -> str:
     return f"{sender} sent a malformed frame: {reason}"
 
 
-def _whole_characters(head: bytes) -> bytes:
+def whole_characters(head: bytes) -> bytes:
     """`head` (a prefix of valid UTF-8) without a character cut at its end."""
     return head.decode("utf-8", errors="ignore").encode("utf-8")
 
@@ -180,7 +180,7 @@ class Tap:
             self._head += piece  # a text piece is whole characters: wsproto decoded it
             return
         cut = bytes(piece[:room])
-        self._head += _whole_characters(cut) if text else cut
+        self._head += whole_characters(cut) if text else cut
         self._head_full = True
 
     def _finish(self, kind: str) -> Message:

@@ -32,8 +32,6 @@ from jitctl.gateway.http.writers import safe_field
 from jitctl.plugin import Hold
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# The `masked` count of a response in which the broker's own secret was replaced by `*`.
-SECRET_ECHOED = "BROKER_SECRET"
 
 
 class UnsafeCredential(ValueError):
@@ -326,7 +324,7 @@ class Proxy:
         except (OSError, RemoteProtocolError) as exc:
             raise Refusal(502, {"error": f"{failed}: {exc}"}) from None
         if scrub.found:  # the upstream echoed the broker's credential: replaced, and on record
-            counts[SECRET_ECHOED] += scrub.found
+            counts[bodies.SECRET_FOUND] += scrub.found
         if not up.ready:
             self.drop_upstream()
         request_type = headers.header(request.headers, b"content-type")
