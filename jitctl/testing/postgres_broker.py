@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from jitctl.testing.postgres import PostgresServer
 
 PASSWORD_ENV = "PG_TEST_PASSWORD"
+# One Postgres target "pg" for group "agents" on database postgres: a test appends its rules.
+TARGET = """
+[[identity.issuers]]
+issuer = "{issuer}"
+
+[[targets]]
+name = "pg"
+protocol = "postgres"
+address = "127.0.0.1:{port}"
+allow_groups = ["agents"]
+credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
+"""
 NO_PASSFILE = "/nonexistent/jitctl-test/pgpass"
 
 

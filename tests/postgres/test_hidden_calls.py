@@ -12,7 +12,7 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
-from jitctl.testing.postgres_broker import postgres_broker, tunnel_dsn
+from jitctl.testing.postgres_broker import TARGET, postgres_broker, tunnel_dsn
 from jitctl_postgres.policy import Policy
 
 from .test_policy import decide, rule
@@ -21,22 +21,15 @@ needs_postgres = pytest.mark.skipif(
     postgres_available() is not None, reason=f"{postgres_available()}"
 )
 
-CONFIG = """
-[[identity.issuers]]
-issuer = "{issuer}"
-
-[[targets]]
-name = "pg"
-protocol = "postgres"
-address = "127.0.0.1:{port}"
-allow_groups = ["agents"]
-credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
-
+CONFIG = (
+    TARGET
+    + """
 [[targets.rules]]
 name = "no-triple-equals"
 match = {{ functions = ["operator(===)"] }}
 action = "deny"
 """
+)
 
 # `+++` cannot be an operator: a name ending in + or - is cut there (sql-syntax §4.1.3), so
 # `1 +++ 2` is `1 + (+(+2))`. `===` can.

@@ -10,27 +10,20 @@ import pytest
 
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
-from jitctl.testing.postgres_broker import postgres_broker, tunnel_dsn
+from jitctl.testing.postgres_broker import TARGET, postgres_broker, tunnel_dsn
 
 pytestmark = pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}")
 psycopg = pytest.importorskip("psycopg")
 
-CONFIG = """
-[[identity.issuers]]
-issuer = "{issuer}"
-
-[[targets]]
-name = "pg"
-protocol = "postgres"
-address = "127.0.0.1:{port}"
-allow_groups = ["agents"]
-credential = {{ user = "{user}", password_env = "PG_TEST_PASSWORD", database = "postgres" }}
-
+CONFIG = (
+    TARGET
+    + """
 [[targets.rules]]
 name = "payments-frozen"
 match = {{ tables = ["payments"] }}
 action = "deny"
 """
+)
 
 COLUMNS = (
     "SELECT attname FROM pg_attribute WHERE attrelid = 'payments'::regclass "
