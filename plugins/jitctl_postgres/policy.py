@@ -13,8 +13,9 @@ Rules (DESIGN §4; notes/postgres-wire.md §9):
     DELETE hidden in a CTE, DO body, EXPLAIN ANALYZE or PREPARE fits "delete"), any table it
     reads or writes, any function it calls. Kind "unknown" (dynamic SQL, opaque bodies) could be
     anything, so it fits every `statement`, `tables` and `functions` list. Flag
-    "unnamed_tables" (ALTER TYPE … CASCADE alters the type's typed tables, which the text
-    does not name) fits every `tables` list.
+    "unnamed_tables" (a CASCADE reaches tables the text does not name: TRUNCATE orders
+    CASCADE empties the tables whose foreign keys reference orders) fits every `tables`
+    list.
   - allow rules fit only when EVERYTHING is listed: all its kinds (so `allow ["select"]` does not
     let `WITH d AS (DELETE …) SELECT` through), all its tables, all its functions; a `tables` or
     `functions` list needs at least one to check; "unknown" must be listed by name; a `tables`
@@ -215,7 +216,7 @@ class _Compiled:
         else:
             what = _what(info)
         if self.tables and "unnamed_tables" in info.flags:
-            what += " (it changes tables its text does not name, such as a type's typed tables)"
+            what += " (it changes tables its text does not name, such as those a CASCADE reaches)"
         return f"{what} {_VERBS[self.action]} by rule '{self.name}'"
 
 

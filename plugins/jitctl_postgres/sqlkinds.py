@@ -18,8 +18,10 @@ rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudi
 - shadows_builtin_type: DDL gives a type, in any schema, a name casts take for a built-in type
   (BUILTIN_TYPE_NAMES): CREATE DOMAIN/TYPE, a table or view (its row type takes its name),
   RENAME TO, SET SCHEMA (sqlcalls.py);
-- unnamed_tables: the statement changes tables its text does not name (ALTER TYPE …
-  ATTRIBUTE … CASCADE alters the type's typed tables); every table rule fits it (policy.py);
+- unnamed_tables: the statement changes tables its text does not name (any CASCADE:
+  TRUNCATE … CASCADE empties the tables whose foreign keys reference it, DROP TYPE … CASCADE
+  drops columns of that type, ALTER TYPE … ATTRIBUTE … CASCADE alters the type's typed
+  tables; DROP OWNED, REASSIGN OWNED, DROP EXTENSION); every table rule fits it (policy.py);
 - unparseable: the text (or a body inside it) could not be parsed;
 - fastpath_function_call: the legacy FunctionCall message.
 """
@@ -167,6 +169,9 @@ TABLE_OBJECTS = {
     "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_SEQUENCE",
     "OBJECT_INDEX",
 }  # fmt: skip
+# Statements that change tables they do not name, whatever they say (sqlstatements.py's
+# `unnamed_tables`): the roles' objects, tables among them.
+UNNAMED_TABLE_NODES = {"DropOwnedStmt", "ReassignOwnedStmt"}
 # Statements whose `relation` (or named field) is the object they change.
 WRITE_FIELDS = {
     "CreateStmt": "relation", "AlterTableStmt": "relation", "IndexStmt": "relation",

@@ -11,9 +11,10 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
   TYPE x ADD/ALTER/DROP ATTRIBUTE. It is claimed, so it is neither read nor written, like
   the enum, range and base forms, which have no RangeVar; the composite's column types still
-  count as casts (sqlcalls.type_name). With CASCADE, ALTER TYPE's ATTRIBUTE forms (RENAME
-  too) also alter the type's typed tables, which the text does not name: flag
-  `unnamed_tables` (fail closed: policy.py fits it to every table rule).
+  count as casts (sqlcalls.type_name).
+- A statement that changes tables its text does not name is flagged `unnamed_tables` (fail
+  closed: policy.py fits it to every table rule): every CASCADE, and the statements that drop
+  or give away objects by owner or membership (`unnamed_tables`).
 - DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
   types, keywords and names: they are literal-free (sqlwalk.py's `LITERAL_FREE`). The others
   are not, or read a constant (COPY's format, EXPLAIN's options) through `read_constant`.
@@ -24,7 +25,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import sqlcalls
-from .sqlkinds import NODE_KINDS, TABLE_OBJECTS, TRANSACTION_KINDS, WRITE_FIELDS
+from .sqlkinds import (
+    NODE_KINDS,
+    TABLE_OBJECTS,
+    TRANSACTION_KINDS,
+    UNNAMED_TABLE_NODES,
+    WRITE_FIELDS,
+)
 
 if TYPE_CHECKING:
     from .sqlwalk import StatementWalker
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> None:
     """A statement node without a handler of its own: its kind, and what it changes."""
     walker.add_kind(NODE_KINDS.get(name) or prefix_kind(name), name)
+    if name in UNNAMED_TABLE_NODES or cascades(body):
+        unnamed_tables(walker)
     if name == "CompositeTypeStmt":  # CREATE TYPE x AS (…): its RangeVar names the new type
         walker.claim(body["typevar"])
     elif name in WRITE_FIELDS:
@@ -42,22 +51,38 @@ def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> 
             # it unless x is a composite type. Not RENAME ATTRIBUTE (a RenameStmt), which
             # renames a table's or a view's column as well: that one stays written.
             walker.claim(target)
-            commands = [cmd.get("AlterTableCmd", {}) for cmd in body.get("cmds", ())]
-            if any(cmd.get("behavior") == "DROP_CASCADE" for cmd in commands):
-                typed_tables(walker)
         else:
             walker.write(target)
-            rename = body.get("renameType"), body.get("behavior")
-            if rename == ("OBJECT_ATTRIBUTE", "DROP_CASCADE"):  # ALTER TYPE x RENAME ATTRIBUTE
-                typed_tables(walker)
 
 
-def typed_tables(walker: StatementWalker) -> None:
-    """ALTER TYPE x ADD/ALTER/DROP/RENAME ATTRIBUTE … CASCADE: "Automatically propagate the
-    operation to typed tables of the type being altered, and their descendants"
-    (sql-altertype); without CASCADE the server refuses while x has typed tables. The
-    classifier sees no catalog and cannot name those tables: flag `unnamed_tables`, which
-    policy.py fits to every table rule (fail closed)."""
+def cascades(body: dict[str, Any]) -> bool:
+    """Whether the statement, or one of its ALTER TABLE subcommands, says CASCADE."""
+    if body.get("behavior") == "DROP_CASCADE":
+        return True
+    commands = (cmd.get("AlterTableCmd", {}) for cmd in body.get("cmds", ()))
+    return any(cmd.get("behavior") == "DROP_CASCADE" for cmd in commands)
+
+
+def unnamed_tables(walker: StatementWalker) -> None:
+    """The statement changes tables its text does not name. The classifier sees no catalog
+    and cannot name them: flag `unnamed_tables`, which policy.py fits to every table rule
+    (fail closed). PostgreSQL 15 (sql-droptype, sql-altertable, sql-truncate, ddl-depend):
+
+    - CASCADE, wherever it is written: "Automatically drop objects that depend on" what is
+      dropped, "and in turn all objects that depend on those objects". Dropping a type,
+      domain or collation drops the table columns of that type (and the tables created `OF`
+      a type); a function, operator, cast or sequence, the defaults, constraints, indexes
+      and triggers that use it; a table, column, constraint or index, the foreign keys of
+      other tables that reference it and the views that read it; a schema, server or
+      extension, every table in it. TRUNCATE … CASCADE empties "all tables that have
+      foreign-key references to any of the named tables"; ALTER TYPE … ATTRIBUTE …
+      CASCADE alters the type's typed tables. Without CASCADE (RESTRICT, the default) the
+      server refuses while such dependents exist. Flagged even where the server documents
+      CASCADE as having no effect (DROP POLICY, DROP SUBSCRIPTION): one rule, no list to
+      get wrong.
+    - DROP OWNED drops every object the roles own, tables included; REASSIGN OWNED gives
+      them to another role; DROP EXTENSION drops the extension's member objects (tables its
+      script created among them) even without CASCADE (UNNAMED_TABLE_NODES, `drop`)."""
     walker.flags.add("unnamed_tables")
 
 
@@ -124,12 +149,16 @@ def merge(walker: StatementWalker, body: dict[str, Any]) -> None:
 
 def truncate(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("truncate")
+    if cascades(body):  # the tables whose foreign keys reference these are emptied too
+        unnamed_tables(walker)
     for relation in body.get("relations", ()):
         walker.write(relation)
 
 
 def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("drop")
+    if cascades(body) or body.get("removeType") == "OBJECT_EXTENSION":
+        unnamed_tables(walker)
     if body.get("removeType") in TABLE_OBJECTS:
         for obj in body.get("objects", ()):
             parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]

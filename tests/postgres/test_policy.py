@@ -460,6 +460,45 @@ def test_altering_a_type_without_cascade_does_not_fit_rules_on_other_tables(sql:
     assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "allow"
 
 
+# Each reaches tables its text does not name: payments, with a foreign key to orders (or a
+# column of type t, or in schema s, or defaulting to nextval('seq'), …).
+CASCADES = [
+    "TRUNCATE orders CASCADE",
+    "DROP TABLE orders CASCADE",
+    "ALTER TABLE orders DROP COLUMN id CASCADE",
+    "ALTER TABLE orders DROP CONSTRAINT orders_pkey CASCADE",
+    "DROP TYPE t CASCADE",
+    "DROP SCHEMA s CASCADE",
+    "DROP FUNCTION f CASCADE",
+    "DROP SEQUENCE seq CASCADE",
+    "DROP OWNED BY bob",
+]
+
+
+@pytest.mark.parametrize("sql", CASCADES)
+def test_a_rule_on_a_table_fits_a_cascade_that_reaches_tables_it_does_not_name(sql: str) -> None:
+    """TRUNCATE orders CASCADE empties payments, whose foreign key references orders: a deny
+    rule on payments fits it, and an allow rule on tables cannot vouch for it."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "deny"
+    assert decide(Policy([rule("approve", "ask", tables=["payments"])]), sql).action == "approve"
+    allow = Policy([rule("allow", "ok", tables=["orders", "t", "s", "seq"])], "deny")
+    assert decide(allow, sql).action == "deny"
+
+
+def test_truncate_cascade_is_denied_with_a_reason_that_says_why() -> None:
+    decision = decide(
+        Policy([rule("deny", "money", tables=["payments"])]), "TRUNCATE orders CASCADE"
+    )
+    assert decision.rule == "money"
+    assert "tables its text does not name" in decision.reason
+
+
+@pytest.mark.parametrize("sql", [s.replace(" CASCADE", "") for s in CASCADES[:-1]])
+def test_without_cascade_a_rule_on_another_table_does_not_fit(sql: str) -> None:
+    """RESTRICT, the default: the server refuses while payments depends on what is dropped."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "allow"
+
+
 @pytest.mark.parametrize(
     "sql",
     [
