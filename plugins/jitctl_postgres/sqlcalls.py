@@ -36,8 +36,11 @@ recorded as a call (and the FUNCTION class), under a name that says what it is:
 
 DDL that binds functions by name as options (CREATE AGGREGATE's `sfunc`, CREATE OPERATOR's
 `function`, CREATE TYPE's `input` and a range's `canonical` and `subtype_diff`, TEXT SEARCH
-PARSER and TEMPLATE) records each as a call under its name, as CREATE DOMAIN's CHECK records
-the calls in it: the server runs them later with no call in the text (`definition`). The types
+PARSER and TEMPLATE) or in fields of its own (CREATE TRIGGER and EVENT TRIGGER's `EXECUTE
+FUNCTION f()`, CREATE CAST's `WITH FUNCTION f(…)`, CONVERSION, TRANSFORM, ACCESS METHOD and
+LANGUAGE: sqlkinds.FUNCTION_FIELDS) records each as a call under its name, as CREATE DOMAIN's
+CHECK records the calls in it: the server runs them later with no call in the text
+(`definition`, `bound_functions`). The types
 those options name (a range's `subtype`, an aggregate's `stype`, an operator's `leftarg`)
 count as casts, as a composite's attribute types do.
 
@@ -252,6 +255,20 @@ def definition(walker: StatementWalker, body: dict[str, Any], node: str) -> None
             func_call(walker, {"funcname": names})
         elif name in types and names:
             type_name(walker, {"names": names})
+
+
+def bound_functions(walker: StatementWalker, body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """CREATE TRIGGER … EXECUTE FUNCTION f(), CREATE CAST … WITH FUNCTION f(…) and kin
+    (sqlkinds.FUNCTION_FIELDS): each function a field names counts as a call, as
+    `definition`'s options do (the server runs a trigger's function on every row or event
+    it fires for, a cast's on every conversion). A field holds the name, or an
+    ObjectWithArgs (`{"objname": […], "objargs": […]}`) whose argument types are not read."""
+    for field in fields:
+        names = body.get(field)
+        if isinstance(names, dict):
+            names = names.get("objname")
+        if names:
+            func_call(walker, {"funcname": names})
 
 
 def _from_string(arg: dict[str, Any]) -> list[dict[str, Any]]:

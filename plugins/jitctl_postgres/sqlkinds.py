@@ -180,6 +180,15 @@ WRITE_FIELDS = {
     "ReindexStmt": "relation", "ViewStmt": "view", "CreateSeqStmt": "sequence",
     "AlterSeqStmt": "sequence", "CreatePolicyStmt": "table", "AlterPolicyStmt": "table",
 }  # fmt: skip
+# DDL that binds functions by name in fields of its own, which the server runs later with no
+# call in the text (sqlcalls.bound_functions): a trigger's function on every row or statement,
+# a cast's on every conversion. A field holds a name list or an ObjectWithArgs.
+FUNCTION_FIELDS = {
+    "CreateTrigStmt": ("funcname",), "CreateEventTrigStmt": ("funcname",),
+    "CreateCastStmt": ("func",), "CreateTransformStmt": ("fromsql", "tosql"),
+    "CreateConversionStmt": ("func_name",), "CreateAmStmt": ("handler_name",),
+    "CreatePLangStmt": ("plhandler", "plinline", "plvalidator"),
+}  # fmt: skip
 # Statements that create, rename or move a type, or a relation with a row type of its name
 # (sqlcalls.new_type; CREATE TABLE AS, SELECT INTO, CREATE FOREIGN TABLE: new_row_type).
 TYPE_NAMING_NODES = {

@@ -5,7 +5,8 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
 - A handler claims the RangeVar its statement writes (`walker.write`) before the walk reaches
   it, so it is not also counted as read; every other RangeVar is a table read.
 - A statement without a handler of its own (`statement`) gets its kind from NODE_KINDS or its
-  node's prefix (Create…, Alter…, Drop…), and writes the object WRITE_FIELDS names. One that
+  node's prefix (Create…, Alter…, Drop…), writes the object WRITE_FIELDS names, and calls
+  the functions FUNCTION_FIELDS name (sqlcalls.bound_functions). One that
   creates, renames or moves a type or a relation with a row type (`names_type`) also has its
   new name checked by sqlcalls.py.
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import sqlcalls
 from .sqlkinds import (
+    FUNCTION_FIELDS,
     NODE_KINDS,
     TABLE_OBJECTS,
     TRANSACTION_KINDS,
@@ -53,6 +55,8 @@ def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> 
             walker.claim(target)
         else:
             walker.write(target)
+    if name in FUNCTION_FIELDS:  # CREATE TRIGGER … EXECUTE FUNCTION f(), CREATE CAST, …
+        sqlcalls.bound_functions(walker, body, FUNCTION_FIELDS[name])
 
 
 def cascades(body: dict[str, Any]) -> bool:

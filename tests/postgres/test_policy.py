@@ -506,6 +506,9 @@ def test_without_cascade_a_rule_on_another_table_does_not_fit(sql: str) -> None:
         "CREATE TYPE r AS RANGE (subtype = float8, subtype_diff = s.wipe)",
         "CREATE OPERATOR !! (rightarg = int, function = wipe)",
         "CREATE AGGREGATE a (int) (sfunc = int4pl, stype = int, finalfunc = wipe)",
+        "CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION wipe()",
+        "CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION s.wipe()",
+        "CREATE CAST (text AS status) WITH FUNCTION wipe(text)",
     ],
 )
 def test_a_rule_on_a_function_fits_ddl_that_binds_it(sql: str) -> None:
