@@ -172,6 +172,8 @@ TABLE_OBJECTS = {
 # Statements that change tables they do not name, whatever they say (sqlstatements.py's
 # `unnamed_tables`): the roles' objects, tables among them.
 UNNAMED_TABLE_NODES = {"DropOwnedStmt", "ReassignOwnedStmt"}
+# Objects DROP names with their table (DROP TRIGGER x ON t), which it changes: CREATE writes it.
+ON_TABLE_OBJECTS = {"OBJECT_TRIGGER", "OBJECT_RULE", "OBJECT_POLICY"}
 # Statements whose `relation` (or named field) is the object they change.
 WRITE_FIELDS = {
     "CreateStmt": "relation", "AlterTableStmt": "relation", "IndexStmt": "relation",

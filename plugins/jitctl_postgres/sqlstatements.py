@@ -29,6 +29,7 @@ from . import sqlcalls
 from .sqlkinds import (
     FUNCTION_FIELDS,
     NODE_KINDS,
+    ON_TABLE_OBJECTS,
     TABLE_OBJECTS,
     TRANSACTION_KINDS,
     UNNAMED_TABLE_NODES,
@@ -163,9 +164,12 @@ def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("drop")
     if cascades(body) or body.get("removeType") == "OBJECT_EXTENSION":
         unnamed_tables(walker)
-    if body.get("removeType") in TABLE_OBJECTS:
+    kind = body.get("removeType")
+    if kind in TABLE_OBJECTS or kind in ON_TABLE_OBJECTS:
         for obj in body.get("objects", ()):
             parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]
+            if kind in ON_TABLE_OBJECTS:  # DROP TRIGGER x ON s.t: [s, t, x], the table is s.t
+                parts = parts[:-1]
             if parts:
                 walker.written.add(".".join(parts[-2:]).lower())
 

@@ -109,6 +109,11 @@ TABLES = [
     ("TRUNCATE a, s.b", set(), {"a", "s.b"}),
     ("DROP TABLE a.b, c", set(), {"a.b", "c"}),
     ('DROP TABLE U&"d\\0061ta"', set(), {"data"}),
+    # DROP TRIGGER, RULE and POLICY change the table they are on, as CREATE does
+    ("DROP TRIGGER audit ON s.t", set(), {"s.t"}),
+    ("CREATE TRIGGER audit AFTER INSERT ON s.t EXECUTE FUNCTION f()", set(), {"s.t"}),
+    ("DROP RULE IF EXISTS r ON t", set(), {"t"}),
+    ("DROP POLICY p ON db.s.t", set(), {"s.t"}),
     ("COPY t FROM STDIN", set(), {"t"}),
     ("COPY t TO STDOUT", {"t"}, set()),
     ("SELECT * INTO n FROM t", {"t"}, {"n"}),

@@ -460,6 +460,19 @@ def test_altering_a_type_without_cascade_does_not_fit_rules_on_other_tables(sql:
     assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "allow"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TRIGGER audit ON payments",
+        "DROP POLICY own_rows ON payments",
+        "DROP RULE r ON payments",
+    ],
+)
+def test_a_rule_on_a_table_fits_dropping_its_trigger_rule_or_policy(sql: str) -> None:
+    """Dropping an audit trigger or a row-level policy changes what the table does."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "deny"
+
+
 # Each reaches tables its text does not name: payments, with a foreign key to orders (or a
 # column of type t, or in schema s, or defaulting to nextval('seq'), …).
 CASCADES = [
