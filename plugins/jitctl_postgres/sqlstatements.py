@@ -82,9 +82,10 @@ def unnamed_tables(walker: StatementWalker) -> None:
       extension, every table in it. TRUNCATE … CASCADE empties "all tables that have
       foreign-key references to any of the named tables"; ALTER TYPE … ATTRIBUTE …
       CASCADE alters the type's typed tables. Without CASCADE (RESTRICT, the default) the
-      server refuses while such dependents exist. Flagged even where the server documents
-      CASCADE as having no effect (DROP POLICY, DROP SUBSCRIPTION): one rule, no list to
-      get wrong.
+      server refuses while such dependents exist (a partitioned table's partitions are
+      not such dependents: DROP TABLE drops them, unflagged, docs/postgres.md). Flagged
+      even where the server documents CASCADE as having no effect (DROP POLICY, DROP
+      SUBSCRIPTION): one rule, no list to get wrong.
     - DROP OWNED drops every object the roles own, tables included; REASSIGN OWNED gives
       them to another role; DROP EXTENSION drops the extension's member objects (tables its
       script created among them) even without CASCADE (UNNAMED_TABLE_NODES, `drop`)."""
