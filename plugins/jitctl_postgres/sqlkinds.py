@@ -22,6 +22,9 @@ rule words (`statement = ["drop", "truncate"]`) are these. Classes follow pgaudi
   TRUNCATE … CASCADE empties the tables whose foreign keys reference it, DROP TYPE … CASCADE
   drops columns of that type, ALTER TYPE … ATTRIBUTE … CASCADE alters the type's typed
   tables; DROP OWNED, REASSIGN OWNED, DROP EXTENSION); every table rule fits it (policy.py);
+- inheritance: the statement makes or breaks an inheritance or partition link (CREATE TABLE …
+  PARTITION OF / INHERITS, ALTER TABLE … ATTACH/DETACH PARTITION, INHERIT, NO INHERIT); the
+  session joins the tables it names into one family (families.py);
 - unparseable: the text (or a body inside it) could not be parsed;
 - fastpath_function_call: the legacy FunctionCall message.
 """

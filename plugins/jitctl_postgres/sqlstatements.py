@@ -16,6 +16,8 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
 - A statement that changes tables its text does not name is flagged `unnamed_tables` (fail
   closed: policy.py fits it to every table rule): every CASCADE, and the statements that drop
   or give away objects by owner or membership (`unnamed_tables`).
+- A statement that makes or breaks an inheritance or partition link is flagged `inheritance`
+  (`inheritance`): the session joins the tables it names into one family (families.py).
 - DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
   types, keywords and names: they are literal-free (sqlwalk.py's `LITERAL_FREE`). The others
   are not, or read a constant (COPY's format, EXPLAIN's options) through `read_constant`.
@@ -45,6 +47,8 @@ def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> 
     walker.add_kind(NODE_KINDS.get(name) or prefix_kind(name), name)
     if name in UNNAMED_TABLE_NODES or cascades(body):
         unnamed_tables(walker)
+    if name in ("CreateStmt", "AlterTableStmt"):
+        inheritance(walker, body)
     if name == "CompositeTypeStmt":  # CREATE TYPE x AS (…): its RangeVar names the new type
         walker.claim(body["typevar"])
     elif name in WRITE_FIELDS:
@@ -66,6 +70,25 @@ def cascades(body: dict[str, Any]) -> bool:
         return True
     commands = (cmd.get("AlterTableCmd", {}) for cmd in body.get("cmds", ()))
     return any(cmd.get("behavior") == "DROP_CASCADE" for cmd in commands)
+
+
+INHERITANCE_COMMANDS = frozenset(
+    {"AT_AttachPartition", "AT_DetachPartition", "AT_DetachPartitionFinalize"}
+    | {"AT_AddInherit", "AT_DropInherit"}
+)
+
+
+def inheritance(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """CREATE [FOREIGN] TABLE … PARTITION OF / INHERITS, ALTER TABLE … ATTACH/DETACH PARTITION,
+    INHERIT, NO INHERIT: flag `inheritance`, so the session links the tables the statement
+    names from then on (a link made in the session is not in its catalog snapshot)."""
+    commands = (cmd.get("AlterTableCmd", {}) for cmd in body.get("cmds", ()))
+    if (
+        body.get("inhRelations")
+        or body.get("partbound")
+        or any(cmd.get("subtype") in INHERITANCE_COMMANDS for cmd in commands)
+    ):
+        walker.flags.add("inheritance")
 
 
 def unnamed_tables(walker: StatementWalker) -> None:
@@ -228,6 +251,7 @@ def create_foreign_table(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("create")
     walker.write(body.get("base", {}).get("relation"))
     sqlcalls.new_row_type(walker, body.get("base", {}).get("relation"))
+    inheritance(walker, body.get("base", {}))
 
 
 def vacuum(walker: StatementWalker, body: dict[str, Any]) -> None:
