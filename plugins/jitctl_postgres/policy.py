@@ -24,9 +24,17 @@ Rules (DESIGN §4; notes/postgres-wire.md §9):
 - Names: `*` wildcards (fnmatch), case-folded. An unqualified pattern ("accounts") fits any
   schema. A qualified pattern ("public.accounts") fits an unqualified name in the SQL only for
   deny/approve, since `search_path` decides where that name resolves.
+- Inheritance (families.py): a deny or approve rule's `tables` list also fits a statement that
+  names a table in the family of a listed one, its ancestors and descendants (a rule on
+  `payments` fits `SELECT * FROM payments_2024`, a partition; a rule on the partition fits
+  `DELETE FROM payments`), with the same name rules. When the session could not read the
+  catalog's links (`families.UNKNOWN`) every table named may be in the family, so such a rule
+  fits every statement that names a table. Allow rules never read families: every table the
+  text names must still be listed, so a family never makes anything more allowed.
 - `groups` is about the caller: the rule applies only to members of one of the listed groups.
-- Decisions are cached per (classification, groups); classifications are themselves cached by
-  exact text, so this is a cache per (exact text, groups). A classification copied from a
+- Decisions are cached per (classification, groups, families); classifications are themselves
+  cached by exact text, so this is a cache per (exact text, groups, families), and families
+  are interned objects shared by sessions that found the same links. A classification copied from a
   template (templates.py) is decided by its template's cached decision: decisions depend on
   kinds, tables, functions, flags and groups, never on the text (which only names the
   statement that decided).
@@ -42,7 +50,9 @@ from typing import TYPE_CHECKING
 
 from jitctl.errors import ConfigError
 
+from . import families as fam
 from .classify import STATEMENT_KINDS, Classification, StatementInfo
+from .families import Families
 
 if TYPE_CHECKING:
     from jitctl.config import Rule
@@ -100,28 +110,40 @@ class Policy:
             raise ConfigError(f"default_action must be one of {', '.join(ACTIONS)}")
         self.default_action = default_action
         self._rules = [_Compiled(i, rule) for i, rule in enumerate(rules)]
-        self._cached: Callable[[Classification, frozenset[str]], Decision] = functools.lru_cache(
-            maxsize=CACHE_SIZE
-        )(self._decide)
+        # Only deny and approve rules with a `tables` list read families (module docstring).
+        self.needs_families = any(rule.tables and not rule.strict for rule in self._rules)
+        self._cached: Callable[[Classification, frozenset[str], Families], Decision] = (
+            functools.lru_cache(maxsize=CACHE_SIZE)(self._decide)
+        )
 
-    def decide(self, classification: Classification, groups: Sequence[str]) -> Decision:
+    def decide(
+        self,
+        classification: Classification,
+        groups: Sequence[str],
+        families: Families = fam.NONE,
+    ) -> Decision:
+        """`families`: the session's inheritance links (families.py); none by default."""
+        if not self.needs_families:
+            families = fam.NONE  # one cache entry per text, whatever the session found
         template = classification.template
         if template is None:
-            return self._cached(classification, frozenset(groups))
+            return self._cached(classification, frozenset(groups), families)
         # A copy of `template` for a text whose tree differs only in constants (templates.py):
         # the same single statement but for its text, and decisions never read the text except
         # to name the statement that decided. So: the template's decision, naming this text.
-        decision = self._cached(template, frozenset(groups))
+        decision = self._cached(template, frozenset(groups), families)
         return Decision(
             decision.action, decision.rule, decision.reason, classification.statements[0].text
         )
 
-    def _decide(self, classification: Classification, groups: frozenset[str]) -> Decision:
+    def _decide(
+        self, classification: Classification, groups: frozenset[str], families: Families
+    ) -> Decision:
         if not classification.statements:
             return Decision("allow", "builtin: empty", "no statement to run")
         worst: Decision | None = None
         for info in classification.statements:
-            decision = self._statement(info, groups, classification.error)
+            decision = self._statement(info, groups, families, classification.error)
             if worst is None or _SEVERITY[decision.action] > _SEVERITY[worst.action]:
                 worst = decision
             if decision.action == "deny":
@@ -130,12 +152,12 @@ class Policy:
         return worst
 
     def _statement(
-        self, info: StatementInfo, groups: frozenset[str], error: str | None
+        self, info: StatementInfo, groups: frozenset[str], families: Families, error: str | None
     ) -> Decision:
         for flag, reason in BUILTIN_GUARDS:
             if flag in info.flags:
                 return Decision("deny", f"builtin: {flag}", f"{_what(info)} {reason}", info.text)
-        hit = next((rule for rule in self._rules if rule.fits(info, groups)), None)
+        hit = next((rule for rule in self._rules if rule.fits(info, groups, families)), None)
         if "unparseable" in info.flags and (
             hit is None or hit.action == "deny" or "unknown" not in hit.statement
         ):
@@ -145,7 +167,7 @@ class Policy:
             verb = _VERBS[self.default_action]
             reason = f"{_what(info)} {verb} by default (no rule matched)"
             return Decision(self.default_action, "default", reason, info.text)
-        return Decision(hit.action, hit.name, hit.reason(info), info.text)
+        return Decision(hit.action, hit.name, hit.reason(info, families), info.text)
 
 
 _VERBS = {"allow": "is allowed", "deny": "is denied", "approve": "needs approval"}
@@ -174,7 +196,7 @@ class _Compiled:
         self.groups = frozenset(match.groups)
         self.strict = rule.action == "allow"
 
-    def fits(self, info: StatementInfo, groups: frozenset[str]) -> bool:
+    def fits(self, info: StatementInfo, groups: frozenset[str], families: Families) -> bool:
         if self.groups and not self.groups & groups:
             return False
         unknown = "unknown" in info.kinds
@@ -192,7 +214,12 @@ class _Compiled:
             if unnamed and self.strict:
                 return False  # an allow cannot vouch for tables it cannot see
             tables = info.tables_read | info.tables_written
-            if not (anything or unnamed or self._names(tables, self.tables)):
+            if not (
+                anything
+                or unnamed
+                or self._names(tables, self.tables)
+                or self._family(tables, families) is not None
+            ):
                 return False
         return not self.functions or anything or self._names(info.functions, self.functions)
 
@@ -203,7 +230,23 @@ class _Compiled:
             return bool(names) and all(_fits(n, patterns, lenient=False) for n in names)
         return any(_fits(n, patterns, lenient=True) for n in names)
 
-    def reason(self, info: StatementInfo) -> str:
+    def _family(self, tables: Iterable[str], families: Families) -> str | None:
+        """Why a deny or approve rule's tables fit through inheritance (families.py), or
+        None: a table the statement names is in the family of one the rule lists."""
+        if self.strict or not families:
+            return None
+        for name in sorted(tables):
+            if not families.known:
+                return (
+                    f"{name} may be a partition, child or parent of a table the rule lists: "
+                    "jitctl could not read which tables inherit from which"
+                )
+            for relative in sorted(families.relatives(name)):
+                if _fits(relative, self.tables, lenient=True):
+                    return f"{name} is in the inheritance family of {relative}"
+        return None
+
+    def reason(self, info: StatementInfo, families: Families = fam.NONE) -> str:
         if self.message:
             return f"{self.message} (rule '{self.name}')"
         if self.statement:
@@ -217,6 +260,12 @@ class _Compiled:
             what = _what(info)
         if self.tables and "unnamed_tables" in info.flags:
             what += " (it changes tables its text does not name, such as those a CASCADE reaches)"
+        elif self.tables and "unknown" not in info.kinds:
+            tables = info.tables_read | info.tables_written
+            if not self._names(tables, self.tables):
+                why = self._family(tables, families)
+                if why is not None:
+                    what += f" ({why})"
         return f"{what} {_VERBS[self.action]} by rule '{self.name}'"
 
 
