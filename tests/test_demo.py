@@ -28,6 +28,8 @@ def test_demo_runs_shows_the_story_and_cleans_up(tmp_path: Path) -> None:
         assert "ada@example.com" not in output.split("agent> SELECT", 1)[1]
         assert "blocked: 42501" in output  # its DROP was blocked by parsing
         assert "done: the ALTER ran after approval" in output  # bob approved the held ALTER
+        # The agent's session ends as it did: cleanly (not a race read as an upstream failure).
+        assert "closed (both sides closed)" in output and "upstream write failed" not in output
     else:
         assert "falls back to a tcp target" in output
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith("jitctl-demo-")]

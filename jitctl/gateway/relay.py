@@ -261,15 +261,17 @@ class Relay:
         if isinstance(item, Close):
             self._end(item.reason, item.error)
             return False
-        if transport.is_closing():
-            self._end("upstream write failed: the upstream connection is closed", True)
-            return False
         if item is None:
-            if transport.can_write_eof():
+            # An upstream that already closed (a server closes once the client says goodbye,
+            # and a TLS connection closes whole) needs no end-of-data: that is no failure.
+            if not transport.is_closing() and transport.can_write_eof():
                 transport.write_eof()
             self.stats.eof_up = True
             self._maybe_done()
             return True
+        if transport.is_closing():
+            self._end("upstream write failed: the upstream connection is closed", True)
+            return False
         self.stats.up += len(item)
         transport.write(item)
         return True
