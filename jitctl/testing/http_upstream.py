@@ -13,7 +13,9 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
   answered; on `/ws-bad` the server sends a frame the RFC forbids (masked) after its first
   echo; on `/ws-frag` a text echo comes in fragments of 8 characters, with a ping after the
   first;
-- any other `Upgrade`: 101, then every byte echoed back raw;
+- any other `Upgrade`: 101, then every byte echoed back raw; on `/upgrade-headers` the
+  request's header lines (`name: value\r\n`) come first, each cut in the middle of its
+  value with a pause (so a credential in one arrives in two reads);
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
 
@@ -156,6 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
                 bad=self.path.startswith("/ws-bad"), fragments=self.path.startswith("/ws-frag")
             )
             return
+        if self.path.startswith("/upgrade-headers"):
+            for name, value in self.headers.items():
+                line = f"{name}: {value}\r\n".encode("latin-1")
+                cut = len(name) + 2 + len(value) // 2
+                self.connection.sendall(line[:cut])
+                time.sleep(0.02)
+                self.connection.sendall(line[cut:])
         while data := self.connection.recv(65536):
             self.connection.sendall(data)
 

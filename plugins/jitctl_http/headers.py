@@ -2,9 +2,9 @@
 
 Rules (RFC 9110 §7.6.1 for hop-by-hop fields):
 - Toward the upstream: hop-by-hop fields go (`Connection` and every field it names,
-  `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade` unless the request is an upgrade; an
-  upgrade loses `Sec-WebSocket-Extensions`, so no extension such as permessage-deflate
-  compresses the frames the trail reads), and so
+  `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade` unless the request is an upgrade the
+  shell lets through; an upgrade loses `Sec-WebSocket-Extensions`, so no extension such as
+  permessage-deflate compresses the frames the trail reads), and so
   does every client credential: `Authorization`, `Proxy-Authorization`, the target's
   `auth_header`, its `drop_headers`, and `Cookie` when `drop_cookies`. `Host` becomes the
   upstream's. Then the broker's credential is added. `Expect` goes too: the gateway answers
@@ -103,13 +103,16 @@ class HeaderRules:
         injected: tuple[bytes, bytes] | None,
         *,
         identity_encoding: bool = False,
+        upgrade_allowed: bool = True,
     ) -> tuple[Headers, list[str]]:
-        """The upstream request's headers, and the names of the client credentials dropped."""
+        """The upstream request's headers, and the names of the client credentials dropped.
+        `upgrade_allowed=False`: an upgrade request goes as a plain one (its `Upgrade` and the
+        fields its `Connection` names dropped), so the upstream cannot switch protocols."""
         hop = HOP_BY_HOP
         upgrade = False
         for name, _ in headers:  # a loop, not any(): this runs for every request
             if name.lower() == b"connection":
-                upgrade = is_upgrade(headers)
+                upgrade = upgrade_allowed and is_upgrade(headers)
                 hop = HOP_BY_HOP | _connection_tokens(headers)
                 if upgrade:  # no WebSocket extension: frames must arrive as the trail reads them
                     hop = (hop - {b"upgrade"}) | {b"sec-websocket-extensions"}

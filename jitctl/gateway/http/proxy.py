@@ -32,6 +32,11 @@ from jitctl.gateway.http.writers import safe_field
 from jitctl.plugin import Hold
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The one protocol after a 101 whose messages the gateway can read and mask (relay.py).
+WEBSOCKET = b"websocket"
+# RFC 7540 §3.2: a server that does not switch to h2c answers the request as though the
+# `Upgrade` field were absent, so a client that offers h2c is served over HTTP/1.1 unharmed.
+H2C = b"h2c"
 
 
 class UnsafeCredential(ValueError):
@@ -130,15 +135,21 @@ class Proxy:
                 early, complete = await self.client.read_body(self.options.mask_limit)
             body = b"".join(early) if complete else None
         decision = self.policy.decide(method, path, body)
+        unmaskable = self.unmaskable_upgrade(request)
         upstream_fields, dropped = self.rules.to_upstream(
             fields,
             self.host,
             self.injected,
             identity_encoding=self.masks is not None,
+            upgrade_allowed=unmaskable is None,
         )
         base["decision"], base["rule"] = decision.action, decision.rule
         if dropped:
             base["client_credentials_dropped"] = dropped
+        if unmaskable is not None and decision.action != "deny":
+            base["upgrade_refused"] = unmaskable.decode("latin-1")
+            if unmaskable.lower() != H2C:
+                return await self.refuse_upgrade(exchange, unmaskable, complete)
         held: Hold | None = None
         if decision.action == "approve":
             held, decision = await self.approve(method, raw_target, decision)
@@ -158,6 +169,29 @@ class Proxy:
             self.trail.response(exchange, refusal.status, by="broker")
             await self.client.json_reply(refusal.status, refusal.body, close=True)
             return False
+
+    def unmaskable_upgrade(self, request: Request) -> bytes | None:
+        """The protocol `request` asks to switch to when this target masks and it is not
+        WebSocket (the gateway could not mask what follows the 101); else None."""
+        if not request.upgrade or self.masks is None:
+            return None
+        protocol = headers.header(request.headers, b"upgrade").strip()
+        if not protocol or protocol.lower() == WEBSOCKET:  # no field: CONNECT, not an upgrade
+            return None
+        return protocol
+
+    async def refuse_upgrade(self, exchange: Exchange, protocol: bytes, complete: bool) -> bool:
+        """Answer 502 to an upgrade this target cannot mask; the upstream never sees it, and
+        the client's connection goes on as HTTP/1.1 (RFC 9110 §7.8: no 101, no switch)."""
+        name = protocol.decode("latin-1")
+        error = (
+            f"the gateway cannot mask protocol {name!r} on {self.target.name}, which has "
+            "masks: only WebSocket upgrades are masked, so this one is not forwarded"
+        )
+        self.trail.response(exchange, 502, by="broker", message=error)
+        body = {"error": error, "protocol": name, "target": self.target.name}
+        await self.client.json_reply(502, body, close=not complete)
+        return complete
 
     async def approve(
         self, method: str, raw_target: str, decision: Decision
@@ -230,6 +264,20 @@ class Proxy:
             raise Refusal(502, {"error": f"cannot reach {self.target.name}: {exc}"}) from None
         return self.up
 
+    def check_switch(self, response: Response, exchange: Exchange) -> None:
+        """Refuse (502) a 101 to a protocol this target cannot mask: an upstream that
+        switches to one the request did not offer, or offered without the `Upgrade` field."""
+        protocol = headers.header(response.headers, b"upgrade").strip()
+        if self.masks is None or protocol.lower() == WEBSOCKET:
+            return
+        name = protocol.decode("latin-1")
+        exchange.base["upgrade_refused"] = name
+        error = (
+            f"{self.target.name} switched to protocol {name!r}, which the gateway cannot "
+            "mask: the connection is not relayed"
+        )
+        raise Refusal(502, {"error": error, "protocol": name, "target": self.target.name})
+
     async def forward(
         self,
         request: Request,
@@ -273,6 +321,7 @@ class Proxy:
             response = await up.next_event()
             while type(response) is Response and response.status_code < 200:
                 if response.status_code == 101:  # the upgrade was accepted
+                    self.check_switch(response, exchange)
                     limit, mask_limit = self.options.body_limit, self.options.mask_limit
                     await upgraded(
                         self.client,

@@ -14,8 +14,12 @@ already read past the heads.
   commit. Bytes that break RFC 6455 (the gateway removed the extension offer, so frames must
   not be compressed) end the connection without being forwarded, and `http.upgrade.end` says
   which side sent them (fail closed).
-- Any other upgrade: the first `limit` bytes of each direction are kept for the trail, the
-  rest counted.
+- Any other upgrade (only on a target without masks: the proxy refuses it on one with
+  masks): relayed raw, except that the broker's secrets are replaced in the upstream's bytes
+  (`bodies.Scrub`, as in a streamed response body: a read's end that could start a secret
+  waits for the next read, or the upstream's end) and counted (`masked`, BROKER_SECRET).
+  The first `limit` bytes of each direction, as forwarded, are kept for the trail, the rest
+  counted.
 """
 
 from __future__ import annotations
@@ -70,8 +74,9 @@ async def upgraded(
         await ws.run(client_rest, up_rest)
         trail.websocket_ended(exchange, (ws.sent, ws.received), ws.taps, ws.error)
         return
-    sent, received = await relay(client.io, up, client_rest, up_rest, limit)
-    trail.upgrade_ended(exchange, sent, received)
+    scrub = scrub.fresh()
+    sent, received = await relay(client.io, up, client_rest, up_rest, limit, scrub)
+    trail.upgrade_ended(exchange, sent, received, scrub.found)
 
 
 class WebSocketRelay:
@@ -177,9 +182,15 @@ class WebSocketRelay:
 
 
 async def relay(
-    io: Any, up: UpstreamConnection, client_rest: bytes, up_rest: bytes, limit: int
+    io: Any,
+    up: UpstreamConnection,
+    client_rest: bytes,
+    up_rest: bytes,
+    limit: int,
+    scrub: bodies.Scrub,
 ) -> tuple[bodies.Capture, bodies.Capture]:
-    """Bytes client -> upstream and back; (what the client sent, what the upstream sent)."""
+    """Bytes client -> upstream and back, the upstream's scrubbed of the broker's secrets;
+    (what the client sent, what the client got)."""
     sent = bodies.Capture(limit)
     received = bodies.Capture(limit)
 
@@ -200,10 +211,16 @@ async def relay(
         data = up_rest
         while True:
             if data:
-                received.feed(data)
-                await io.write(data)
+                data = scrub.feed(data)
+                if data:
+                    received.feed(data)
+                    await io.write(data)
             data = await up.reader.read(READ_SIZE)
             if not data:
+                rest = scrub.flush()  # the upstream is done: nothing more can complete a secret
+                if rest:
+                    received.feed(rest)
+                    await io.write(rest)
                 return
 
     await until_either_ends(client_to_up(), up_to_client())

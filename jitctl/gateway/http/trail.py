@@ -14,7 +14,8 @@
   to the client (jitctl_http.reframe) is recorded as sent, with what masking found. One from
   the client is durable before it is forwarded, one from the upstream is not waited for.
 - `http.upgrade.end` closes an upgraded connection: for a WebSocket the message counts and the
-  close, else the first bytes each way, masked by detectors.
+  close, else the first bytes each way (the upstream's as the client got them: the broker's
+  secrets replaced, and counted in `masked`), masked by detectors.
 """
 
 from __future__ import annotations
@@ -135,10 +136,18 @@ class Trail:
         self.io.record(Record("http.response", payload), exchange.time_us)
 
     def upgrade_ended(
-        self, exchange: Exchange, sent: bodies.Capture, received: bodies.Capture
+        self,
+        exchange: Exchange,
+        sent: bodies.Capture,
+        received: bodies.Capture,
+        secrets_found: int = 0,
     ) -> None:
+        """`http.upgrade.end` of a raw upgrade; `secrets_found`: the broker's secrets
+        replaced in what the upstream sent."""
         texts = {}
         counts: Counter[str] = Counter()
+        if secrets_found:
+            counts[bodies.SECRET_FOUND] = secrets_found
         for name, capture in (("client", sent), ("upstream", received)):
             text = bytes(capture.kept).decode("utf-8", "replace")
             if self.masks is not None:

@@ -1,0 +1,81 @@
+"""Upgrades to a protocol other than WebSocket, end to end: a real broker, `jitctl connect` and
+the threaded upstream, on a raw socket. `api` has masks: the gateway refuses such an upgrade
+and the connection goes on as HTTP/1.1. `keyed` has none: the bytes are relayed, the broker's
+API key replaced in what the upstream sends."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from jitctl.testing.broker import BrokerProcess
+from jitctl.testing.http_upstream import HttpUpstream
+from tests.http.conftest import API_KEY, Tunnel
+from tests.http.test_http_e2e import wait_for
+
+
+def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One answer with a Content-Length: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(4096)
+        assert more, data
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        more = sock.recv(4096)
+        assert more, body
+        body += more
+    return head, body
+
+
+def test_a_masked_target_refuses_a_raw_upgrade_with_502_and_serves_the_next_request(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
+) -> None:
+    with socket.create_connection(("127.0.0.1", tunnels["api"].address["port"]), 10) as sock:
+        sock.sendall(
+            b"GET /refused-socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: raw-echo\r\n\r\n"
+        )
+        head, body = read_answer(sock)
+        assert head.startswith(b"HTTP/1.1 502")
+        answer = json.loads(body)
+        assert answer["protocol"] == "raw-echo" and "cannot mask" in answer["error"]
+        sock.sendall(b"GET /users HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection
+        head, body = read_answer(sock)
+        assert head.startswith(b"HTTP/1.1 200") and b"123-45-6789" not in body
+    assert not [r for r in upstream.requests if r["path"] == "/refused-socket"]
+    record = wait_for(broker, "http.response", lambda p: p["path"] == "/refused-socket")
+    assert record["status"] == 502 and record["by"] == "broker"
+    assert record["upgrade_refused"] == "raw-echo"
+
+
+def test_a_target_without_masks_relays_a_raw_upgrade_with_the_api_key_replaced(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    """The upstream echoes the request's headers after its 101, the injected `X-Api-Key`
+    cut in two writes: the client gets `*` in its place, and the trail counts it."""
+    with socket.create_connection(("127.0.0.1", tunnels["keyed"].address["port"]), 10) as sock:
+        sock.sendall(
+            b"GET /upgrade-headers HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: raw-echo\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(1)
+        assert data.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"end\n")  # echoed after the headers
+        got = b""
+        while not got.endswith(b"end\n"):
+            more = sock.recv(4096)
+            assert more, got
+            got += more
+    assert API_KEY.encode() not in got
+    assert b"X-Api-Key: " + b"*" * len(API_KEY) + b"\r\n" in got
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/upgrade-headers")
+    assert ended["masked"] == {"BROKER_SECRET": 1} and API_KEY not in json.dumps(ended)
