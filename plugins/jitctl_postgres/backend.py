@@ -60,10 +60,20 @@ class Backend:
         self.parameters = notices.Parameters(state)
         # Parsed RowDescriptions by body; the lists are shared, never changed.
         self._columns: dict[bytes, list[Column]] = {}
-        # DataRows are copied out only to mask or sample them (the catalog query runs only on
-        # masked targets, so its rows are covered); CopyData only to mask it.
+        self.inspected = self._inspected()
+
+    def _inspected(self) -> frozenset[int]:
+        """DataRows are copied out only to mask or sample them (and while jitctl's catalog
+        query runs: `hold_ready`); CopyData only to mask it."""
+        state = self.state
         rows = {0x44} if state.masks is not None or state.record_rows > 0 else set()
-        self.inspected = ALWAYS | rows | ({0x64} if state.masks is not None else set())
+        return ALWAYS | rows | ({0x64} if state.masks is not None else set())
+
+    def hold_ready(self, ready: bytes) -> None:
+        """jitctl's catalog query (catalog.py) is on its way: hold the client's first
+        ReadyForQuery until the query's own, and read its rows meanwhile."""
+        self.held_ready = ready
+        self.inspected = self.inspected | {0x44}
 
     # -- Sink ---------------------------------------------------------------------------------
 
@@ -244,6 +254,7 @@ class Backend:
             self.state.inflight(None)
         if owner.expect is Expect.INTERNAL:
             self.internal(owner, 0x5A, body)
+            self.inspected = self._inspected()
             ready, self.held_ready = self.held_ready, b""
             return ready
         return None

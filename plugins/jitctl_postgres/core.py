@@ -3,7 +3,9 @@
 Phases (`state.Phase`):
 - STARTUP, AUTH, CONNECTING, CANCEL: the session's opening, from the client's first packet to
   the first ReadyForQuery, or a cancel request forwarded (opening.py states its rules). Client
-  bytes that arrive before READY wait (bounded by `EARLY_CAP`) and go up once it is reached.
+  bytes that arrive before READY wait (bounded by `EARLY_CAP`) and go up once it is reached
+  and jitctl's catalog query (catalog.py), if any, has answered: until then the policy does not
+  know the session's inheritance families (families.py).
 - READY: frontend.py and backend.py handle every message (framing.py splits them); the server
   framer's sink is the backend from then on, so nothing of the opening runs per message.
 - CLOSED: everything is ignored.
@@ -99,7 +101,7 @@ class PostgresCore:
             return []
         if self.phase is Phase.STARTUP:
             return self._guard(lambda: opening.startup(self, data))
-        if self.phase is not Phase.READY:
+        if self.phase is not Phase.READY or self.backend.held_ready:
             self.early += data
             if len(self.early) > EARLY_CAP:
                 raise RemoteProtocolError("client sent too much before the session was ready")
@@ -223,7 +225,7 @@ class PostgresCore:
     def _down_then_early(self, data: bytes) -> Callable[[], list[Command]]:
         def step() -> list[Command]:
             out = self._forward(Direction.DOWN, self.down.feed(data))
-            if self.phase is Phase.READY and self.early:
+            if self.phase is Phase.READY and self.early and not self.backend.held_ready:
                 early, self.early = bytes(self.early), bytearray()
                 out += self._forward(Direction.UP, self.up.feed(early))
             return out

@@ -63,8 +63,14 @@ def denial_fields(decision: Any) -> dict[str, str]:
 
 
 def decide(state: SessionState, classification: Any, text: str | None) -> Any:
-    """The policy's decision, or the core's own refusal of what it could not mask."""
-    decision = state.services.policy.decide(classification, state.groups)
+    """The policy's decision, or the core's own refusal of what it could not mask. A text that
+    links tables (flag `inheritance`) joins them into one family first, whatever is decided:
+    its own later statements, and the session's, are decided with the link (families.py)."""
+    if getattr(state.services.policy, "needs_families", False):
+        for info in getattr(classification, "statements", ()):
+            if "inheritance" in info.flags:
+                state.families = state.families.linked(info.tables_read | info.tables_written)
+    decision = state.services.policy.decide(classification, state.groups, state.families)
     if getattr(decision, "action", "deny") == "allow" and text and state.masks is not None:
         why = copyspec.refusal(text)
         if why:

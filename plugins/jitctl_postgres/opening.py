@@ -17,9 +17,9 @@ Rules (protocol-flow #PROTOCOL-FLOW-START-UP, #PROTOCOL-FLOW-CANCELING-REQUESTS)
 - CONNECTING: after AuthenticationOk the client gets its own AuthenticationOk; ParameterStatus
   and notices go through the backend (checked, notes §9); BackendKeyData is replaced by a
   random proxy key registered in the broker's `cancel_registry` (the core removes it when the
-  session ends); the first ReadyForQuery is relayed — on a masked target only after jitctl's
-  catalog query (table OIDs to names, column lists for COPY, the citext type) has run and been
-  consumed (catalog.py).
+  session ends); the first ReadyForQuery is relayed — on a masked target, or one whose policy
+  reads inheritance families, only after jitctl's catalog query (table OIDs to names, column
+  lists for COPY, the citext type; parent links) has run and been consumed (catalog.py).
 - CANCEL: the shell dialled a fresh upstream connection for this packet; the upstream key
   found in the registry (same target only) is sent as the real CancelRequest and the core
   half-closes (it ends the session when the server hangs up, so the cancel is never dropped
@@ -176,9 +176,10 @@ def connecting_message(core: PostgresCore, kind: int, body: bytes) -> bytes | No
         core.phase = Phase.READY
         core.down.sink = core.backend  # from the next message on
         core.state.book.tx_status = body.decode()
-        if core.state.masks is None:
+        needed = catalog.parts(core.state)
+        if not needed:
             return None
-        core.backend.held_ready = b"Z" + (len(body) + 4).to_bytes(4, "big") + body
-        catalog.start(core.state)
+        core.backend.hold_ready(b"Z" + (len(body) + 4).to_bytes(4, "big") + body)
+        catalog.start(core.state, needed)
         return b""
     raise RemoteProtocolError(f"unexpected message type {chr(kind)!r} during startup")

@@ -20,6 +20,7 @@ from typing import Any
 
 from jitctl.plugin import Command, Record
 
+from .families import NONE, Families
 from .statements import Book
 
 TEXT_CAP = 64 * 1024
@@ -51,7 +52,7 @@ class Services:
 
     classify: Callable[[str], Any]
     classify_function_call: Callable[[int], Any]
-    policy: Any  # .decide(classification, groups) -> Decision
+    policy: Any  # .decide(classification, groups, families) -> Decision; .needs_families
     masks: Any = None  # jitctl.masking MaskPolicy with .active, or None
 
 
@@ -70,6 +71,10 @@ class SessionState:
     attnames: dict[int, dict[int, str]] = field(default_factory=dict)  # table OID -> attnum -> name
     text_types: frozenset[int] = frozenset({25, 1043, 1042, 19, 114})
     cancel_entry: dict[str, Any] | None = None
+    # Inheritance links (families.py): catalog.py sets them, frontend.py adds the session's own.
+    families: Families = NONE
+    family_rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    catalog_parts: tuple[str, ...] = ()  # the statements of jitctl's catalog query (catalog.py)
 
     @property
     def masks(self) -> Any:

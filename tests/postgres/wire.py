@@ -75,7 +75,9 @@ class Policy:
     deny: frozenset[str] = frozenset({"delete", "drop", "truncate", "function_call"})
     approve: frozenset[str] = frozenset({"vacuum"})
 
-    def decide(self, classification: Classification, groups: Sequence[str]) -> Decision:
+    def decide(
+        self, classification: Classification, groups: Sequence[str], families: object = None
+    ) -> Decision:
         for info in classification.statements:
             if info.kind in self.deny:
                 return Decision("deny", "no-destroy", f"{info.kind.upper()} is denied", info.text)
