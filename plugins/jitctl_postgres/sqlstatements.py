@@ -106,7 +106,8 @@ def unnamed_tables(walker: StatementWalker) -> None:
       foreign-key references to any of the named tables"; ALTER TYPE … ATTRIBUTE …
       CASCADE alters the type's typed tables. Without CASCADE (RESTRICT, the default) the
       server refuses while such dependents exist (a partitioned table's partitions are
-      not such dependents: DROP TABLE drops them, unflagged, docs/postgres.md). Flagged
+      not such dependents: DROP TABLE drops them, unflagged; the session's inheritance
+      families make a rule on a partition fit it instead, families.py). Flagged
       even where the server documents CASCADE as having no effect (DROP POLICY, DROP
       SUBSCRIPTION): one rule, no list to get wrong.
     - DROP OWNED drops every object the roles own, tables included; REASSIGN OWNED gives
