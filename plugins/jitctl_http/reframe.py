@@ -20,22 +20,29 @@ Rules:
   `feed` raises `WebSocketError`. What came before it in the same `feed` is sent.
 - Binary messages are not masked (as an HTTP body whose type `bodies.maskable` rejects), and
   go frame by frame, each header as the upstream wrote it. Like such a body they are scrubbed
-  of the secrets: within each frame, where a replacement keeps the length, so the header stays
-  true (a secret cut by a frame boundary is not caught). Control frames (ping, pong, close) go
-  the same way, as they arrive: before a text message whose end has not arrived yet, otherwise
-  in the upstream's order.
-- The bytes out do not depend on how the input is cut: only a frame's end that could start a
-  secret waits for the rest of the frame.
-- Events, in order: a `Message` for each message sent (as sent: `masked` holds what masking
-  found), the upstream's `Close` (its reason scrubbed), `Refused`. `messages`, `pings`, `pongs`
-  and `closed` count and keep what a `Tap` would, for `http.upgrade.end`.
+  of the secrets (a replacement keeps the length, so every header stays true), and the
+  payloads of consecutive binary frames are scrubbed as one stream: a secret cut between two
+  frames of a message, or between two binary messages, is caught. So the end of that stream
+  that could start a secret (at most the longest secret's length minus one byte) waits for
+  the next binary payload, and the headers of the frames after it wait behind it; it goes out
+  as it is when a text or control frame comes next (a ping must not wait on data that may
+  never come), when more than `MAX_WAITING` frame headers and message ends wait behind it,
+  or on `flush()`, at the upstream's end. Control frames (ping, pong, close) are scrubbed
+  within themselves and go out as they arrive: before a text message whose end has not
+  arrived yet, otherwise in the upstream's order.
+- The bytes out do not depend on how the input is cut: only an end that could start a secret
+  waits for what follows it.
+- Events, in order: a `Message` for each message sent, once its last byte went out (as sent:
+  `masked` holds what masking found; a secret cut between two binary messages counts in the
+  one it ends in), the upstream's `Close` (its reason scrubbed), `Refused`. `messages`,
+  `pings`, `pongs` and `closed` count and keep what a `Tap` would, for `http.upgrade.end`.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from wsproto.frame_protocol import CloseReason, FrameProtocol
@@ -52,6 +59,9 @@ from jitctl_http.websocket import (
 
 WITHHELD = "[WITHHELD]"
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+# Frame headers and message ends that may wait behind the binary bytes held back (each empty
+# frame adds one without adding a byte): past this, the held bytes go out as they are.
+MAX_WAITING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,15 @@ class Refused:
 
     code: int
     reason: str
+
+
+@dataclass(slots=True)
+class _Binary:
+    """A binary message on its way out: what its `Message` will say."""
+
+    size: int = 0
+    head: bytearray = field(default_factory=bytearray)
+    found: int = 0  # secrets replaced that end in its bytes
 
 
 def _header_size(head: bytes | bytearray) -> int:
@@ -96,11 +115,16 @@ class Reframer:
         self._fin = False
         self._left = 0  # payload bytes of the current frame still to come
         self._kind = 0  # the data message in progress (_TEXT or _BINARY), 0 between messages
-        self._frame_scrub = scrub.fresh()
+        self._frame_scrub = scrub.fresh()  # a control frame's payload
         self._text = bytearray()  # a text message, collected
-        self._size = 0  # a binary message: its size, first bytes and secrets found
-        self._head = bytearray()
-        self._found = 0
+        # Binary payloads, one stream across frames and messages (module docstring): bytes
+        # fed to its scrub and sent so far, and what waits for a stream offset to be sent:
+        # (offset, a frame header to write there or None for a message's end, its message).
+        self._stream = scrub.fresh()
+        self._fed = self._sent = 0
+        self._waiting: deque[tuple[int, bytes | None, _Binary]] = deque()
+        self._latest = _Binary()  # the binary message whose payload is being read
+        self._emitting = self._latest  # the one whose payload is being sent
         self._failed: str | None = None
 
     @property
@@ -110,6 +134,14 @@ class Reframer:
     @property
     def pongs(self) -> int:
         return self.tap.pongs
+
+    def flush(self) -> tuple[bytes, list[Message | Close | Refused]]:
+        """The upstream has ended: what was held back, and the messages it ends."""
+        out = bytearray()
+        events: list[Message | Close | Refused] = []
+        if self._failed is None:
+            self._release(out, events)
+        return bytes(out), events
 
     def feed(self, data: bytes) -> tuple[bytes, list[Message | Close | Refused]]:
         """The bytes to send the client and what to record; raises `WebSocketError`."""
@@ -132,7 +164,7 @@ class Reframer:
                 pos = self._read_header(data, pos, out, events)
                 continue
             take = min(self._left, end - pos)
-            self._payload(data[pos : pos + take], out)
+            self._payload(data[pos : pos + take], out, events)
             pos += take
             self._left -= take
             if self._left == 0:
@@ -163,6 +195,13 @@ class Reframer:
             self._kind = opcode
         kind = self._kind if opcode == _CONTINUATION else opcode
         self._fin, self._left = bool(header[0] & 0x80), length
+        if kind == _BINARY:  # its header waits behind the binary bytes held back, if any
+            if opcode == _BINARY:
+                self._latest = _Binary()
+            self._wait(self._fed, header, self._latest, out, events)
+            self._frame = kind
+            return
+        self._release(out, events)  # anything else goes after every binary byte before it
         if kind == _TEXT:
             if len(self._text) + length > self.limit:
                 self._refuse(len(self._text) + length, out, events)
@@ -172,14 +211,21 @@ class Reframer:
             self._frame_scrub = self.scrub.fresh()
         self._frame = kind
 
-    def _payload(self, piece: bytes, out: bytearray) -> None:
+    def _payload(
+        self, piece: bytes, out: bytearray, events: list[Message | Close | Refused]
+    ) -> None:
         if self._frame == _TEXT:
             self._text += piece
-            return
-        piece = self._frame_scrub.feed(piece)
-        out += piece
-        if self._frame == _BINARY:
-            self._take(piece)
+        elif self._frame == _BINARY:
+            stream, message = self._stream, self._latest
+            found = stream.found
+            ready = stream.feed(piece)
+            self._fed += len(piece)
+            message.size += len(piece)
+            message.found += stream.found - found
+            self._send_stream(ready, out, events)
+        else:
+            out += self._frame_scrub.feed(piece)
 
     def _end_frame(self, out: bytearray, events: list[Message | Close | Refused]) -> None:
         frame, self._frame = self._frame, -1
@@ -187,28 +233,75 @@ class Reframer:
             if self._fin:
                 self._send_text(out, events)
             return
-        rest = self._frame_scrub.flush()
-        out += rest
         if frame == _BINARY:
-            self._take(rest)
-            self._found += self._frame_scrub.found
-            if self._fin:
-                masked = {bodies.SECRET_FOUND: self._found} if self._found else {}
-                events.append(Message("binary", self._size, bytes(self._head), masked))
-                self.messages += 1
-                self._kind, self._size, self._head, self._found = 0, 0, bytearray(), 0
-        elif frame == _CLOSE and self.tap.closed is not None:
+            if self._fin:  # reported once its last byte is sent
+                self._kind = 0
+                self._wait(self._fed, None, self._latest, out, events)
+            return
+        out += self._frame_scrub.flush()
+        if frame == _CLOSE and self.tap.closed is not None:
             closed = self.tap.closed
             scrub = self.scrub.fresh()
             reason = scrub.feed(closed.reason.encode("utf-8")) + scrub.flush()
             self.closed = Close(closed.code, reason.decode("utf-8", "replace"))
             events.append(self.closed)
 
-    def _take(self, piece: bytes) -> None:
-        self._size += len(piece)
-        room = self.record_limit - len(self._head)
-        if room > 0:
-            self._head += piece[:room]
+    # --- the binary stream -------------------------------------------------------------------
+
+    def _wait(
+        self,
+        offset: int,
+        header: bytes | None,
+        message: _Binary,
+        out: bytearray,
+        events: list[Message | Close | Refused],
+    ) -> None:
+        """Write `header` (or report `message`, for None) once the stream is sent up to
+        `offset`: at once when nothing is held back."""
+        if len(self._waiting) >= MAX_WAITING:
+            self._release(out, events)
+        self._waiting.append((offset, header, message))
+        self._send_stream(b"", out, events)
+
+    def _release(self, out: bytearray, events: list[Message | Close | Refused]) -> None:
+        """Send what the stream holds back as it is (nothing binary can follow it directly)."""
+        if self._fed == self._sent and not self._waiting:
+            return
+        stream = self._stream
+        found = stream.found
+        rest = stream.flush()
+        self._latest.found += stream.found - found  # the held bytes end in the latest message
+        self._send_stream(rest, out, events)
+
+    def _send_stream(
+        self, data: bytes, out: bytearray, events: list[Message | Close | Refused]
+    ) -> None:
+        """Send the stream's next `data`, each header before the byte it precedes, each
+        message reported after its last byte."""
+        waiting, limit = self._waiting, self.record_limit
+        pos, end = 0, len(data)
+        while True:
+            while waiting and waiting[0][0] <= self._sent:
+                _, header, message = waiting.popleft()
+                if header is not None:
+                    out += header
+                    self._emitting = message
+                else:
+                    masked = {bodies.SECRET_FOUND: message.found} if message.found else {}
+                    events.append(Message("binary", message.size, bytes(message.head), masked))
+                    self.messages += 1
+            if pos == end:
+                return
+            take = end - pos
+            if waiting:
+                take = min(take, waiting[0][0] - self._sent)
+            piece = data[pos : pos + take]
+            out += piece
+            head = self._emitting.head
+            if len(head) < limit:
+                head += piece[: limit - len(head)]
+            pos += take
+            self._sent += take
 
     def _send_text(self, out: bytearray, events: list[Message | Close | Refused]) -> None:
         whole, self._text, self._kind = bytes(self._text), bytearray(), 0

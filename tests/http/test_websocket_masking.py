@@ -9,6 +9,7 @@ events as the whole; any bytes give output or `WebSocketError`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -163,6 +164,96 @@ def test_the_brokers_secret_is_replaced_in_a_binary_frame_keeping_its_length() -
     out, events = run(data)
     assert out == data.replace(SECRET.encode(), b"*" * len(SECRET))
     assert events[0].masked == {"BROKER_SECRET": 1}
+
+
+STARS = b"*" * len(SECRET)
+
+
+def binary_frames(payload: bytes, cuts: list[int], ends: Collection[int] = ()) -> bytes:
+    """`payload` as binary frames cut at `cuts`; a message ends after each frame in `ends`
+    (by its index) and after the last."""
+    pieces = split(payload, cuts)
+    return upstream(
+        *(
+            BytesMessage(piece, message_finished=n in ends or n == len(pieces) - 1)
+            for n, piece in enumerate(pieces)
+        )
+    )
+
+
+def test_the_brokers_secret_cut_between_two_frames_of_a_binary_message_is_replaced() -> None:
+    payload = b"\x00key=" + SECRET.encode() + b"\x01"
+    data = binary_frames(payload, [20])  # the secret starts at 5: cut inside it
+    out, events = run(data)
+    assert out == binary_frames(payload.replace(SECRET.encode(), STARS), [20])  # same frames
+    sent = payload.replace(SECRET.encode(), STARS)
+    assert events == [Message("binary", len(payload), sent[:64], {"BROKER_SECRET": 1})]
+
+
+def test_the_brokers_secret_cut_between_two_binary_messages_is_replaced() -> None:
+    """Counted in the message it ends in."""
+    payload = b"env: API_TOKEN=" + SECRET.encode() + b"\n"
+    cut = 15 + len(SECRET) // 2
+    data = binary_frames(payload, [cut], ends={0})
+    out, events = run(data)
+    assert out == binary_frames(payload.replace(SECRET.encode(), STARS), [cut], ends={0})
+    assert [e.masked for e in events] == [{}, {"BROKER_SECRET": 1}]
+    assert [e.size for e in events] == [cut, len(payload) - cut]
+
+
+def test_the_brokers_secret_in_one_byte_frames_is_replaced() -> None:
+    payload = SECRET.encode()
+    data = binary_frames(payload, list(range(1, len(payload))))
+    out, events = run(data)
+    assert out == binary_frames(STARS, list(range(1, len(payload))))
+    assert events[0].masked == {"BROKER_SECRET": 1}
+
+
+def test_only_an_end_that_could_start_the_secret_waits_and_a_ping_sends_it() -> None:
+    """It waits for the next binary bytes, at most the secret's length minus one byte; a
+    control frame (or the upstream's end) sends it as it is."""
+    r = reframer()
+    whole = upstream(BytesMessage(b"abc" + SECRET.encode()[:-1]))
+    out, events = r.feed(whole)
+    assert out == whole[: -(len(SECRET) - 1)] and events == []
+    out, events = r.feed(upstream(Ping(b"x")))
+    assert out == SECRET.encode()[:-1] + upstream(Ping(b"x"))
+    assert [e.size for e in events if isinstance(e, Message)] == [3 + len(SECRET) - 1]
+    r = reframer()
+    assert r.feed(whole)[0] + r.flush()[0] == whole
+    assert r.flush() == (b"", [])
+
+
+@given(
+    st.binary(max_size=40),
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 200), max_size=8),
+    st.sets(st.integers(0, 8)),
+    st.lists(st.integers(0, 10**6), max_size=6),
+)
+@FUZZ
+def test_a_secret_anywhere_in_binary_frames_reaches_no_client_however_cut(
+    before: bytes, after: bytes, frame_cuts: list[int], ends: set[int], cuts: list[int]
+) -> None:
+    """Frames, message ends and reads cut anywhere: the client reads the payload with the
+    secret replaced, in frames of the upstream's lengths, and any split of the input gives
+    the same bytes and events."""
+    payload = before + SECRET.encode() + after
+    data = binary_frames(payload, frame_cuts, ends)
+    expected = reframer().feed(data)
+    cut = reframer()
+    out, done = b"", []
+    for piece in split(data, cuts):
+        got, more = cut.feed(piece)
+        out += got
+        done += more
+    rest, more = cut.flush()
+    assert (out, done) == expected
+    out += rest
+    done += more
+    assert out == binary_frames(payload.replace(SECRET.encode(), STARS), frame_cuts, ends)
+    assert sum(e.size for e in done) == len(payload)
+    assert sum(e.masked.get("BROKER_SECRET", 0) for e in done) >= 1
 
 
 def test_a_text_message_at_the_limit_passes_and_one_byte_more_is_refused_with_1009() -> None:

@@ -178,6 +178,13 @@ class WebSocketRelay:
                     return
             data = await self.up.reader.read(READ_SIZE)
             if not data:
+                if reframer is not None:  # what it held back waiting for more comes out now
+                    out, done = reframer.flush()
+                    for item in done:
+                        if type(item) is Message:
+                            self.trail.ws_message(self.exchange, WS_UPSTREAM, item)
+                    if out:
+                        await self.io.write(out)
                 return
 
 
