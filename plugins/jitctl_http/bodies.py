@@ -159,7 +159,11 @@ class Scrub:
     __slots__ = ("found", "held", "keep", "secrets")
 
     def __init__(self, secrets: Iterable[bytes]) -> None:
-        self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        unique = {s for s in secrets if len(s) >= 8}
+        # A secret that holds another (`Bearer <token>` holds the token) is hidden once the
+        # shorter is replaced; kept, every read ending in its first byte ("B") would wait.
+        kept = {s for s in unique if not any(o != s and o in s for o in unique)}
+        self.secrets = sorted(kept, key=len, reverse=True)
         self.keep = max((len(s) for s in self.secrets), default=1) - 1
         self.held = b""
         self.found = 0

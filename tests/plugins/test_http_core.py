@@ -158,6 +158,16 @@ def test_the_scrubber_holds_back_only_an_end_a_secret_could_start_with() -> None
     assert scrub.feed(b"x s3") == b"x " and scrub.feed(b"cond") == b"s3cond"
 
 
+def test_a_secret_holding_another_is_left_to_the_shorter_so_its_first_byte_never_waits() -> None:
+    # The injected header value (`Bearer <token>`) is a secret beside the token: replacing the
+    # token already hides it, and as a secret of its own every read ending in "B" waited.
+    scrub = bodies.Scrub([b"Bearer s3cr3t-token-value", b"s3cr3t-token-value"])
+    assert scrub.secrets == [b"s3cr3t-token-value"]
+    assert scrub.feed(b"ping from B") == b"ping from B"
+    out = scrub.feed(b"Authorization: Bearer s3cr3t-token-value\n") + scrub.flush()
+    assert out == b"Authorization: Bearer " + b"*" * 18 + b"\n" and scrub.found == 1
+
+
 _PIECES = [b"s3cr3t-token-value", b"s3cr3", b"t-token", b"-value", b"s", b"\n"]
 
 
