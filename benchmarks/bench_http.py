@@ -44,6 +44,7 @@ rounds alternate so drift hits both.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -66,6 +67,8 @@ RPS_GOAL = 0.50  # gateway >= 50% of direct
 STREAM_FULL = 1 << 30
 STREAM_QUICK = 200 << 20
 RSS_GOAL_MB = 64
+WS_CONNECTIONS = 4
+WS_MESSAGE = b'{"event": "tick", "n": 42, "note": "a small WebSocket message"}'
 SHELL_REQUESTS = 20_000
 SHELL_QUICK = 5_000
 # What jitctl.testing.http_upstream answers to `GET /ping` (the --shell upstream replays it).
@@ -98,6 +101,12 @@ address = "http://127.0.0.1:{port}"
 allow_groups = ["bench"]
 credential = {{ token_env = "BENCH_TOKEN" }}
 http = {{ write_ahead = "changes" }}
+
+[[targets]]
+name = "plain"
+protocol = "http"
+address = "http://127.0.0.1:{port}"
+allow_groups = ["bench"]
 
 [[targets]]
 name = "raw"
@@ -151,6 +160,47 @@ async def _load(port: int, seconds: float) -> tuple[float, int]:
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(CONNECTIONS)))
+    return sum(counts) / (time.perf_counter() - started), sum(counts)
+
+
+def _ws_frame(text: bytes) -> bytes:
+    """A client's text frame (masked, RFC 6455 §5.3), made once and sent again and again: the
+    echo and the gateway unmask it whatever the key is."""
+    assert len(text) < 126
+    key = os.urandom(4)
+    return bytes([0x81, 0x80 | len(text)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(text))
+
+
+async def _ws_load(port: int, seconds: float) -> tuple[float, int]:
+    """(messages/s, messages echoed): `WS_CONNECTIONS` WebSockets to the upstream's echo, each
+    sending a `WS_MESSAGE` text message and reading its echo in a loop."""
+    frame = _ws_frame(WS_MESSAGE)
+    deadline = time.perf_counter() + seconds
+    counts = [0] * WS_CONNECTIONS
+
+    async def one(index: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            key = base64.b64encode(os.urandom(16))
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: bench\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+                + key
+                + b"\r\n\r\n"
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+            while time.perf_counter() < deadline:
+                writer.write(frame)
+                first, second = await reader.readexactly(2)
+                assert first == 0x81 and second == len(WS_MESSAGE), (first, second)
+                await reader.readexactly(second)
+                counts[index] += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(WS_CONNECTIONS)))
     return sum(counts) / (time.perf_counter() - started), sum(counts)
 
 
@@ -408,6 +458,7 @@ def collect(quick: bool = False) -> dict[str, Any]:
                         via: asyncio.run(_latency(port, post, 200))
                         for via, port in (("direct", up_port), ("gateway", gw_port))
                     }
+                    results["ws"] = _ws_rounds(broker, up_port, gw_port, seconds, rounds)
                     say(f"http: {size >> 20} MiB streamed response")
                     results["stream"] = {
                         "direct": _stream(up_port, size, None),
@@ -424,6 +475,38 @@ def collect(quick: bool = False) -> dict[str, Any]:
     say("http: the shell alone")
     results["shell"] = shell_run(SHELL_QUICK if quick else SHELL_REQUESTS)
     return results
+
+
+def _ws_rounds(
+    broker: Any, up_port: int, gw_port: int, seconds: float, rounds: int
+) -> dict[str, Any]:
+    """WebSocket echo messages/s: direct, through `api` (its token is scrubbed from what the
+    upstream sends, so every message is re-framed: plugins/jitctl_http/reframe.py) and through
+    `plain` (no credential, no masks: the frames pass as they are), alternating; the broker's
+    CPU per message on each gateway path."""
+    plain, plain_address = broker.connect("plain")
+    try:
+        ports = {"direct": up_port, "reframed": gw_port, "passthrough": int(plain_address["port"])}
+        rates: dict[str, list[float]] = {via: [] for via in ports}
+        meters = {via: CpuMeter({"broker": broker.proc.pid}) for via in ports}
+        echoed = dict.fromkeys(ports, 0)
+        for n in range(rounds):
+            for via, port in ports.items():
+                say(f"http: WebSocket messages/s {via} round {n + 1}")
+                with meters[via]:
+                    rate, count = asyncio.run(_ws_load(port, seconds))
+                rates[via].append(rate)
+                echoed[via] += count
+        return {
+            "rate": {via: statistics.median(r) for via, r in rates.items()},
+            "broker_us": {
+                via: round(meters[via].cpu("broker") / max(echoed[via], 1) * 1e6, 1)
+                for via in ("reframed", "passthrough")
+            },
+        }
+    finally:
+        plain.send_signal(signal.SIGINT)
+        plain.communicate(timeout=15)
 
 
 def _durable_write_cost(directory: Path, count: int = 500) -> dict[str, float]:
@@ -639,6 +722,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "reported",
             None,
         ),
+        *_ws_rows(results),
         Row(
             f"{results['size'] >> 20} MiB streamed response",
             f"{stream['gateway']['mb_s']:.0f} MB/s",
@@ -654,6 +738,31 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "",
             f"< {RSS_GOAL_MB} MB",
             stream["gateway"]["rss_growth_mb"] < RSS_GOAL_MB,
+        ),
+    ]
+
+
+def _ws_rows(results: dict[str, Any]) -> list[Row]:
+    ws = results["ws"]
+    rate, cpu = ws["rate"], ws["broker_us"]
+    size = len(WS_MESSAGE)
+    return [
+        Row(
+            f"WebSocket echo, {size}-byte text messages, {WS_CONNECTIONS} connections: "
+            "messages/s, re-framed (the token scrubbed from each message)",
+            f"{rate['reframed']:.0f}",
+            f"{rate['direct']:.0f} direct",
+            ratio(rate["reframed"], rate["direct"]),
+            f"reported: broker {cpu['reframed']:.0f} µs per message",
+            None,
+        ),
+        Row(
+            "the same through a target with no credential and no masks (frames pass as sent)",
+            f"{rate['passthrough']:.0f}",
+            f"{rate['direct']:.0f} direct",
+            ratio(rate["passthrough"], rate["direct"]),
+            f"reported: broker {cpu['passthrough']:.0f} µs per message",
+            None,
         ),
     ]
 
