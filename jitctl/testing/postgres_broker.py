@@ -17,6 +17,8 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +56,27 @@ def postgres_broker(
     `server`'s `{port}` and `{user}`, and `fields`; `server`'s password in PASSWORD_ENV."""
     config = template.format(issuer=issuer.url, port=server.port, user=server.user, **fields)
     return BrokerProcess(config, state_dir=state_dir, env={PASSWORD_ENV: server.password})
+
+
+@contextlib.contextmanager
+def agent_tunnels(
+    template: str,
+    server: PostgresServer,
+    issuer: TokenIssuer,
+    *,
+    state_dir: Path,
+    targets: tuple[str, ...] = ("pg",),
+) -> Iterator[dict[str, int]]:
+    """`postgres_broker` started, `agent-7` (group `agents`) logged in, and a tunnel open to
+    each of `targets`: their local ports by target name."""
+    with postgres_broker(template, server, issuer, state_dir=state_dir) as broker:
+        broker.login_with_token(issuer.mint(sub="agent-7", groups=["agents"]))
+        with contextlib.ExitStack() as tunnels:
+            ports = {
+                name: tunnels.enter_context(broker.tunnel(name, "--reason", "e2e")).port
+                for name in targets
+            }
+            yield ports
 
 
 def tunnel_dsn(port: int, dbname: str, **extra: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
-from jitctl.testing.postgres_broker import TARGET, postgres_broker, tunnel_dsn
+from jitctl.testing.postgres_broker import TARGET, agent_tunnels, tunnel_dsn
 
 pytestmark = pytest.mark.skipif(postgres_available() is not None, reason=f"{postgres_available()}")
 psycopg = pytest.importorskip("psycopg")
@@ -44,10 +44,8 @@ def port(
     pg: PostgresServer, token_issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[int]:
     state_dir = tmp_path_factory.mktemp("pgbroker")
-    with postgres_broker(CONFIG, pg, token_issuer, state_dir=state_dir) as broker:
-        broker.login_with_token(token_issuer.mint(sub="agent-7", groups=["agents"]))
-        with broker.tunnel("pg", "--reason", "e2e") as tunnel:
-            yield tunnel.port
+    with agent_tunnels(CONFIG, pg, token_issuer, state_dir=state_dir) as ports:
+        yield ports["pg"]
 
 
 @pytest.mark.parametrize(
