@@ -18,6 +18,10 @@ rounds alternate so drift hits both.
   (`http.request` + `http.response`).
 - added latency: one connection, `GET /ping` one after another, median of 500.
 - POST latency: the same with `POST /echo` (with a small JSON body), median of 200.
+- WebSocket: `WS_CONNECTIONS` WebSockets to the upstream's echo, each sending a small text
+  message and reading its echo in a loop: messages/s direct, through `api` (its token is
+  scrubbed from what the upstream sends, so every message is re-framed) and through `plain`
+  (no credential, no masks: frames pass as sent), and the broker's CPU per message.
 - stream: one `GET /stream?bytes=N` read to the end; MB/s, and how much the broker's resident
   memory grew meanwhile (sampled every 50 ms).
 - CPU per request: the broker's and `jitctl connect`'s CPU time (user + system, all threads)
