@@ -79,3 +79,26 @@ def test_a_target_without_masks_relays_a_raw_upgrade_with_the_api_key_replaced(
     assert b"X-Api-Key: " + b"*" * len(API_KEY) + b"\r\n" in got
     ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/upgrade-headers")
     assert ended["masked"] == {"BROKER_SECRET": 1} and API_KEY not in json.dumps(ended)
+
+
+def test_connect_is_refused_on_every_target_and_never_reaches_the_upstream(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
+) -> None:
+    """CONNECT asks the upstream to open a tunnel to another host: through a reverse proxy
+    that injects credentials it would be a way around the rules and the masks. Its
+    authority-form target is not a path, so no rule can fit it; the broker answers itself."""
+    for name in ("api", "keyed"):
+        port = tunnels[name].address["port"]
+        with socket.create_connection(("127.0.0.1", port), 10) as sock:
+            sock.sendall(
+                b"CONNECT elsewhere.example:443 HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n"
+            )
+            head, body = read_answer(sock)
+            assert head.startswith(b"HTTP/1.1 400"), head
+            answer = json.loads(body)
+            assert answer["method"] == "CONNECT" and "origin-form" in answer["message"]
+        record = wait_for(broker, "http.response", lambda p: p["method"] == "CONNECT")
+        assert record["status"] == 400 and record["by"] == "broker"
+        assert record["decision"] == "deny" and record["rule"] == "path"
+    assert not [r for r in upstream.requests if r["method"] == "CONNECT"]
+    assert not [r for r in upstream.requests if "elsewhere" in r["path"]]
