@@ -69,3 +69,15 @@ class SinkServer(_Server):
                 conn.sendall(str(len(buffer)).encode())
             except OSError:
                 pass
+
+
+def roundtrip(port: int, payload: bytes) -> bytes:
+    """Send `payload` to 127.0.0.1:`port`, end the sending side, and return all that comes
+    back until the other side closes (through an echo target: `payload` again)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received

@@ -14,7 +14,7 @@ import pytest
 from jitctl.errors import ExitCode
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
-from jitctl.testing.servers import EchoServer
+from jitctl.testing.servers import EchoServer, roundtrip
 
 CONFIG = """
 [[identity.issuers]]
@@ -61,20 +61,10 @@ def broker(
         yield process
 
 
-def _roundtrip(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
-
-
 def test_socket_client_round_trips_and_the_session_is_attributed(broker: BrokerProcess) -> None:
     with broker.tunnel("echo", "--reason", "INC-42 debugging") as tunnel:
         payload = os.urandom(300_000)
-        assert _roundtrip(tunnel.port, payload) == payload
+        assert roundtrip(tunnel.port, payload) == payload
     err = tunnel.stderr
     assert "session" in err and "opened to echo" in err
     session_id = err.split("session ", 1)[1].split()[0]
@@ -232,7 +222,7 @@ def test_another_local_user_is_turned_away_before_any_session(broker: BrokerProc
     sessions_before = len(broker.records("session.start"))
     with broker.tunnel("echo") as tunnel:
         assert _as_other_user(tunnel.port) == "nothing"
-        assert _roundtrip(tunnel.port, b"mine") == b"mine"  # its own user still gets in
+        assert roundtrip(tunnel.port, b"mine") == b"mine"  # its own user still gets in
     err = tunnel.stderr
     assert f"turned away a local connection from user {OTHER}" in err
     assert "this tunnel acts as root" in err and "--any-local-user" in err

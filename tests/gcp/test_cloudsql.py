@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,10 @@ from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.gcp_emulator import GcpEmulator, cloudsql_login_hook
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
+from jitctl.testing.servers import roundtrip
 from tests.gcp.support import AUDIENCE, SQL_SA, SUBJECT, audit_records
 
 SQL_LOGIN = "https://www.googleapis.com/auth/sqlservice.login"
-
-
-def _roundtrip(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
 
 
 def test_username_follows_cloud_sql_rules() -> None:
@@ -48,7 +38,7 @@ def test_a_session_to_an_iam_target_mints_a_login_token_for_the_caller(
     broker: BrokerProcess, emulator: GcpEmulator
 ) -> None:
     with broker.tunnel("pg-iam") as tunnel:
-        assert _roundtrip(tunnel.port, b"hello") == b"hello"
+        assert roundtrip(tunnel.port, b"hello") == b"hello"
     session_id = tunnel.stderr.split("session ", 1)[1].split()[0]
     record = next(r for r in audit_records(broker, "gcp.credential") if r.session_id == session_id)
     assert record.target == "pg-iam" and record.actor.subject == SUBJECT
@@ -67,7 +57,7 @@ def test_a_refused_login_token_refuses_the_session_with_the_upstream_reason(
     broker: BrokerProcess,
 ) -> None:
     with broker.tunnel("pg-iam-denied") as tunnel:
-        assert _roundtrip(tunnel.port, b"hello") == b""
+        assert roundtrip(tunnel.port, b"hello") == b""
     err = tunnel.stderr
     assert "cannot get a GCP IAM login for pg-iam-denied: IAM Credentials refused" in err
     assert "PERMISSION_DENIED" in err
