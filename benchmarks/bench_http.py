@@ -637,14 +637,18 @@ def shell_run(count: int = SHELL_REQUESTS) -> dict[str, Any]:
     actor = Actor("bench", groups=("bench",), client_addr="127.0.0.1:1")
     figures: dict[str, Any] = {"requests": count}
     for write_ahead in ("all", "changes"):
-        target = Target(
-            name="api",
-            protocol="http",
-            address="http://127.0.0.1:9",
-            allow_groups=["bench"],
-            credential={"token_env": "BENCH_TOKEN"},
-            rules=[{"name": "no-deletes", "match": {"method": ["DELETE"]}, "action": "deny"}],
-            http={"write_ahead": write_ahead},
+        target = Target.model_validate(
+            {
+                "name": "api",
+                "protocol": "http",
+                "address": "http://127.0.0.1:9",
+                "allow_groups": ["bench"],
+                "credential": {"token_env": "BENCH_TOKEN"},
+                "rules": [
+                    {"name": "no-deletes", "match": {"method": ["DELETE"]}, "action": "deny"}
+                ],
+                "http": {"write_ahead": write_ahead},
+            }
         )
         best: tuple[float, float, int, int] | None = None
         for _ in range(3):
