@@ -35,12 +35,15 @@ recorded as a call (and the FUNCTION class), under a name that says what it is:
   zone`) reach us as `pg_catalog.int4` and kin, all built in.
 
 DDL that binds functions by name as options (CREATE AGGREGATE's `sfunc`, CREATE OPERATOR's
-`function`, CREATE TYPE's `input` and a range's `canonical` and `subtype_diff`, TEXT SEARCH
-PARSER and TEMPLATE) or in fields of its own (CREATE TRIGGER and EVENT TRIGGER's `EXECUTE
-FUNCTION f()`, CREATE CAST's `WITH FUNCTION f(…)`, CONVERSION, TRANSFORM, ACCESS METHOD and
-LANGUAGE: sqlkinds.FUNCTION_FIELDS) records each as a call under its name, as CREATE DOMAIN's
-CHECK records the calls in it: the server runs them later with no call in the text
-(`definition`, `bound_functions`). The types
+`function` and ALTER OPERATOR's `restrict` and `join`, CREATE TYPE's `input` and ALTER TYPE
+… SET's `send` and kin, a range's `canonical` and `subtype_diff`, TEXT SEARCH PARSER and
+TEMPLATE, a FOREIGN DATA WRAPPER's HANDLER and VALIDATOR: OPTION_FIELDS), in fields of its
+own (CREATE TRIGGER and EVENT TRIGGER's `EXECUTE FUNCTION f()`, CREATE CAST's `WITH
+FUNCTION f(…)`, CONVERSION, TRANSFORM, ACCESS METHOD and LANGUAGE:
+sqlkinds.FUNCTION_FIELDS) or as an operator class's or family's `FUNCTION n f(…)` records
+each as a call under its name, as CREATE DOMAIN's CHECK records the calls in it: the server
+runs them later with no call in the text (`definition`, `bound_functions`,
+`opclass_item`). The types
 those options name (a range's `subtype`, an aggregate's `stype`, an operator's `leftarg`)
 count as casts, as a composite's attribute types do.
 
@@ -219,8 +222,15 @@ def new_type(walker: StatementWalker, body: dict[str, Any], node: str) -> None:
         walker.flags.add("shadows_builtin_type")
 
 
-# Options of CREATE AGGREGATE, OPERATOR, TYPE (base and RANGE) and TEXT SEARCH PARSER and
-# TEMPLATE that name a function the server runs later, without a call in the text, or a type.
+# Where a statement keeps its options: CREATE AGGREGATE, OPERATOR, TYPE (base) and TEXT SEARCH
+# PARSER and TEMPLATE (DefineStmt), CREATE TYPE … AS RANGE, ALTER OPERATOR and ALTER TYPE …
+# SET (…), and CREATE and ALTER FOREIGN DATA WRAPPER's HANDLER and VALIDATOR.
+OPTION_FIELDS = {
+    "DefineStmt": "definition", "CreateRangeStmt": "params", "AlterOperatorStmt": "options",
+    "AlterTypeStmt": "options", "CreateFdwStmt": "func_options", "AlterFdwStmt": "func_options",
+}  # fmt: skip
+# The options that name a function the server runs later, without a call in the text, or a
+# type, by DefineStmt's kind or the statement's node.
 _FUNCTION_OPTIONS = {
     "OBJECT_AGGREGATE": {"sfunc", "finalfunc", "combinefunc", "serialfunc", "deserialfunc"}
     | {"msfunc", "minvfunc", "mfinalfunc"},
@@ -229,28 +239,38 @@ _FUNCTION_OPTIONS = {
     | {"subscript"},
     "OBJECT_TSPARSER": {"start", "gettoken", "end", "headline", "lextypes"},
     "OBJECT_TSTEMPLATE": {"init", "lexize"},
-    "RANGE": {"canonical", "subtype_diff"},
+    "CreateRangeStmt": {"canonical", "subtype_diff"},
+    "AlterOperatorStmt": {"restrict", "join"},
+    "AlterTypeStmt": {"receive", "send", "typmod_in", "typmod_out", "analyze", "subscript"},
+    "CreateFdwStmt": {"handler", "validator"},
+    "AlterFdwStmt": {"handler", "validator"},
 }
 _TYPE_OPTIONS = {
     "OBJECT_AGGREGATE": {"stype", "mstype", "basetype"},
     "OBJECT_OPERATOR": {"leftarg", "rightarg"},
     "OBJECT_TYPE": {"element", "like"},
-    "RANGE": {"subtype"},
+    "CreateRangeStmt": {"subtype"},
 }
 
 
 def definition(walker: StatementWalker, body: dict[str, Any], node: str) -> None:
-    """CREATE AGGREGATE, OPERATOR, TYPE (base, RANGE), TEXT SEARCH …: each function an option
-    binds counts as a call, as CREATE DOMAIN's CHECK records what it calls (the server runs
-    them later unseen: an operator's function on every `a === b`, a range's canonical
-    function on every value built), and each type it names as a cast, as a composite's
-    attribute types do. An option's value is a TypeName, or a string holding the name."""
-    kind = "RANGE" if node == "CreateRangeStmt" else body.get("kind", "")
+    """CREATE AGGREGATE, OPERATOR, TYPE (base, RANGE), TEXT SEARCH …, ALTER OPERATOR and ALTER
+    TYPE … SET (…), CREATE and ALTER FOREIGN DATA WRAPPER (OPTION_FIELDS): each function an
+    option binds counts as a call, as CREATE DOMAIN's CHECK records what it calls (the server
+    runs them later unseen: an operator's function on every `a === b`, a range's canonical
+    function on every value built, a type's send function on every binary result, a
+    wrapper's handler on every scan of its foreign tables), and each type it names as a cast,
+    as a composite's attribute types do. An option's value is a TypeName, a name list
+    (`HANDLER s.h`), or a string holding the name; `NONE` and `NO HANDLER` have none."""
+    kind = body.get("kind", "") if node == "DefineStmt" else node
     functions, types = _FUNCTION_OPTIONS.get(kind, ()), _TYPE_OPTIONS.get(kind, ())
-    for item in body.get("params" if kind == "RANGE" else "definition", ()):
+    for item in body.get(OPTION_FIELDS[node], ()):
         option = item.get("DefElem", {})
         name, arg = option.get("defname"), option.get("arg", {})
-        names = arg["TypeName"].get("names", ()) if "TypeName" in arg else _from_string(arg)
+        if "TypeName" in arg:
+            names = arg["TypeName"].get("names", ())
+        else:
+            names = arg["List"].get("items", ()) if "List" in arg else _from_string(arg)
         if name in functions and names:
             func_call(walker, {"funcname": names})
         elif name in types and names:
@@ -269,6 +289,19 @@ def bound_functions(walker: StatementWalker, body: dict[str, Any], fields: tuple
             names = names.get("objname")
         if names:
             func_call(walker, {"funcname": names})
+
+
+# CreateOpClassItem's itemtype for `FUNCTION n f(…)` (OPCLASS_ITEM_FUNCTION in parsenodes.h).
+_OPCLASS_ITEM_FUNCTION = 2
+
+
+def opclass_item(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """One item of CREATE OPERATOR CLASS or ALTER OPERATOR FAMILY … ADD: `FUNCTION n f(…)`
+    binds a support function the index method runs on every insert and scan (a btree's
+    comparison function also sorts ORDER BY, DISTINCT and merge joins on the type), so it
+    counts as a call, as `bound_functions`' do. DROP FUNCTION n names no function."""
+    if body.get("itemtype") == _OPCLASS_ITEM_FUNCTION:
+        bound_functions(walker, body, ("name",))
 
 
 def _from_string(arg: dict[str, Any]) -> list[dict[str, Any]]:

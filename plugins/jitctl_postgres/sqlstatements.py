@@ -6,7 +6,8 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
   it, so it is not also counted as read; every other RangeVar is a table read.
 - A statement without a handler of its own (`statement`) gets its kind from NODE_KINDS or its
   node's prefix (Create…, Alter…, Drop…), writes the object WRITE_FIELDS names, and calls
-  the functions FUNCTION_FIELDS name (sqlcalls.bound_functions). One that
+  the functions FUNCTION_FIELDS name (sqlcalls.bound_functions) or its options bind
+  (sqlcalls.OPTION_FIELDS, sqlcalls.definition). One that
   creates, renames or moves a type or a relation with a row type (`names_type`) also has its
   new name checked by sqlcalls.py.
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
@@ -62,6 +63,8 @@ def statement(walker: StatementWalker, body: dict[str, Any], name: str = "") -> 
             walker.write(target)
     if name in FUNCTION_FIELDS:  # CREATE TRIGGER … EXECUTE FUNCTION f(), CREATE CAST, …
         sqlcalls.bound_functions(walker, body, FUNCTION_FIELDS[name])
+    elif name in sqlcalls.OPTION_FIELDS:  # CREATE AGGREGATE … (sfunc = f), ALTER TYPE … SET
+        sqlcalls.definition(walker, body, name)
 
 
 def cascades(body: dict[str, Any]) -> bool:
@@ -122,8 +125,6 @@ def names_type(walker: StatementWalker, body: dict[str, Any], name: str) -> None
     sqlcalls.new_type(walker, body, name)
     if name == "CreateStmt":  # before the walk reaches the columns' types
         sqlcalls.table_columns(walker, body.get("tableElts", ()))
-    elif name in ("DefineStmt", "CreateRangeStmt"):  # functions and types named as options
-        sqlcalls.definition(walker, body, name)
 
 
 def prefix_kind(name: str) -> str:

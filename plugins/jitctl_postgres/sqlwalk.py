@@ -193,6 +193,7 @@ _HANDLERS: dict[str, Action] = {
     "CreateForeignTableStmt": sqlstatements.create_foreign_table,
     "VacuumStmt": sqlstatements.vacuum,
     "AlterTableCmd": sqlcalls.added_column,  # before the walk reaches the column's type
+    "CreateOpClassItem": sqlcalls.opclass_item,  # FUNCTION n f(…) in an operator class
     "FetchStmt": sqlstatements.fetch,
     "ReturnStmt": sqlstatements.ignore,  # RETURN inside a BEGIN ATOMIC body
     "PrepareStmt": sqlcalls.prepare,

@@ -522,6 +522,12 @@ def test_without_cascade_a_rule_on_another_table_does_not_fit(sql: str) -> None:
         "CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION wipe()",
         "CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION s.wipe()",
         "CREATE CAST (text AS status) WITH FUNCTION wipe(text)",
+        "CREATE FOREIGN DATA WRAPPER w HANDLER wipe",
+        "ALTER FOREIGN DATA WRAPPER w VALIDATOR s.wipe",
+        "CREATE OPERATOR CLASS c FOR TYPE int USING btree AS FUNCTION 1 wipe(int, int)",
+        "ALTER OPERATOR FAMILY f USING btree ADD FUNCTION 1 (int, int) wipe(int, int)",
+        "ALTER OPERATOR === (int, int) SET (RESTRICT = wipe)",
+        "ALTER TYPE t SET (SEND = wipe)",
     ],
 )
 def test_a_rule_on_a_function_fits_ddl_that_binds_it(sql: str) -> None:
