@@ -10,6 +10,9 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
   (sqlcalls.OPTION_FIELDS, sqlcalls.definition). One that
   creates, renames or moves a type or a relation with a row type (`names_type`) also has its
   new name checked by sqlcalls.py.
+- DROP, COMMENT and SECURITY LABEL name a table by a name list, not a RangeVar; each writes
+  the table it names, or the table of the trigger, rule, policy (DROP) or column (COMMENT,
+  SECURITY LABEL) it names: all change the table's catalog entry, as ALTER TABLE does.
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
   TYPE x ADD/ALTER/DROP ATTRIBUTE. It is claimed, so it is neither read nor written, like
   the enum, range and base forms, which have no RangeVar; the composite's column types still
@@ -193,11 +196,33 @@ def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
     kind = body.get("removeType")
     if kind in TABLE_OBJECTS or kind in ON_TABLE_OBJECTS:
         for obj in body.get("objects", ()):
-            parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]
-            if kind in ON_TABLE_OBJECTS:  # DROP TRIGGER x ON s.t: [s, t, x], the table is s.t
-                parts = parts[:-1]
-            if parts:
-                walker.written.add(".".join(parts[-2:]).lower())
+            # DROP TRIGGER x ON s.t: [s, t, x], the table is s.t
+            _write_named(walker, obj, on_table=kind in ON_TABLE_OBJECTS)
+
+
+def comment(walker: StatementWalker, body: dict[str, Any], node: str = "CommentStmt") -> None:
+    """COMMENT ON TABLE t / COLUMN t.c: the table's catalog entry changes (pg_description)."""
+    walker.add_kind(NODE_KINDS[node], node)
+    kind = body.get("objtype")
+    if kind in TABLE_OBJECTS or kind == "OBJECT_COLUMN":
+        # COMMENT ON COLUMN s.t.c: [s, t, c], the table is s.t
+        _write_named(walker, body.get("object", {}), on_table=kind == "OBJECT_COLUMN")
+
+
+def security_label(walker: StatementWalker, body: dict[str, Any]) -> None:
+    """SECURITY LABEL ON TABLE t / COLUMN t.c: as COMMENT (pg_seclabel)."""
+    comment(walker, body, "SecLabelStmt")
+
+
+def _write_named(walker: StatementWalker, obj: dict[str, Any], *, on_table: bool) -> None:
+    """Record the table a name list (`{"List": {"items": [String, …]}}`) names as written; with
+    `on_table`, the list names something on the table, whose name is the last part. A catalog
+    part in front of the schema is the current database's, so it is dropped."""
+    parts = [item["String"]["sval"] for item in obj.get("List", {}).get("items", ())]
+    if on_table:
+        parts = parts[:-1]
+    if parts:
+        walker.written.add(".".join(parts[-2:]).lower())
 
 
 def copy(walker: StatementWalker, body: dict[str, Any]) -> None:

@@ -184,6 +184,8 @@ _HANDLERS: dict[str, Action] = {
     "TransactionStmt": sqlstatements.transaction,
     "GrantStmt": sqlstatements.grant,
     "GrantRoleStmt": sqlstatements.grant_role,
+    "CommentStmt": sqlstatements.comment,
+    "SecLabelStmt": sqlstatements.security_label,
     "DiscardStmt": sqlstatements.discard,
     "VariableSetStmt": sqlsettings.variable_set,
     "FuncCall": sqlcalls.func_call,

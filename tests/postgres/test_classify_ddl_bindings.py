@@ -1,7 +1,8 @@
 """DDL the earlier binding tests left out (test_classify_bound_functions.py,
 test_classify_type_ddl.py): a foreign-data wrapper's handler and validator, an operator class's
 or family's support functions, and the functions ALTER OPERATOR and ALTER TYPE … SET (…) bind
-are calls (the server runs them later, with no call in the text)."""
+are calls (the server runs them later, with no call in the text); COMMENT and SECURITY LABEL
+on a table or one of its columns write that table (they change its catalog entry)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,32 @@ def test_a_function_ddl_binds_is_a_call(sql: str, kind: str, functions: set[str]
 def test_binding_a_dangerous_function_to_a_foreign_data_wrapper_is_flagged() -> None:
     (info,) = classify("CREATE FOREIGN DATA WRAPPER w HANDLER pg_terminate_backend").statements
     assert "dangerous_function" in info.flags
+
+
+# (sql, kind, tables written)
+COMMENTS = [
+    ("COMMENT ON TABLE t IS 'x'", "comment", {"t"}),
+    ("COMMENT ON TABLE db.s.t IS NULL", "comment", {"s.t"}),
+    ("COMMENT ON COLUMN t.c IS 'x'", "comment", {"t"}),
+    ("COMMENT ON COLUMN s.t.c IS 'x'", "comment", {"s.t"}),
+    ("COMMENT ON VIEW v IS 'x'", "comment", {"v"}),
+    ("COMMENT ON MATERIALIZED VIEW s.m IS 'x'", "comment", {"s.m"}),
+    ("COMMENT ON FOREIGN TABLE f IS 'x'", "comment", {"f"}),
+    ("COMMENT ON SEQUENCE q IS 'x'", "comment", {"q"}),
+    ("COMMENT ON INDEX i IS 'x'", "comment", {"i"}),
+    ("COMMENT ON FUNCTION f(int) IS 'x'", "comment", set()),
+    ("COMMENT ON SCHEMA s IS 'x'", "comment", set()),
+    ("SECURITY LABEL ON TABLE t IS 'x'", "security_label", {"t"}),
+    ("SECURITY LABEL FOR selinux ON TABLE s.t IS 'x'", "security_label", {"s.t"}),
+    ("SECURITY LABEL ON COLUMN s.t.c IS 'x'", "security_label", {"s.t"}),
+    ("SECURITY LABEL ON ROLE r IS 'x'", "security_label", set()),
+]
+
+
+@pytest.mark.parametrize(("sql", "kind", "written"), COMMENTS, ids=[c[0] for c in COMMENTS])
+def test_comment_and_security_label_on_a_table_or_column_write_the_table(
+    sql: str, kind: str, written: set[str]
+) -> None:
+    (info,) = classify(sql).statements
+    assert (info.kind, info.classes, info.functions) == (kind, {"DDL"}, set())
+    assert (info.tables_read, info.tables_written) == (set(), written)

@@ -473,6 +473,20 @@ def test_a_rule_on_a_table_fits_dropping_its_trigger_rule_or_policy(sql: str) ->
     assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "deny"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COMMENT ON TABLE payments IS 'x'",
+        "COMMENT ON COLUMN public.payments.amount IS 'x'",
+        "SECURITY LABEL ON TABLE payments IS 'x'",
+        "SECURITY LABEL FOR selinux ON COLUMN payments.amount IS 'x'",
+    ],
+)
+def test_a_rule_on_a_table_fits_commenting_or_labelling_it(sql: str) -> None:
+    """COMMENT and SECURITY LABEL change the table's catalog entry, as ALTER TABLE does."""
+    assert decide(Policy([rule("deny", "money", tables=["payments"])]), sql).action == "deny"
+
+
 # Each reaches tables its text does not name: payments, with a foreign key to orders (or a
 # column of type t, or in schema s, or defaulting to nextval('seq'), …).
 CASCADES = [
