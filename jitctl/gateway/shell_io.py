@@ -70,6 +70,7 @@ class GatewayShellIO:
         self._decoder = frames.FrameDecoder()
         self._ready: list[bytes] = []
         self._client_gone = False
+        self.half_closed = False  # ShellIO: the client sent an end of data and still reads
         self._loop = asyncio.get_running_loop()
 
     async def start(self, details: Mapping[str, Any] | None = None) -> None:
@@ -117,15 +118,15 @@ class GatewayShellIO:
                 return b""
             chunk = await self.session.client_reader.read(256 * 1024)
             if not chunk:
-                self._client_gone = True
+                self._client_gone, self.half_closed = True, False  # the tunnel itself closed
                 return b""
             for event in self._decoder.feed(chunk):
                 if isinstance(event, frames.Data):
                     self._ready.append(event.data)
                 elif isinstance(event, frames.Eof):
-                    self._client_gone = True
+                    self._client_gone = self.half_closed = True
                 else:
-                    self._client_gone = True
+                    self._client_gone, self.half_closed = True, False
                     self.session._end(event.reason or "client closed the tunnel", False)
         data = b"".join(self._ready)
         self._ready.clear()

@@ -15,7 +15,9 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
   first;
 - any other `Upgrade`: 101, then every byte echoed back raw; on `/upgrade-headers` the
   request's header lines (`name: value\r\n`) come first, each cut in the middle of its
-  value with a pause (so a credential in one arrives in two reads);
+  value with a pause (so a credential in one arrives in two reads); on `/upgrade-after-eof`,
+  once the client ended its side, `bye ` and the request's credential (its `Authorization`
+  or `X-Api-Key` value, cut in two writes with a pause), then the close;
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
 
@@ -167,6 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.sendall(line[cut:])
         while data := self.connection.recv(65536):
             self.connection.sendall(data)
+        if self.path.startswith("/upgrade-after-eof"):  # the client half-closed, still reads
+            value = self.headers.get("Authorization") or self.headers.get("X-Api-Key") or ""
+            secret = value.encode("latin-1")
+            self.connection.sendall(b"bye " + secret[: len(secret) // 2])
+            time.sleep(0.02)
+            self.connection.sendall(secret[len(secret) // 2 :])
 
     def _websocket_echo(self, bad: bool, fragments: bool) -> None:
         from wsproto.connection import Connection, ConnectionType

@@ -102,3 +102,28 @@ def test_connect_is_refused_on_every_target_and_never_reaches_the_upstream(
         assert record["decision"] == "deny" and record["rule"] == "path"
     assert not [r for r in upstream.requests if r["method"] == "CONNECT"]
     assert not [r for r in upstream.requests if "elsewhere" in r["path"]]
+
+
+def test_a_half_closed_raw_upgrade_still_gets_the_upstreams_last_bytes(
+    tunnels: dict[str, Tunnel], broker: BrokerProcess
+) -> None:
+    """`shutdown(SHUT_WR)` after the 101 travels as an end of data through `jitctl connect`
+    and the broker to the upstream, which then sends `bye ` and the injected API key, cut in
+    two writes, and closes: the client reads all of it, the key replaced, up to the close."""
+    with socket.create_connection(("127.0.0.1", tunnels["keyed"].address["port"]), 10) as sock:
+        sock.sendall(
+            b"GET /upgrade-after-eof HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+            b"Upgrade: raw-echo\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(1)
+        assert data.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"ping")
+        sock.shutdown(socket.SHUT_WR)
+        got = b""
+        while more := sock.recv(4096):
+            got += more
+    assert got == b"ping" + b"bye " + b"*" * len(API_KEY)
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/upgrade-after-eof")
+    assert ended["masked"] == {"BROKER_SECRET": 1} and ended["upstream_bytes"] == len(got)

@@ -35,6 +35,18 @@ class LingeringIO(FakeIO):
         return b""
 
 
+class HalfClosingIO(FakeIO):
+    """A client that ends its sending side after its last chunk and still reads (a
+    half-close: `shutdown(SHUT_WR)`, `nc -N`)."""
+
+    half_closed = False
+
+    async def read(self) -> bytes:
+        data = await super().read()
+        self.half_closed = not data
+        return data
+
+
 def of_kind(io: FakeIO, kind: str) -> list[dict[str, Any]]:
     return [r.payload for r in io.records if r.kind == kind]
 
@@ -125,3 +137,31 @@ def test_a_raw_upgrade_without_masks_replaces_the_brokers_token_cut_between_read
     [ended] = of_kind(io, "http.upgrade.end")
     assert ended["masked"] == {"BROKER_SECRET": 1} and BROKER_TOKEN not in json.dumps(ended)
     assert ended["upstream_bytes"] == len(rest)
+
+
+def test_a_client_that_half_closes_a_raw_upgrade_gets_what_the_upstream_sends_after(
+    upstream: HttpUpstream,
+) -> None:
+    """The upstream answers the client's end of data with `bye ` and the broker's token cut
+    in two writes, then closes: all of it reaches the client (the token replaced), and the
+    relay ends with the upstream, not with the client's end of data."""
+    io = HalfClosingIO(target(upstream), [upgrade("/upgrade-after-eof", "raw-echo"), b"ping"])
+    out = drive(io)
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    assert rest == b"ping" + b"bye Bearer " + b"*" * len(BROKER_TOKEN)
+    [ended] = of_kind(io, "http.upgrade.end")
+    assert ended["masked"] == {"BROKER_SECRET": 1}
+    assert ended["client_bytes"] == 4 and ended["upstream_bytes"] == len(rest)
+
+
+def test_a_client_gone_whole_ends_a_raw_upgrade_without_waiting_for_the_upstream(
+    upstream: HttpUpstream,
+) -> None:
+    """Without a half-close (the tunnel closed) nobody can read what the upstream would send:
+    the relay ends at once, as before."""
+    io = FakeIO(target(upstream), [upgrade("/upgrade-after-eof", "raw-echo"), b"ping"])
+    out = drive(io)
+    assert b"bye" not in out
+    [ended] = of_kind(io, "http.upgrade.end")
+    assert ended["client_bytes"] == 4

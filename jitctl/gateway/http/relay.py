@@ -197,7 +197,9 @@ async def relay(
     scrub: bodies.Scrub,
 ) -> tuple[bodies.Capture, bodies.Capture]:
     """Bytes client -> upstream and back, the upstream's scrubbed of the broker's secrets;
-    (what the client sent, what the client got)."""
+    (what the client sent, what the client got). A client that ends its sending side (a
+    half-close: `io.half_closed`) still gets what the upstream sends until the upstream
+    ends, as through a `tcp` target; a client that went away whole ends the relay."""
     sent = bodies.Capture(limit)
     received = bodies.Capture(limit)
 
@@ -213,6 +215,9 @@ async def relay(
                 break
         with contextlib.suppress(OSError):
             up.writer.write_eof()
+        if getattr(io, "half_closed", False):  # the client still reads: this leg stays up
+            await asyncio.get_running_loop().create_future()  # until the upstream's ends
+
 
     async def up_to_client() -> None:
         data = up_rest
