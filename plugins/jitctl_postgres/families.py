@@ -5,7 +5,7 @@ and partitions (unless `ONLY` is written), DROP TABLE on a partitioned table dro
 without CASCADE, and a statement on a partition or a child reaches rows that are also its
 parent's. The classifier sees no catalog, so policy.py asks this module for a table's family:
 its ancestors and descendants, transitively (not its siblings: `payments_2023` holds none of
-`payments_2024`'s rows).
+`payments_2024`'s rows); for a table named with `ONLY`, its ancestors alone (`ancestors`).
 
 Rules (docs/postgres.md, "Table rules and inheritance"):
 - Learned per session, in band: jitctl's catalog query (catalog.py) reads `pg_inherits` joined
@@ -50,7 +50,9 @@ class Families:
     """Child → parent links between tables (lower-case names); `known` is False when the
     catalog could not be read, and every table may then be in any family."""
 
-    __slots__ = ("_by_base", "_children", "_parents", "_relatives", "known", "links")
+    __slots__ = (
+        "_ancestors", "_by_base", "_children", "_parents", "_relatives", "known", "links",
+    )  # fmt: skip
 
     def __init__(self, links: frozenset[tuple[str, str]], known: bool = True) -> None:
         self.links, self.known = links, known
@@ -63,6 +65,7 @@ class Families:
             for name in (child, parent):
                 self._by_base.setdefault(name.rpartition(".")[2], set()).add(name)
         self._relatives: dict[str, frozenset[str]] = {}
+        self._ancestors: dict[str, frozenset[str]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.links) or not self.known
@@ -76,6 +79,19 @@ class Families:
         if not self.links:
             return frozenset()
         return self._family(name)
+
+    def ancestors(self, name: str) -> frozenset[str]:
+        """The ancestors of every table `name` can be: those whose rows `ONLY name` still
+        reaches (a child's rows are its parents' too), not its descendants. A link made in
+        this session goes both ways (`linked`), so its tables are each other's ancestors."""
+        if not self.links:
+            return frozenset()
+        cached = self._ancestors.get(name)
+        if cached is None:
+            cached = self._ancestors[name] = frozenset(
+                self._reach(name, self._parents) - self._aliases(name)
+            )
+        return cached
 
     def linked(self, names: Iterable[str]) -> Families:
         """These families with every one of `names` joined to every other (both ways: which

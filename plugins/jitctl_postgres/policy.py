@@ -27,10 +27,13 @@ Rules (DESIGN §4; notes/postgres-wire.md §9):
 - Inheritance (families.py): a deny or approve rule's `tables` list also fits a statement that
   names a table in the family of a listed one, its ancestors and descendants (a rule on
   `payments` fits `SELECT * FROM payments_2024`, a partition; a rule on the partition fits
-  `DELETE FROM payments`), with the same name rules. When the session could not read the
-  catalog's links (`families.UNKNOWN`) every table named may be in the family, so such a rule
-  fits every statement that names a table. Allow rules never read families: every table the
-  text names must still be listed, so a family never makes anything more allowed.
+  `DELETE FROM payments`), with the same name rules. A table the statement names only with
+  `ONLY` (`tables_only`: `SELECT * FROM ONLY payments`) brings its ancestors alone: its own
+  rows are its ancestors' rows too, and none of its descendants' are read or written. When
+  the session could not read the catalog's links (`families.UNKNOWN`) every table named may
+  be in the family, ONLY or not, so such a rule fits every statement that names a table.
+  Allow rules never read families: every table the text names must still be listed, so a
+  family never makes anything more allowed.
 - `groups` is about the caller: the rule applies only to members of one of the listed groups.
 - Decisions are cached per (classification, groups, families); classifications are themselves
   cached by exact text, so this is a cache per (exact text, groups, families), and families
@@ -218,7 +221,7 @@ class _Compiled:
                 anything
                 or unnamed
                 or self._names(tables, self.tables)
-                or self._family(tables, families) is not None
+                or self._family(info, families) is not None
             ):
                 return False
         return not self.functions or anything or self._names(info.functions, self.functions)
@@ -230,18 +233,21 @@ class _Compiled:
             return bool(names) and all(_fits(n, patterns, lenient=False) for n in names)
         return any(_fits(n, patterns, lenient=True) for n in names)
 
-    def _family(self, tables: Iterable[str], families: Families) -> str | None:
+    def _family(self, info: StatementInfo, families: Families) -> str | None:
         """Why a deny or approve rule's tables fit through inheritance (families.py), or
-        None: a table the statement names is in the family of one the rule lists."""
+        None: a table the statement names is in the family of one the rule lists (in its
+        ancestors, for a table named only with ONLY)."""
         if self.strict or not families:
             return None
-        for name in sorted(tables):
-            if not families.known:
+        for name in sorted(info.tables):
+            if not families.known:  # ONLY too: any table may be any table's child
                 return (
                     f"{name} may be a partition, child or parent of a table the rule lists: "
                     "jitctl could not read which tables inherit from which"
                 )
-            for relative in sorted(families.relatives(name)):
+            only = name in info.tables_only
+            relatives = families.ancestors(name) if only else families.relatives(name)
+            for relative in sorted(relatives):
                 if _fits(relative, self.tables, lenient=True):
                     return f"{name} is in the inheritance family of {relative}"
         return None
@@ -260,12 +266,10 @@ class _Compiled:
             what = _what(info)
         if self.tables and "unnamed_tables" in info.flags:
             what += " (it changes tables its text does not name, such as those a CASCADE reaches)"
-        elif self.tables and "unknown" not in info.kinds:
-            tables = info.tables_read | info.tables_written
-            if not self._names(tables, self.tables):
-                why = self._family(tables, families)
-                if why is not None:
-                    what += f" ({why})"
+        elif self.tables and not ("unknown" in info.kinds or self._names(info.tables, self.tables)):
+            why = self._family(info, families)
+            if why is not None:
+                what += f" ({why})"
         return f"{what} {_VERBS[self.action]} by rule '{self.name}'"
 
 

@@ -89,8 +89,7 @@ def absorb(walker: StatementWalker, result: Classification) -> None:
     """Add what a body's SQL does to the statement being walked."""
     for info in result.statements:
         walker.kinds |= info.kinds
-        walker.read |= info.tables_read
-        walker.written |= info.tables_written
+        walker.absorb_tables(info)
         walker.functions |= info.functions
         walker.classes |= info.classes
         walker.flags |= info.flags

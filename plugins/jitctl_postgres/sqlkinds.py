@@ -218,6 +218,10 @@ class StatementInfo:
     functions: frozenset[str] = frozenset()
     classes: frozenset[str] = frozenset()
     flags: frozenset[str] = frozenset()
+    # Those of its tables that every reference names with ONLY (`SELECT * FROM ONLY t`,
+    # `TRUNCATE ONLY t`): it reaches their own rows, not their descendants' (policy.py).
+    # Not recorded: the trail's `tables` stays the names, ONLY or not.
+    tables_only: frozenset[str] = frozenset()
 
     @property
     def tables(self) -> frozenset[str]:

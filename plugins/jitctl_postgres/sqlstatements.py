@@ -20,6 +20,11 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
 - A statement that changes tables its text does not name is flagged `unnamed_tables` (fail
   closed: policy.py fits it to every table rule): every CASCADE, and the statements that drop
   or give away objects by owner or membership (`unnamed_tables`).
+- UPDATE, DELETE, MERGE and TRUNCATE honour `ONLY t` (`write(…, only=True)`): the server
+  reaches t's own rows, not its descendants' (sqlwalk.py). Statements that `statement`
+  handles write whole, ONLY or not: under `ALTER TABLE ONLY`, PostgreSQL 15.18 still drops
+  (DROP CONSTRAINT) and alters (ALTER CONSTRAINT) a partitioned table's foreign key in its
+  partitions, so ONLY there does not keep the partitions out.
 - A statement that makes or breaks an inheritance or partition link is flagged `inheritance`
   (`inheritance`): the session joins the tables it names into one family (families.py).
 - DML (SELECT, INSERT, UPDATE, DELETE, MERGE) and transaction control read only the tree's node
@@ -160,21 +165,21 @@ def insert(walker: StatementWalker, body: dict[str, Any]) -> None:
 
 def update(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("update")
-    walker.write(body.get("relation"))
+    walker.write(body.get("relation"), only=True)
     if "whereClause" not in body:
         walker.flags.add("no_where")
 
 
 def delete(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("delete")
-    walker.write(body.get("relation"))
+    walker.write(body.get("relation"), only=True)
     if "whereClause" not in body:
         walker.flags.add("no_where")
 
 
 def merge(walker: StatementWalker, body: dict[str, Any]) -> None:
     walker.add_kind("merge")
-    walker.write(body.get("relation"))
+    walker.write(body.get("relation"), only=True)
     for clause in body.get("mergeWhenClauses", ()):
         action = clause.get("MergeWhenClause", {}).get("commandType", "")
         if action in ("CMD_INSERT", "CMD_UPDATE", "CMD_DELETE"):
@@ -186,7 +191,7 @@ def truncate(walker: StatementWalker, body: dict[str, Any]) -> None:
     if cascades(body):  # the tables whose foreign keys reference these are emptied too
         unnamed_tables(walker)
     for relation in body.get("relations", ()):
-        walker.write(relation)
+        walker.write(relation, only=True)
 
 
 def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
@@ -222,7 +227,7 @@ def _write_named(walker: StatementWalker, obj: dict[str, Any], *, on_table: bool
     if on_table:
         parts = parts[:-1]
     if parts:
-        walker.written.add(".".join(parts[-2:]).lower())
+        walker.write_name(".".join(parts[-2:]).lower())
 
 
 def copy(walker: StatementWalker, body: dict[str, Any]) -> None:

@@ -10,6 +10,13 @@ Rules (notes/postgres-wire.md §9, §10):
   it writes before the walk reaches it (every other RangeVar is a table read).
 - Some typed fields are stored unwrapped (`relation`, `setstmt`, `funccall`, `intoClause`):
   handlers read them by field name.
+- `ONLY t` (a RangeVar whose `inh` is false; libpg_query's JSON omits a false value) reaches
+  t's own rows, not its descendants'. Read where every RangeVar is read (`FROM ONLY t`, `LOCK
+  ONLY t`), and where a handler asks for it (`write(…, only=True)`: UPDATE, DELETE, MERGE,
+  TRUNCATE). A table the statement also names without ONLY, or through any other path,
+  reaches its whole family: `tables_only` holds the names whose every reference says ONLY. ALTER TABLE ONLY and CREATE INDEX ON ONLY are written whole: the server
+  still reaches the partitions for some subcommands (sqlstatements.py, `statement`); and
+  CREATE/ALTER TYPE's RangeVars, built with `inh` false, are claimed or written whole.
 - CTE names are scoped as Postgres scopes them: a CTE body sees the CTEs before it (all of them
   under RECURSIVE); the statement sees them all; nothing outside sees any. A CTE reference is not
   a table, but a same-named table outside that scope is.
@@ -58,6 +65,8 @@ class StatementWalker:
         self.kinds: set[str] = set()
         self.read: set[str] = set()
         self.written: set[str] = set()
+        self.only: set[str] = set()  # tables some reference names with ONLY
+        self.whole: set[str] = set()  # tables some reference reaches in full (descendants too)
         self.functions: set[str] = set()
         self.classes: set[str] = set()
         self.flags: set[str] = set()
@@ -80,6 +89,7 @@ class StatementWalker:
             frozenset(self.functions),
             frozenset(self.classes),
             frozenset(self.flags),
+            frozenset(self.only - self.whole),
         )
         return info, self.error
 
@@ -148,14 +158,33 @@ class StatementWalker:
         schema = node.get("schemaname")
         if schema is None and node["relname"] in scope:
             return  # a CTE reference, not a table
-        self.read.add(_qualified(schema, node["relname"]))
+        name = _qualified(schema, node["relname"])
+        self.read.add(name)
+        self._reach(name, only=not node.get("inh"))
 
-    def write(self, node: dict[str, Any] | None) -> None:
+    def write(self, node: dict[str, Any] | None, *, only: bool = False) -> None:
         """Record the RangeVar `node` (bare or wrapped) as written, and claim it before the walk
-        reaches it, so it does not count as read too."""
+        reaches it, so it does not count as read too. `only`: the statement honours its ONLY."""
         if node is not None:
             node = self.claim(node)
-            self.written.add(_qualified(node.get("schemaname"), node["relname"]))
+            name = _qualified(node.get("schemaname"), node["relname"])
+            self.written.add(name)
+            self._reach(name, only=only and not node.get("inh"))
+
+    def write_name(self, name: str) -> None:
+        """Record a table named by a name list (DROP, COMMENT) as written: there is no ONLY."""
+        self.written.add(name)
+        self.whole.add(name)
+
+    def absorb_tables(self, info: StatementInfo) -> None:
+        """Add the tables a body's statement reads and writes, with what ONLY it says."""
+        self.read |= info.tables_read
+        self.written |= info.tables_written
+        self.only |= info.tables_only
+        self.whole |= info.tables - info.tables_only
+
+    def _reach(self, name: str, *, only: bool) -> None:
+        (self.only if only else self.whole).add(name)
 
     def claim(self, node: dict[str, Any]) -> dict[str, Any]:
         """Keep the RangeVar `node` (bare or wrapped) out of the tables read: it is written, or

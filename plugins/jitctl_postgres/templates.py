@@ -110,6 +110,7 @@ def find(found: Shape, text: str) -> Classification | None:
         info.functions,
         info.classes,
         info.flags,
+        info.tables_only,
     )
     return Classification((retexted,), None, template=template)
 

@@ -129,3 +129,19 @@ def test_a_masked_target_reads_its_tables_and_links_in_one_query() -> None:
     assert h.last("pg.catalog") == {"tables": 1, "inheritance_links": 1}
     h.client(w.q("SELECT * FROM payments"))
     assert h.take_up() == w.q(FAIL_TEXT)
+
+
+def test_only_on_the_parent_passes_a_rule_on_its_partition_and_is_recorded_as_before() -> None:
+    """`ONLY payments` reads none of payments_2024's rows; the trail's `tables` is unchanged."""
+    h = harness(DENY_PARTITION)
+    opened(h)
+    h.server(*LINKS)
+    h.take_down()
+    h.client(w.q("SELECT * FROM ONLY payments"))
+    assert h.take_up() == w.q("SELECT * FROM ONLY payments")
+    assert h.last("pg.statement")["tables"] == ["payments"]
+    h.server(w.complete("SELECT 0"), w.ready())
+    h.take_down()
+    h.client(w.q("SELECT * FROM ONLY payments_2024"))
+    assert h.take_up() == w.q(FAIL_TEXT)
+    assert h.last("pg.blocked")["tables"] == ["payments_2024"]

@@ -151,3 +151,93 @@ def test_equal_links_share_one_object() -> None:
     assert (
         joined is FAMILIES.linked(["payments", "c"]) and joined.linked(["c", "payments"]) is joined
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "ancestors"),
+    [
+        ("payments_2024", {"public.payments"}),
+        ("payments", set()),
+        ("ledger_eu_fr", {"billing.ledger", "billing.ledger_eu"}),
+        ("billing.ledger_eu", {"billing.ledger"}),  # not its child ledger_eu_fr
+    ],
+)
+def test_only_reaches_a_tables_ancestors(name: str, ancestors: set[str]) -> None:
+    assert FAMILIES.ancestors(name) == ancestors
+
+
+@pytest.mark.parametrize(
+    ("policy", "sql"),
+    [
+        (PARTITION, "SELECT * FROM ONLY payments"),  # the parent's own rows, no partition's
+        (PARTITION, "DELETE FROM ONLY public.payments"),
+        (PARTITION, "UPDATE ONLY payments SET amount = 0"),
+        (PARTITION, "TRUNCATE ONLY payments"),
+        (PARTITION, "LOCK TABLE ONLY payments"),
+        (PARTITION, "MERGE INTO ONLY payments p USING users u ON true WHEN MATCHED THEN DELETE"),
+        (PARTITION, "TRUNCATE ONLY payments, users"),  # ONLY is per table; users has no child
+        (LEAF, "SELECT * FROM ONLY billing.ledger"),
+        (LEAF, "DELETE FROM ONLY ledger_eu"),  # ledger_eu_fr is its child
+        (LEAF, "DO $$BEGIN DELETE FROM ONLY ledger_eu; END$$"),  # in a body too
+    ],
+)
+def test_only_keeps_a_rule_on_a_descendant_out(policy: Policy, sql: str) -> None:
+    assert action(policy, sql) == "allow"
+    assert action(policy, sql, families.UNKNOWN) != "allow"  # no catalog: still fails closed
+
+
+@pytest.mark.parametrize(
+    ("policy", "sql"),
+    [
+        (PAYMENTS, "SELECT * FROM ONLY payments_2024"),  # a partition's rows are the parent's
+        (PAYMENTS, "DELETE FROM ONLY public.payments_2023"),
+        (Policy([rule("deny", tables=["billing.ledger"])]), "TRUNCATE ONLY ledger_eu_fr"),
+        (Policy([rule("deny", tables=["ledger_eu_fr"])]), "UPDATE ONLY ledger_eu_fr SET a = 1"),
+    ],
+)
+def test_only_still_fits_a_rule_on_an_ancestor_or_the_table(policy: Policy, sql: str) -> None:
+    assert action(policy, sql) == "deny"
+
+
+def test_the_reason_for_only_names_the_ancestor() -> None:
+    decision = PAYMENTS.decide(classify("SELECT * FROM ONLY payments_2024"), (), FAMILIES)
+    assert "payments_2024 is in the inheritance family of public.payments" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM ONLY payments UNION ALL SELECT * FROM payments",
+        "SELECT * FROM ONLY payments, payments* p",  # `payments*` is payments and its partitions
+        "UPDATE ONLY payments SET amount = 0 FROM payments p WHERE p.year = payments.year",
+        "DELETE FROM ONLY payments WHERE year IN (SELECT year FROM public.payments)",
+        "WITH d AS (DELETE FROM payments) SELECT * FROM ONLY payments",
+        "TRUNCATE ONLY payments, payments",
+        "DO $$BEGIN DELETE FROM ONLY payments; DELETE FROM payments; END$$",
+    ],
+)
+def test_a_table_named_with_and_without_only_reaches_its_whole_family(sql: str) -> None:
+    assert action(PARTITION, sql) == "deny"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # PostgreSQL 15.18 drops and alters a partitioned table's foreign key in its
+        # partitions too, ONLY or not: ALTER TABLE (and CREATE INDEX) keep the whole family.
+        "ALTER TABLE ONLY payments DROP CONSTRAINT payments_fk",
+        "ALTER TABLE ONLY payments ALTER CONSTRAINT payments_fk DEFERRABLE",
+        "CREATE INDEX ON ONLY payments (year)",
+    ],
+)
+def test_alter_table_only_still_reaches_the_partitions(sql: str) -> None:
+    assert action(PARTITION, sql) == "deny"
+
+
+def test_only_and_its_absence_never_share_a_template() -> None:
+    """Texts differing only in constants share a classification (templates.py); ONLY is no
+    constant, so the first text's reach never decides the other's."""
+    assert action(PARTITION, "SELECT * FROM payments WHERE year = 1") == "deny"
+    assert action(PARTITION, "SELECT * FROM ONLY payments WHERE year = 2") == "allow"
+    assert action(PARTITION, "SELECT * FROM ONLY payments WHERE year = 3") == "allow"
+    assert action(PARTITION, "SELECT * FROM payments WHERE year = 4") == "deny"

@@ -85,6 +85,7 @@ def refused(port: int, text: str, rule: str) -> None:
         "DELETE FROM public.payments_2023",
         "SELECT * FROM ledger_eu",  # (c) a child made with INHERITS
         "DELETE FROM ledger_eu",
+        "DELETE FROM ONLY ledger_eu",  # ONLY: its rows are still the parent's
     ],
 )
 def test_a_rule_on_a_parent_refuses_its_partitions_and_children(
@@ -103,6 +104,7 @@ def test_a_rule_on_a_parent_refuses_its_partitions_and_children(
         "DROP TABLE payments",  # drops its partitions without CASCADE
         "SELECT * FROM ledger",  # (c) reads the child's rows
         "DELETE FROM ledger",
+        "SELECT * FROM ONLY ledger UNION ALL SELECT * FROM ledger",  # ONLY once is not enough
     ],
 )
 def test_a_rule_on_a_partition_or_child_refuses_its_parent(
@@ -125,3 +127,10 @@ def test_tables_outside_the_family_still_pass(
 ) -> None:
     with psycopg.connect(tunnel_dsn(ports[target], "postgres"), autocommit=True) as conn:
         conn.execute(text).fetchall()
+
+
+def test_only_on_a_parent_passes_a_rule_on_its_partition_or_child(ports: dict[str, int]) -> None:
+    """`ONLY` reaches the parent's own rows: none of its partitions' or children's."""
+    with psycopg.connect(tunnel_dsn(ports["pg-child"], "postgres"), autocommit=True) as conn:
+        assert conn.execute("SELECT amount FROM ONLY ledger").fetchall() == [(3,)]
+        assert conn.execute("SELECT count(*) FROM ONLY payments").fetchall() == [(0,)]
