@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from jitctl.client import peers
+from jitctl.client.memtls import MemoryTLS
 from jitctl.errors import (
     AuthError,
     DeniedError,
@@ -133,11 +134,20 @@ def local_tls_for(protocols: dict[str, str]) -> tuple[ssl.SSLContext, Path]:
     from jitctl.paths import ensure_private_dir, home
 
     ca, cert, key = ensure_tls_files(ensure_private_dir(home() / "local-tls"), ["127.0.0.1"])
-    return server_context(cert, key), ca
+    context = server_context(cert, key)
+    # PostgreSQL 17's direct TLS (sslnegotiation=direct): libpq insists that the server
+    # selects ALPN "postgresql"; clients that ask with an SSLRequest may offer it too.
+    context.set_alpn_protocols(["postgresql"])
+    return context, ca
 
 
 READ_AHEAD = 256 * 1024
 SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # Postgres: length 8, code 80877103
+TLS_HANDSHAKE = 0x16  # a TLS record's first byte; a Postgres startup's is its length's, 0x00
+LOCAL_TLS_HINT = (
+    "a client that checks certificates needs sslrootcert=<the CA file that --json names as "
+    "sslrootcert>"
+)
 
 
 class LocalListener:
@@ -204,7 +214,7 @@ class _LocalSide(asyncio.Protocol):
         self.link: Link | None = None
         self.session_id = ""
         self.decoder = frames.FrameDecoder()
-        self.local_eof = False  # the local client half-closed before the tunnel was open
+        self.local_eof = False  # the local client half-closed (told the broker once it is open)
         self.early: list[bytes] = []  # what the local client sent before the tunnel was open
         self.early_size = 0
         self.done = False
@@ -212,6 +222,9 @@ class _LocalSide(asyncio.Protocol):
         self.sniffing = listener.local_tls is not None  # the client's first 8 bytes not seen yet
         self.head = b""
         self.upgrading: asyncio.Task[None] | None = None
+        self.tls: MemoryTLS | None = (
+            None  # direct TLS (sslnegotiation=direct): jitctl.client.memtls
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it:
@@ -260,6 +273,9 @@ class _LocalSide(asyncio.Protocol):
     # -- the local client -----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.tls is not None:
+            self._decrypt(data)
+            return
         if self.sniffing:
             self.head += data
             if len(self.head) < len(SSL_REQUEST):
@@ -274,6 +290,15 @@ class _LocalSide(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.upgrading = asyncio.ensure_future(self._upgrade())
                 return
+            if data[0] == TLS_HANDSHAKE:  # a ClientHello at once: PostgreSQL 17's direct TLS
+                assert self.listener.local_tls is not None
+                self.tls = MemoryTLS(self.listener.local_tls)
+                self._decrypt(data)
+                return
+        self._forward(data)
+
+    def _forward(self, data: bytes) -> None:
+        """The local client's (plaintext) bytes towards the broker."""
         if self.link is not None:
             self.link.write(frames.data_frame(data))
         elif not self.done:
@@ -281,6 +306,30 @@ class _LocalSide(asyncio.Protocol):
             self.early_size += len(data)
             if self.early_size >= READ_AHEAD and self.transport is not None:
                 self.transport.pause_reading()
+
+    def _decrypt(self, data: bytes) -> None:
+        assert self.tls is not None and self.transport is not None
+        try:
+            plain, reply = self.tls.receive(data)
+        except ssl.SSLError as exc:
+            self._say(f"TLS with the local client failed: {exc} ({LOCAL_TLS_HINT})")
+            return
+        if reply:
+            self.transport.write(reply)
+        if plain:
+            self._forward(plain)
+        if self.tls.closed:  # close_notify: the client's end of data
+            self._local_eof()
+
+    def _to_local(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.tls is None:
+            self.transport.write(data)
+            return
+        try:
+            self.transport.write(self.tls.send(data))
+        except ssl.SSLError as exc:
+            self._say(f"TLS with the local client failed: {exc}")
 
     async def _upgrade(self) -> None:
         """Say yes to the client's SSLRequest and take the TLS handshake (server side); what
@@ -296,10 +345,7 @@ class _LocalSide(asyncio.Protocol):
                 ssl_handshake_timeout=10,
             )
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
-            self._say(
-                f"TLS with the local client failed: {exc} (a client that checks certificates "
-                "needs sslrootcert=<the CA file that --json names as sslrootcert>)"
-            )
+            self._say(f"TLS with the local client failed: {exc} ({LOCAL_TLS_HINT})")
             return
         if secured is None or self.done:
             return
@@ -310,11 +356,15 @@ class _LocalSide(asyncio.Protocol):
             self.sniffing, head, self.head = False, self.head, b""
             if head:
                 self.data_received(head)
+        self._local_eof()
+        return True  # keep writing to the local client what the upstream still sends
+
+    def _local_eof(self) -> None:
+        if self.local_eof:
+            return
         if self.link is not None:
             self.link.write(frames.eof_frame())
-        else:
-            self.local_eof = True
-        return True  # keep writing to the local client what the upstream still sends
+        self.local_eof = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.finish()  # the broker sees the tunnel close: the session ends
@@ -344,9 +394,9 @@ class _LocalSide(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, frames.Data):
-                self.transport.write(event.data)
+                self._to_local(event.data)
             elif isinstance(event, frames.Eof):
-                if self.transport.can_write_eof():
+                if self.tls is None and self.transport.can_write_eof():
                     self.transport.write_eof()
             else:
                 if event.error and event.reason:

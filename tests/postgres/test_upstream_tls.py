@@ -354,3 +354,44 @@ def test_exec_local_tls_leaves_the_other_tunnels_of_a_mixed_run_alone(
     assert result.returncode == 0, result.stderr
     tunnels = {t["target"]: t for t in json.loads(result.stdout)["tunnels"]}
     assert "sslrootcert" in tunnels["prefer"] and "sslrootcert" not in tunnels["raw"]
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+def test_local_tls_serves_direct_tls_clients(broker: BrokerProcess, mode: str) -> None:
+    """PostgreSQL 17's `sslnegotiation=direct`: the client opens with its ClientHello, no
+    SSLRequest (the libpq psycopg ships is 17 or later); jitctl connect takes the handshake on
+    the bytes it already read and answers ALPN `postgresql`, as libpq demands."""
+    assert psycopg.pq.version() >= 170000, "psycopg's libpq predates direct TLS"
+    with broker.tunnel("prefer", "--local-tls") as tunnel:
+        root = {"sslrootcert": tunnel.address["sslrootcert"]} if mode == "verify-full" else {}
+        conninfo = dsn(tunnel.port, sslmode=mode, sslnegotiation="direct", **root)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            assert conn.pgconn.ssl_in_use  # the local leg
+            assert conn.execute(SSL_OF_MY_BACKEND).fetchall() == [(True, "TLSv1.3")]  # upstream
+            big = conn.execute("SELECT repeat('x', 200000)").fetchone()
+            assert big is not None and len(big[0]) == 200_000  # many records each way
+
+
+def test_direct_tls_with_an_untrusted_ca_fails_with_a_reason(
+    broker: BrokerProcess, servers: tuple[PostgresServer, PostgresServer]
+) -> None:
+    """A client that checks the local certificate against another CA (the upstream server's)
+    refuses it; jitctl connect says why on stderr instead of leaving a bare closed socket."""
+    other_ca = str(servers[0].ca_file)
+    with broker.tunnel("prefer", "--local-tls") as tunnel:
+        conninfo = dsn(
+            tunnel.port, sslmode="verify-full", sslnegotiation="direct", sslrootcert=other_ca
+        )
+        with pytest.raises(psycopg.OperationalError, match="SSL error"):
+            psycopg.connect(conninfo)
+    assert "TLS with the local client failed" in tunnel.stderr
+
+
+def test_direct_tls_without_local_tls_is_refused_with_what_to_do(broker: BrokerProcess) -> None:
+    """Without --local-tls the ClientHello travels to the broker as the startup's first bytes:
+    refused there, and jitctl connect's stderr says to add --local-tls."""
+    with broker.tunnel("prefer") as tunnel:
+        conninfo = dsn(tunnel.port, sslmode="require", sslnegotiation="direct")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(conninfo)
+    assert "sslnegotiation=direct" in tunnel.stderr and "--local-tls" in tunnel.stderr
