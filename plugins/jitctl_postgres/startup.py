@@ -79,6 +79,12 @@ def packet_length(buf: bytes | bytearray) -> int | None:
     """The whole first packet's length, once its 4-byte header is there."""
     if len(buf) < 4:
         return None
+    if buf[0] == 0x16 and buf[1] == 0x03:  # a TLS handshake record, not a length
+        raise RemoteProtocolError(
+            "the client opened with a TLS handshake (PostgreSQL 17's sslnegotiation=direct), "
+            "which reaches the broker only as bytes: run `jitctl connect` (or `jitctl exec`) "
+            "with --local-tls, or connect with sslnegotiation=postgres"
+        )
     length = int.from_bytes(buf[:4], "big")
     if length < 8 or length > MAX_STARTUP_PACKET:
         raise RemoteProtocolError(f"invalid startup packet length {length}")
