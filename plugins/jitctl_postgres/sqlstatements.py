@@ -11,8 +11,9 @@ children; each takes the walker as its first argument. Rules (notes/postgres-wir
   creates, renames or moves a type or a relation with a row type (`names_type`) also has its
   new name checked by sqlcalls.py.
 - DROP, COMMENT and SECURITY LABEL name a table by a name list, not a RangeVar; each writes
-  the table it names, or the table of the trigger, rule, policy (DROP) or column (COMMENT,
-  SECURITY LABEL) it names: all change the table's catalog entry, as ALTER TABLE does.
+  the table it names, or the table of the trigger, rule or policy (DROP, COMMENT), the
+  constraint (COMMENT) or the column (COMMENT, SECURITY LABEL) it names (`… ON t`, `t.c`):
+  all change the table's catalog entry, as ALTER TABLE does.
 - A RangeVar can name a composite type rather than a table: CREATE TYPE x AS (…) and ALTER
   TYPE x ADD/ALTER/DROP ATTRIBUTE. It is claimed, so it is neither read nor written, like
   the enum, range and base forms, which have no RangeVar; the composite's column types still
@@ -206,12 +207,15 @@ def drop(walker: StatementWalker, body: dict[str, Any]) -> None:
 
 
 def comment(walker: StatementWalker, body: dict[str, Any], node: str = "CommentStmt") -> None:
-    """COMMENT ON TABLE t / COLUMN t.c: the table's catalog entry changes (pg_description)."""
+    """COMMENT ON TABLE t / COLUMN t.c / TRIGGER, RULE, POLICY or CONSTRAINT x ON t: the
+    table's catalog entry changes (pg_description)."""
     walker.add_kind(NODE_KINDS[node], node)
     kind = body.get("objtype")
-    if kind in TABLE_OBJECTS or kind == "OBJECT_COLUMN":
-        # COMMENT ON COLUMN s.t.c: [s, t, c], the table is s.t
-        _write_named(walker, body.get("object", {}), on_table=kind == "OBJECT_COLUMN")
+    on_table = kind in ON_TABLE_OBJECTS or kind in ("OBJECT_COLUMN", "OBJECT_TABCONSTRAINT")
+    if kind in TABLE_OBJECTS or on_table:
+        # COMMENT ON COLUMN s.t.c / TRIGGER x ON s.t: [s, t, c|x], the table is s.t. Not a
+        # domain's constraint (OBJECT_DOMCONSTRAINT): its list holds a type, no table.
+        _write_named(walker, body.get("object", {}), on_table=on_table)
 
 
 def security_label(walker: StatementWalker, body: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 test_classify_type_ddl.py): a foreign-data wrapper's handler and validator, an operator class's
 or family's support functions, and the functions ALTER OPERATOR and ALTER TYPE … SET (…) bind
 are calls (the server runs them later, with no call in the text); COMMENT and SECURITY LABEL
-on a table or one of its columns write that table (they change its catalog entry)."""
+on a table or one of its columns, and COMMENT on a trigger, rule, policy or constraint on a
+table, write that table (they change its catalog entry)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ COMMENTS = [
     ("COMMENT ON INDEX i IS 'x'", "comment", {"i"}),
     ("COMMENT ON FUNCTION f(int) IS 'x'", "comment", set()),
     ("COMMENT ON SCHEMA s IS 'x'", "comment", set()),
+    ("COMMENT ON TRIGGER x ON t IS 'x'", "comment", {"t"}),  # as DROP TRIGGER x ON t
+    ("COMMENT ON TRIGGER x ON db.s.t IS NULL", "comment", {"s.t"}),
+    ("COMMENT ON RULE r ON s.t IS 'x'", "comment", {"s.t"}),
+    ("COMMENT ON POLICY p ON t IS 'x'", "comment", {"t"}),
+    ("COMMENT ON CONSTRAINT c ON s.t IS 'x'", "comment", {"s.t"}),
+    ("COMMENT ON CONSTRAINT c ON DOMAIN d IS 'x'", "comment", set()),  # a type, no table
     ("SECURITY LABEL ON TABLE t IS 'x'", "security_label", {"t"}),
     ("SECURITY LABEL FOR selinux ON TABLE s.t IS 'x'", "security_label", {"s.t"}),
     ("SECURITY LABEL ON COLUMN s.t.c IS 'x'", "security_label", {"s.t"}),
@@ -80,7 +87,7 @@ COMMENTS = [
 
 
 @pytest.mark.parametrize(("sql", "kind", "written"), COMMENTS, ids=[c[0] for c in COMMENTS])
-def test_comment_and_security_label_on_a_table_or_column_write_the_table(
+def test_comment_and_security_label_on_a_table_or_what_is_on_it_write_the_table(
     sql: str, kind: str, written: set[str]
 ) -> None:
     (info,) = classify(sql).statements

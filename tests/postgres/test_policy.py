@@ -480,6 +480,8 @@ def test_a_rule_on_a_table_fits_dropping_its_trigger_rule_or_policy(sql: str) ->
         "COMMENT ON COLUMN public.payments.amount IS 'x'",
         "SECURITY LABEL ON TABLE payments IS 'x'",
         "SECURITY LABEL FOR selinux ON COLUMN payments.amount IS 'x'",
+        "COMMENT ON TRIGGER audit ON payments IS 'x'",
+        "COMMENT ON CONSTRAINT payments_pkey ON public.payments IS 'x'",
     ],
 )
 def test_a_rule_on_a_table_fits_commenting_or_labelling_it(sql: str) -> None:
