@@ -201,6 +201,7 @@ class ShellIO(Protocol):
     async def refuse(self, code: str, error: str, hint: str = "") -> None: ...  # before start
 
     async def read(self) -> bytes: ...  # the client's next bytes; b"" once it is gone
+
     # True once read() gave b"" for the client's end of data (a half-close): the client
     # still reads what comes back. False while it sends, and when it went away whole.
     half_closed: bool

@@ -218,7 +218,6 @@ async def relay(
         if getattr(io, "half_closed", False):  # the client still reads: this leg stays up
             await asyncio.get_running_loop().create_future()  # until the upstream's ends
 
-
     async def up_to_client() -> None:
         data = up_rest
         while True:
