@@ -14,7 +14,8 @@ Rules (notes/postgres-wire.md §9, §10):
   t's own rows, not its descendants'. Read where every RangeVar is read (`FROM ONLY t`, `LOCK
   ONLY t`), and where a handler asks for it (`write(…, only=True)`: UPDATE, DELETE, MERGE,
   TRUNCATE). A table the statement also names without ONLY, or through any other path,
-  reaches its whole family: `tables_only` holds the names whose every reference says ONLY. ALTER TABLE ONLY and CREATE INDEX ON ONLY are written whole: the server
+  reaches its whole family: `tables_only` holds the names whose every reference says ONLY.
+  ALTER TABLE ONLY and CREATE INDEX ON ONLY are written whole: the server
   still reaches the partitions for some subcommands (sqlstatements.py, `statement`); and
   CREATE/ALTER TYPE's RangeVars, built with `inh` false, are claimed or written whole.
 - CTE names are scoped as Postgres scopes them: a CTE body sees the CTEs before it (all of them
