@@ -71,10 +71,10 @@ class SinkServer(_Server):
                 pass
 
 
-def roundtrip(port: int, payload: bytes) -> bytes:
+def roundtrip(port: int, payload: bytes, timeout: float = 10) -> bytes:
     """Send `payload` to 127.0.0.1:`port`, end the sending side, and return all that comes
     back until the other side closes (through an echo target: `payload` again)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(payload)
         sock.shutdown(socket.SHUT_WR)
         received = b""

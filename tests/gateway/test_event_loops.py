@@ -23,7 +23,7 @@ import pytest
 from jitctl.errors import ExitCode
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
-from jitctl.testing.servers import EchoServer, SinkServer
+from jitctl.testing.servers import EchoServer, SinkServer, roundtrip
 
 try:
     import uvloop  # noqa: F401
@@ -121,13 +121,7 @@ def test_a_client_half_close_reaches_the_upstream_and_its_answer_comes_back(
     process, port = _connect(broker, "sink")
     try:
         payload = os.urandom(2 << 20)
-        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-            reply = b""
-            while chunk := sock.recv(65536):
-                reply += chunk
-        assert reply == str(len(payload)).encode()
+        assert roundtrip(port, payload, timeout=15) == str(len(payload)).encode()
     finally:
         code, err = _stop(process)
     assert code == 0, err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.issuer import TokenIssuer
 from jitctl.testing.postgres import PostgresServer, postgres_available
-from jitctl.testing.servers import EchoServer
+from jitctl.testing.servers import EchoServer, roundtrip
 
 pytestmark = pytest.mark.skipif(
     postgres_available() is not None, reason=f"no PostgreSQL here: {postgres_available()}"
@@ -44,13 +43,7 @@ def test_two_brokers_appending_concurrently_produce_one_valid_chain(
             def traffic(port: int, tag: bytes) -> None:
                 for _ in range(5):
                     payload = tag + os.urandom(50_000)
-                    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                        sock.sendall(payload)
-                        sock.shutdown(socket.SHUT_WR)
-                        echoed = b""
-                        while chunk := sock.recv(65536):
-                            echoed += chunk
-                    assert echoed == payload
+                    assert roundtrip(port, payload) == payload
 
             threads = [
                 threading.Thread(target=traffic, args=(address["port"], f"{i}".encode()))

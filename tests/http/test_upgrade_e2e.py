@@ -34,6 +34,21 @@ def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, body
 
 
+def raw_upgrade(port: int, path: str) -> socket.socket:
+    """A connection through the tunnel at `port` that asked to switch to `raw-echo` on `path`
+    and read the 101's head: what follows is the upgraded protocol's."""
+    sock = socket.create_connection(("127.0.0.1", port), 10)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        "Upgrade: raw-echo\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # byte by byte: nothing after the head is read here
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
 def test_a_masked_target_refuses_a_raw_upgrade_with_502_and_serves_the_next_request(
     tunnels: dict[str, Tunnel], broker: BrokerProcess, upstream: HttpUpstream
 ) -> None:
@@ -60,15 +75,7 @@ def test_a_target_without_masks_relays_a_raw_upgrade_with_the_api_key_replaced(
 ) -> None:
     """The upstream echoes the request's headers after its 101, the injected `X-Api-Key`
     cut in two writes: the client gets `*` in its place, and the trail counts it."""
-    with socket.create_connection(("127.0.0.1", tunnels["keyed"].address["port"]), 10) as sock:
-        sock.sendall(
-            b"GET /upgrade-headers HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-            b"Upgrade: raw-echo\r\n\r\n"
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(1)
-        assert data.startswith(b"HTTP/1.1 101")
+    with raw_upgrade(tunnels["keyed"].address["port"], "/upgrade-headers") as sock:
         sock.sendall(b"end\n")  # echoed after the headers
         got = b""
         while not got.endswith(b"end\n"):
@@ -110,15 +117,7 @@ def test_a_half_closed_raw_upgrade_still_gets_the_upstreams_last_bytes(
     """`shutdown(SHUT_WR)` after the 101 travels as an end of data through `jitctl connect`
     and the broker to the upstream, which then sends `bye ` and the injected API key, cut in
     two writes, and closes: the client reads all of it, the key replaced, up to the close."""
-    with socket.create_connection(("127.0.0.1", tunnels["keyed"].address["port"]), 10) as sock:
-        sock.sendall(
-            b"GET /upgrade-after-eof HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-            b"Upgrade: raw-echo\r\n\r\n"
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(1)
-        assert data.startswith(b"HTTP/1.1 101")
+    with raw_upgrade(tunnels["keyed"].address["port"], "/upgrade-after-eof") as sock:
         sock.sendall(b"ping")
         sock.shutdown(socket.SHUT_WR)
         got = b""
