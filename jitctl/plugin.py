@@ -206,6 +206,8 @@ class ShellIO(Protocol):
     # still reads what comes back. False while it sends, and when it went away whole.
     half_closed: bool
 
+    async def gone(self) -> None: ...  # after a half-close: returns once the client left whole
+
     async def write(self, data: bytes) -> None: ...  # bytes to the client
 
     def record(self, record: Record, time_us: int = 0) -> Any: ...  # asyncio.Future

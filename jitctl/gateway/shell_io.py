@@ -133,6 +133,20 @@ class GatewayShellIO:
         self.session.stats.up += len(data)
         return data
 
+    async def gone(self) -> None:
+        """After a half-close (`read` gives b"" at once from then on), wait until the client's
+        tunnel closes whole: `jitctl connect` closes it when the local client leaves."""
+        while self.half_closed:
+            chunk = await self.session.client_reader.read(256 * 1024)
+            if not chunk:
+                self.half_closed = False
+                return
+            for event in self._decoder.feed(chunk):  # only a close frame may follow an end
+                if not isinstance(event, (frames.Data, frames.Eof)):
+                    self.half_closed = False
+                    self.session._end(event.reason or "client closed the tunnel", False)
+                    return
+
     async def write(self, data: bytes) -> None:
         self.session.stats.down += len(data)
         self.session.client_writer.write(frames.data_frame(data))

@@ -17,7 +17,8 @@ Every request is kept in `requests` (method, path, headers, body size). Routes:
   request's header lines (`name: value\r\n`) come first, each cut in the middle of its
   value with a pause (so a credential in one arrives in two reads); on `/upgrade-after-eof`,
   once the client ended its side, `bye ` and the request's credential (its `Authorization`
-  or `X-Api-Key` value, cut in two writes with a pause), then the close;
+  or `X-Api-Key` value, cut in two writes with a pause), then the close; on
+  `/upgrade-linger`, once the client ended its side, silence for 30 s before the close;
 - anything else: a JSON echo of the method, path, headers and body size it got. Request bodies
   may be chunked; they are read and counted, never kept whole.
 
@@ -169,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.sendall(line[cut:])
         while data := self.connection.recv(65536):
             self.connection.sendall(data)
+        if self.path.startswith("/upgrade-linger"):
+            time.sleep(30)  # a quiet upstream: only the client leaving can end the relay sooner
         if self.path.startswith("/upgrade-after-eof"):  # the client half-closed, still reads
             value = self.headers.get("Authorization") or self.headers.get("X-Api-Key") or ""
             secret = value.encode("latin-1")

@@ -126,3 +126,22 @@ def test_a_half_closed_raw_upgrade_still_gets_the_upstreams_last_bytes(
     assert got == b"ping" + b"bye " + b"*" * len(API_KEY)
     ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/upgrade-after-eof")
     assert ended["masked"] == {"BROKER_SECRET": 1} and ended["upstream_bytes"] == len(got)
+
+
+def test_a_tunnel_closed_after_a_half_close_ends_the_relay(broker: BrokerProcess) -> None:
+    """After the client's end of data the upstream stays silent (for 30 s). Then `jitctl
+    connect` stops, which closes the tunnel: the broker ends the relay and records its end
+    without waiting for the upstream. (A local client that closes its socket after a
+    half-close cannot be told apart from one still reading until a write fails: TCP.)"""
+    with broker.tunnel("keyed") as tunnel:
+        sock = raw_upgrade(tunnel.port, "/upgrade-linger")
+        sock.sendall(b"ping")
+        sock.shutdown(socket.SHUT_WR)
+        got = b""
+        while got != b"ping":
+            more = sock.recv(4096)
+            assert more, got
+            got += more
+    sock.close()
+    ended = wait_for(broker, "http.upgrade.end", lambda p: p["path"] == "/upgrade-linger")
+    assert ended["client_bytes"] == 4 and ended["upstream_bytes"] == 4

@@ -46,6 +46,9 @@ class HalfClosingIO(FakeIO):
         self.half_closed = not data
         return data
 
+    async def gone(self) -> None:
+        await asyncio.Event().wait()  # it stays: the upstream's end ends the relay
+
 
 def of_kind(io: FakeIO, kind: str) -> list[dict[str, Any]]:
     return [r.payload for r in io.records if r.kind == kind]

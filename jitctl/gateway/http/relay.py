@@ -199,7 +199,8 @@ async def relay(
     """Bytes client -> upstream and back, the upstream's scrubbed of the broker's secrets;
     (what the client sent, what the client got). A client that ends its sending side (a
     half-close: `io.half_closed`) still gets what the upstream sends until the upstream
-    ends, as through a `tcp` target; a client that went away whole ends the relay."""
+    ends, as through a `tcp` target; a client that went away whole (then or later:
+    `io.gone`) ends the relay."""
     sent = bodies.Capture(limit)
     received = bodies.Capture(limit)
 
@@ -216,7 +217,7 @@ async def relay(
         with contextlib.suppress(OSError):
             up.writer.write_eof()
         if getattr(io, "half_closed", False):  # the client still reads: this leg stays up
-            await asyncio.get_running_loop().create_future()  # until the upstream's ends
+            await io.gone()  # until the upstream's ends, or the client leaves whole
 
     async def up_to_client() -> None:
         data = up_rest
