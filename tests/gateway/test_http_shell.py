@@ -47,6 +47,11 @@ class FakeIO:
         await asyncio.sleep(0.01)
         return self.chunks.pop(0) if self.chunks else b""
 
+    half_closed = False  # it goes away whole
+
+    async def gone(self) -> None:
+        pass
+
     async def write(self, data: bytes) -> None:
         self.sent += data
         self.writes.append((time.monotonic(), data))

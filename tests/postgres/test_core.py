@@ -114,6 +114,14 @@ def test_garbage_first_packets_are_protocol_errors(packet: bytes) -> None:
         w.Harness().client(packet)
 
 
+def test_a_tls_handshake_first_says_to_use_local_tls(bytewise: bool) -> None:
+    """A ClientHello where the startup belongs (sslnegotiation=direct without --local-tls): the
+    error names what happened and what to do, not a startup length of 369 million."""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
+    with pytest.raises(RemoteProtocolError, match=r"sslnegotiation=direct.*--local-tls"):
+        harness(bytewise).client(hello)
+
+
 # -- upstream authentication --------------------------------------------------------------------
 
 

@@ -216,7 +216,7 @@ async def relay(
                 break
         with contextlib.suppress(OSError):
             up.writer.write_eof()
-        if getattr(io, "half_closed", False):  # the client still reads: this leg stays up
+        if io.half_closed:  # the client still reads: this leg stays up
             await io.gone()  # until the upstream's ends, or the client leaves whole
 
     async def up_to_client() -> None:
