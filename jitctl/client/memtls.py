@@ -56,7 +56,3 @@ class MemoryTLS:
         """The records that carry `data` to the client (only once the handshake is done)."""
         self._tls.write(data)
         return self._out.read()
-
-    @property
-    def alpn(self) -> str | None:
-        return self._tls.selected_alpn_protocol()
