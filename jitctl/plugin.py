@@ -251,12 +251,24 @@ class UnknownProtocol(LookupError):
     pass
 
 
+_LOADED: dict[str, Plugin] = {}
+
+
 def load_plugin(name: str) -> Plugin:
-    """The plugin registered for protocol `name` (entry point group `jitctl.plugins`)."""
+    """The plugin registered for protocol `name` (entry point group `jitctl.plugins`).
+
+    Loaded once per process: `entry_points()` reads every installed distribution's metadata
+    (~5 ms with a few hundred packages), and the broker asks at every session start, on its
+    event loop. A plugin installed while the broker runs is found after a restart; a name not
+    found is looked up again next time."""
+    plugin = _LOADED.get(name)
+    if plugin is not None:
+        return plugin
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
-            plugin: Plugin = entry.load()
+            plugin = entry.load()
+            _LOADED[name] = plugin
             return plugin
     raise UnknownProtocol(name)

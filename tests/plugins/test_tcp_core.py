@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitctl.config import Target
-from jitctl.plugin import Direction, Forward, Record, SessionContext, Shutdown, load_plugin
+from jitctl.plugin import (
+    Direction,
+    Forward,
+    Record,
+    SessionContext,
+    Shutdown,
+    UnknownProtocol,
+    load_plugin,
+)
 from jitctl_tcp import TcpCore
 
 TARGET = Target(name="t", protocol="tcp", address="127.0.0.1:1")
@@ -18,6 +27,29 @@ def core(chunk: int = 4) -> TcpCore:
 
 def test_the_tcp_plugin_is_found_through_its_entry_point() -> None:
     assert load_plugin("tcp").name == "tcp"
+
+
+def test_a_plugin_is_looked_up_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker asks at every session start, on its event loop: reading every installed
+    distribution's metadata again each time cost ~5 ms per session."""
+    import importlib.metadata
+
+    first = load_plugin("tcp")
+    calls: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counted(**kwargs: str) -> object:
+        calls.append(kwargs.get("group", ""))
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counted)
+    assert load_plugin("tcp") is first
+    assert calls == []
+    with pytest.raises(UnknownProtocol):  # a name not found is looked up again, not cached
+        load_plugin("no-such-protocol")
+    with pytest.raises(UnknownProtocol):
+        load_plugin("no-such-protocol")
+    assert len(calls) == 2
 
 
 def test_client_bytes_are_recorded_durably_in_bounded_chunks_before_they_are_forwarded() -> None:
