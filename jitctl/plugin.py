@@ -268,7 +268,7 @@ def load_plugin(name: str) -> Plugin:
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
-            plugin = entry.load()
-            _LOADED[name] = plugin
-            return plugin
+            loaded: Plugin = entry.load()
+            _LOADED[name] = loaded
+            return loaded
     raise UnknownProtocol(name)

@@ -9,6 +9,7 @@ printed on stderr with its reason: the actor always learns why.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import uuid
 from collections.abc import Callable
@@ -70,17 +71,36 @@ def refusal_error(reply: dict[str, Any]) -> JitctlError:
     )
 
 
-async def open_tunnel(spec: TunnelSpec, op: str = "open") -> tuple[Link, dict[str, Any]]:
-    """Connect to the gateway and send the preamble; raises the mapped error on refusal."""
+_CONTEXTS: dict[tuple[str, int, int], ssl.SSLContext] = {}
+
+
+def _broker_context(ca_file: str | None) -> ssl.SSLContext:
+    """The TLS context for the broker, made once per CA file as it is now: making one loads the
+    CAs (the system's, without `ca_file`), and `connect` opens a tunnel for every local
+    connection. A CA file replaced while `connect` runs is loaded again."""
     from jitctl.broker.tlsfiles import client_context
 
+    try:
+        stat = os.stat(ca_file) if ca_file else None
+    except OSError:
+        return client_context(ca_file)  # raises, naming the file
+    key = (ca_file or "", stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    context = _CONTEXTS.get(key)
+    if context is None:
+        _CONTEXTS.clear()
+        context = _CONTEXTS[key] = client_context(ca_file)
+    return context
+
+
+async def open_tunnel(spec: TunnelSpec, op: str = "open") -> tuple[Link, dict[str, Any]]:
+    """Connect to the gateway and send the preamble; raises the mapped error on refusal."""
     parts = urlsplit(spec.broker_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 443
     loop = asyncio.get_running_loop()
     try:
         _, link = await asyncio.wait_for(
             loop.create_connection(
-                Link, host, port, ssl=client_context(spec.ca_file), server_hostname=host
+                Link, host, port, ssl=_broker_context(spec.ca_file), server_hostname=host
             ),
             timeout=10,
         )
