@@ -19,10 +19,11 @@ from collections.abc import Iterable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Close, Message, Tap, WebSocketError
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
+
+from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Close, Message, Tap, WebSocketError
 
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from jitctl_http.bodies import Scrub, field_names
-from jitctl_http.reframe import Reframer, Refused
-from jitctl_http.websocket import WS_UPSTREAM, Close, Message, WebSocketError
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from jitctl.config.targets import Mask
 from jitctl.masking import MaskPolicy
+from jitctl_http.bodies import Scrub, field_names
+from jitctl_http.reframe import Reframer, Refused
+from jitctl_http.websocket import WS_UPSTREAM, Close, Message, WebSocketError
 from tests.http.test_websocket_core import FUZZ, bytewise, frames, raw_frame, sent_events, split
 
 SECRET = "upstream-token-only-the-broker-knows"
@@ -351,11 +351,10 @@ class _RecordingIO:
 
 
 def _client_record(head: bytes, size: int | None = None) -> dict[str, Any]:
-    from jitctl_http.headers import HeaderRules
-    from jitctl_http.websocket import WS_CLIENT
-
     from jitctl.config.targets import HttpOptions
     from jitctl.gateway.http.trail import Exchange, Trail
+    from jitctl_http.headers import HeaderRules
+    from jitctl_http.websocket import WS_CLIENT
 
     io = _RecordingIO()
     trail = Trail(

@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from jitctl_http.websocket import WS_UPSTREAM
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Ping, TextMessage
 
 from jitctl.testing.broker import BrokerProcess
 from jitctl.testing.http_upstream import HttpUpstream
 from jitctl.testing.issuer import TokenIssuer
+from jitctl_http.websocket import WS_UPSTREAM
 from tests.http.conftest import TOKEN, Tunnel, upgraded
 from tests.http.test_http_e2e import records, wait_for
 from tests.http.test_websocket_core import frames

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from jitctl_http import bodies, headers
-from jitctl_http.policy import AmbiguousPath, HttpPolicy, canonical_path
 
 from jitctl.config import HttpOptions, Mask, Rule, RuleMatch
 from jitctl.masking import MaskPolicy
+from jitctl_http import bodies, headers
+from jitctl_http.policy import AmbiguousPath, HttpPolicy, canonical_path
 
 
 def target(*rules: Rule, default: str = "allow") -> SimpleNamespace:

@@ -12,8 +12,6 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
-from jitctl_http.policy import AmbiguousPath, Decision, HttpPolicy, canonical_path
-
 from jitctl.gateway.http import responses
 from jitctl.gateway.http.client import ClientConnection
 from jitctl.gateway.http.events import (
@@ -30,6 +28,7 @@ from jitctl.gateway.http.trail import Exchange, Trail
 from jitctl.gateway.http.upstream import Refusal, Upstream, UpstreamConnection
 from jitctl.gateway.http.writers import safe_field
 from jitctl.plugin import Hold
+from jitctl_http.policy import AmbiguousPath, Decision, HttpPolicy, canonical_path
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # The one protocol after a 101 whose messages the gateway can read and mask (relay.py).

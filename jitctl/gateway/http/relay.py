@@ -31,13 +31,12 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
-from jitctl_http.reframe import Reframer, Refused
-from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Message, Tap, WebSocketError
-
 from jitctl.gateway.http.client import ClientConnection
 from jitctl.gateway.http.events import Framing, Response
 from jitctl.gateway.http.trail import Exchange, Trail
 from jitctl.gateway.http.upstream import READ_SIZE, UpstreamConnection
+from jitctl_http.reframe import Reframer, Refused
+from jitctl_http.websocket import WS_CLIENT, WS_UPSTREAM, Message, Tap, WebSocketError
 
 
 async def upgraded(

@@ -19,7 +19,6 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
-
 from jitctl.gateway.http.client import ClientConnection
 from jitctl.gateway.http.events import END, Data, Framing, RemoteProtocolError, Response
 from jitctl.gateway.http.upstream import Refusal, UpstreamConnection

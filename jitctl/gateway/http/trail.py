@@ -28,11 +28,10 @@ from typing import Any
 
 import jitctl_http.bodies as bodies
 import jitctl_http.headers as headers
-from jitctl_http.reframe import Reframer
-from jitctl_http.websocket import WS_CLIENT, Message, Tap
-
 from jitctl.gateway.http.events import Headers
 from jitctl.plugin import Record
+from jitctl_http.reframe import Reframer
+from jitctl_http.websocket import WS_CLIENT, Message, Tap
 
 # The values `Trail.response` leaves out. A constant: `(None, {}, "")` written in its loop
 # would build a dict for every field of every record.
