@@ -60,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -407,15 +407,10 @@ def collect(quick: bool = False) -> dict[str, Any]:
                             "gateway": CpuMeter({**pids, "connect": process.pid}),
                             "durable": CpuMeter(floor_pids),
                         }
-                        answered = dict.fromkeys(meters, 0)
                         ports = {"direct": up_port, "gateway": gw_port, "durable": floor_port}
-                        for n in range(rounds):
-                            for via, port in ports.items():
-                                say(f"http: requests/s {via} round {n + 1}")
-                                with meters[via]:
-                                    rate, count = asyncio.run(_load(port, seconds))
-                                rps[via].append(rate)
-                                answered[via] += count
+                        answered = _alternate(
+                            "requests/s", _load, ports, meters, rps, seconds, rounds
+                        )
                     results["rps"] = {k: statistics.median(v) for k, v in rps.items()}
                     results["rps"]["python_durable"] = results["rps"].pop("durable")
                     results["rounds_rps"] = rps
@@ -483,6 +478,28 @@ def collect(quick: bool = False) -> dict[str, Any]:
     return results
 
 
+def _alternate(
+    what: str,
+    load: Callable[[int, float], Coroutine[Any, Any, tuple[float, int]]],
+    ports: dict[str, int],
+    meters: dict[str, CpuMeter],
+    rates: dict[str, list[float]],
+    seconds: float,
+    rounds: int,
+) -> dict[str, int]:
+    """`rounds` times `load` on each of `ports` in turn (drift hits every path alike), each
+    under its meter; each round's rate goes into `rates`. The count answered per path."""
+    answered = dict.fromkeys(ports, 0)
+    for n in range(rounds):
+        for via, port in ports.items():
+            say(f"http: {what} {via} round {n + 1}")
+            with meters[via]:
+                rate, count = asyncio.run(load(port, seconds))
+            rates[via].append(rate)
+            answered[via] += count
+    return answered
+
+
 def _ws_rounds(
     broker: Any, up_port: int, gw_port: int, seconds: float, rounds: int
 ) -> dict[str, Any]:
@@ -495,14 +512,7 @@ def _ws_rounds(
         ports = {"direct": up_port, "reframed": gw_port, "passthrough": int(plain_address["port"])}
         rates: dict[str, list[float]] = {via: [] for via in ports}
         meters = {via: CpuMeter({"broker": broker.proc.pid}) for via in ports}
-        echoed = dict.fromkeys(ports, 0)
-        for n in range(rounds):
-            for via, port in ports.items():
-                say(f"http: WebSocket messages/s {via} round {n + 1}")
-                with meters[via]:
-                    rate, count = asyncio.run(_ws_load(port, seconds))
-                rates[via].append(rate)
-                echoed[via] += count
+        echoed = _alternate("WebSocket messages/s", _ws_load, ports, meters, rates, seconds, rounds)
         return {
             "rate": {via: statistics.median(r) for via, r in rates.items()},
             "broker_us": {
