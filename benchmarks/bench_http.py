@@ -400,23 +400,22 @@ def collect(quick: bool = False) -> dict[str, Any]:
                     # The goal's rounds, with the write-ahead floor in the same alternation:
                     # the floor is what says whether the goal is reachable at all, so it is
                     # measured as often as the goal, against the same direct rounds.
-                    rps: dict[str, list[float]] = {"direct": [], "gateway": [], "durable": []}
+                    paths = ("direct", "gateway", "python_durable")
+                    rps: dict[str, list[float]] = {via: [] for via in paths}
                     with _python_chain(up_port, durable=True) as (floor_port, floor_pids):
                         meters = {
                             "direct": CpuMeter(pids),
                             "gateway": CpuMeter({**pids, "connect": process.pid}),
-                            "durable": CpuMeter(floor_pids),
+                            "python_durable": CpuMeter(floor_pids),
                         }
-                        ports = {"direct": up_port, "gateway": gw_port, "durable": floor_port}
+                        ports = dict(zip(paths, (up_port, gw_port, floor_port), strict=True))
                         answered = _alternate(
                             "requests/s", _load, ports, meters, rps, seconds, rounds
                         )
                     results["rps"] = {k: statistics.median(v) for k, v in rps.items()}
-                    results["rps"]["python_durable"] = results["rps"].pop("durable")
                     results["rounds_rps"] = rps
                     for via, meter in meters.items():
                         cpu[via] = _per_request(meter, answered[via])
-                    cpu["python_durable"] = cpu.pop("durable")
                     # For context: reads not written ahead, and the tunnel alone (tcp target).
                     for name, key in (("reads", "changes_only"), ("raw", "tcp_tunnel")):
                         other, other_address = broker.connect(name)
@@ -955,7 +954,7 @@ def run(quick: bool = False) -> Section:
         "durable record is paid for, half the direct rate leaves little for any other work"
     )
     rounds = results["rounds_rps"]
-    paired = [d / r for d, r in zip(rounds["durable"], rounds["direct"], strict=True)]
+    paired = [d / r for d, r in zip(rounds["python_durable"], rounds["direct"], strict=True)]
     if len(paired) > 1:
         above = sum(p >= RPS_GOAL for p in paired)
         verdict = (

@@ -251,9 +251,7 @@ class UnknownProtocol(LookupError):
     pass
 
 
-_LOADED: dict[str, Plugin] = {}
-
-
+@functools.cache  # a name not found raises, and an exception is not cached
 def load_plugin(name: str) -> Plugin:
     """The plugin registered for protocol `name` (entry point group `jitctl.plugins`).
 
@@ -261,14 +259,10 @@ def load_plugin(name: str) -> Plugin:
     (~5 ms with a few hundred packages), and the broker asks at every session start, on its
     event loop. A plugin installed while the broker runs is found after a restart; a name not
     found is looked up again next time."""
-    plugin = _LOADED.get(name)
-    if plugin is not None:
-        return plugin
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
-            loaded: Plugin = entry.load()
-            _LOADED[name] = loaded
-            return loaded
+            plugin: Plugin = entry.load()
+            return plugin
     raise UnknownProtocol(name)

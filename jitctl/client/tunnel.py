@@ -9,6 +9,7 @@ printed on stderr with its reason: the actor always learns why.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import uuid
@@ -71,25 +72,22 @@ def refusal_error(reply: dict[str, Any]) -> JitctlError:
     )
 
 
-_CONTEXTS: dict[tuple[str, int, int], ssl.SSLContext] = {}
-
-
 def _broker_context(ca_file: str | None) -> ssl.SSLContext:
     """The TLS context for the broker, made once per CA file as it is now: making one loads the
     CAs (the system's, without `ca_file`), and `connect` opens a tunnel for every local
     connection. A CA file replaced while `connect` runs is loaded again."""
-    from jitctl.broker.tlsfiles import client_context
-
     try:
         stat = os.stat(ca_file) if ca_file else None
     except OSError:
-        return client_context(ca_file)  # raises, naming the file
-    key = (ca_file or "", stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
-    context = _CONTEXTS.get(key)
-    if context is None:
-        _CONTEXTS.clear()
-        context = _CONTEXTS[key] = client_context(ca_file)
-    return context
+        stat = None  # _context_for raises, naming the file, and raising caches nothing
+    return _context_for(ca_file, (stat.st_mtime_ns, stat.st_size) if stat else None)
+
+
+@functools.lru_cache(maxsize=2)
+def _context_for(ca_file: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
+    from jitctl.broker.tlsfiles import client_context
+
+    return client_context(ca_file)
 
 
 async def open_tunnel(spec: TunnelSpec, op: str = "open") -> tuple[Link, dict[str, Any]]:
